@@ -1,0 +1,163 @@
+"""Quality metrics for assistant turns of the form `[THINK]reasoning[/THINK]final answer`.
+
+Plain Python (no Dagster), used by the blocking SFT data-quality checks: is every assistant turn well formed,
+and is the reasoning written for its example rather than stamped out of a few templates?
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+THINK_OPEN = "[THINK]"
+THINK_CLOSE = "[/THINK]"
+
+# Anything that looks like a think marker. Only the exact markers are special tokens of the tokenizer; a variant
+# (`[think]`, `[ THINK ]`, `<think>`, `[THINK\]`) would survive as raw text and teach the model to emit it literally.
+_MARKER_LIKE = re.compile(r"[\[<]\s*/?\s*think(?:ing)?\s*\\?[\]>]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ThinkParse:
+    ok: bool
+    reasoning: str
+    answer: str
+    problem: str | None
+
+
+def _bad(problem: str) -> ThinkParse:
+    return ThinkParse(ok=False, reasoning="", answer="", problem=problem)
+
+
+def parse_assistant_turn(content: str) -> ThinkParse:
+    """Split an assistant turn into reasoning and final answer, or say why it is malformed."""
+    if any(m.group() not in (THINK_OPEN, THINK_CLOSE) for m in _MARKER_LIKE.finditer(content)):
+        return _bad("malformed marker")
+    opens, closes = content.count(THINK_OPEN), content.count(THINK_CLOSE)
+    if opens == 0:
+        return _bad("missing [THINK]")
+    if opens > 1:
+        return _bad("two [THINK] blocks")
+    if not content.lstrip().startswith(THINK_OPEN):
+        return _bad("[THINK] not at start")
+    if closes == 0:
+        return _bad("missing [/THINK]")
+    if closes > 1:
+        return _bad("unbalanced markers")
+    reasoning, answer = content.lstrip()[len(THINK_OPEN) :].split(THINK_CLOSE)
+    if not reasoning.strip():
+        return _bad("empty reasoning")
+    if not answer.strip():
+        return _bad("empty final answer")
+    return ThinkParse(ok=True, reasoning=reasoning.strip(), answer=answer.strip(), problem=None)
+
+
+_QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|‘[^’\n]*’|(?<!\w)'[^'\n]+'(?!\w)")
+_NUM = r"(?:#?\$[0-9A-Fa-f]+|#?0[xX][0-9A-Fa-f]+|#?%[01]+|#?\d+(?:[.,]\d+)*)"
+_NUMBER = re.compile(rf"(?<![\w$#%]){_NUM}(?:\s*[-–]\s*{_NUM})?(?:st|nd|rd|th)?(?!\w)")
+_REFERENCE = re.compile(
+    r"\b(?:pages?|pp?\.|sections?|sect\.|§|chapters?|ch\.|appendix|appendices|tables?|figures?|fig\.)\s*"
+    rf"(?:{_NUM}(?:\s*[-–]\s*{_NUM})?|(?-i:[A-Z])\b)",
+    re.IGNORECASE,
+)
+_TOKEN = re.compile(r"<[QNE]>|[A-Za-z][A-Za-z0-9]*(?:[-/'][A-Za-z0-9]+)*|\S")
+_ALL_CAPS = re.compile(r"[A-Z][A-Z0-9]*(?:[-/][A-Z0-9]+)*")
+_SENTENCE_END = {".", "!", "?", ":"}
+_BULLETS = {"-", "*", "•", "(", ">"}
+_SEP = r"[\s,/]*"
+# A name with a number in it ("Sprite 0", "Voice 3 Control", "POKE 53280") is one entity.
+_ENTITY_RUN = re.compile(rf"(?:<[EN]>{_SEP})*<E>(?:{_SEP}<[EN]>)*")
+_MASK_RUN = re.compile(rf"(<[QN]>)(?:{_SEP}\1)+")
+# Sentence-initial words that are never part of a name, even when a name follows ("The VIC-II ...").
+_FUNCTION_WORDS = set(
+    "a an the this that these those it its i we you they there here so then thus hence now also not only if when "
+    "since because as after before while to in on at for with by from of and but or each every all both no yes "
+    "what which where why how first next finally".split()
+)
+
+
+def _is_entity(token: str, sentence_start: bool, next_token: str) -> bool:
+    if token == "I":
+        return False
+    if len(token) > 1 and _ALL_CAPS.fullmatch(token):
+        return True
+    if not token[0].isupper():
+        return False
+    if not sentence_start:
+        return True
+    # A capitalised sentence-initial word followed by a name or number starts a name: "Voice 3 Control is ...".
+    followed_by_name = next_token == "<N>" or next_token[:1].isupper()
+    return followed_by_name and token.lower() not in _FUNCTION_WORDS
+
+
+def reasoning_skeleton(reasoning: str) -> str:
+    """The reasoning with quotes, numbers/addresses and named entities masked, lower-cased, whitespace-normalised.
+
+    Texts produced by filling the slots of one template share a skeleton; specifically written texts do not.
+    """
+    text = _QUOTED.sub(" <Q> ", reasoning)
+    text = _REFERENCE.sub(" <E> ", text)
+    text = _NUMBER.sub(" <N> ", text)
+    out: list[str] = []
+    for line in text.splitlines():
+        tokens = _TOKEN.findall(line)
+        sentence_start = True
+        for i, token in enumerate(tokens):
+            if token[0].isalpha() and _is_entity(token, sentence_start, tokens[i + 1] if i + 1 < len(tokens) else ""):
+                token = "<E>"
+            out.append(token if token.startswith("<") else token.lower())
+            # A bullet or opening bracket does not end the sentence start.
+            sentence_start = token in _SENTENCE_END or (sentence_start and token in _BULLETS)
+    skeleton = _MASK_RUN.sub(r"\1", _ENTITY_RUN.sub("<E>", " ".join(out)))
+    return re.sub(r"([(\[])\s+", r"\1", re.sub(r"\s+([.,;:!?)\]])", r"\1", skeleton))
+
+
+@dataclass(frozen=True)
+class ThinkStats:
+    assistant_turns: int
+    well_formed: int
+    coverage: float
+    distinct_reasoning: int
+    distinct_ratio: float
+    distinct_skeletons: int
+    top_skeleton_share: float
+    top_skeletons: list[tuple[str, int]]
+    problems: dict[str, int]
+    mean_reasoning_words: float
+
+
+def think_stats(conversations: Iterable[dict]) -> ThinkStats:
+    """Aggregate THINK metrics over the assistant turns of `{"messages": [{"role", "content"}, ...]}` records."""
+    turns = 0
+    problems: Counter[str] = Counter()
+    reasonings: list[str] = []
+    for conversation in conversations:
+        for message in conversation.get("messages", []):
+            if message.get("role") != "assistant":
+                continue
+            turns += 1
+            content = message.get("content")
+            parsed = parse_assistant_turn(content) if isinstance(content, str) else _bad("non-text content")
+            if parsed.ok:
+                reasonings.append(parsed.reasoning)
+            else:
+                problems[parsed.problem or "unknown"] += 1
+    good = len(reasonings)
+    skeletons = Counter(reasoning_skeleton(r) for r in reasonings)
+    # Ties broken by text so the report is stable across runs.
+    top = sorted(skeletons.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    distinct = len({" ".join(r.split()) for r in reasonings})
+    return ThinkStats(
+        assistant_turns=turns,
+        well_formed=good,
+        coverage=good / turns if turns else 0.0,
+        distinct_reasoning=distinct,
+        distinct_ratio=distinct / good if good else 0.0,
+        distinct_skeletons=len(skeletons),
+        top_skeleton_share=top[0][1] / good if good else 0.0,
+        top_skeletons=top,
+        problems=dict(sorted(problems.items())),
+        mean_reasoning_words=sum(len(r.split()) for r in reasonings) / good if good else 0.0,
+    )
