@@ -161,3 +161,17 @@ def build_demo_model(out_dir: Path, texts: list[str], settings: TinyModelSetting
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return validate_model_dir(out_dir)
+
+
+def demo_tokenizer_texts(sources_dir: Path) -> list[str]:
+    """The corpus the demo tokenizer learns from: the bundled sample manuals' sources and the prompts."""
+    from c64_pipeline.text_sources import decode_bytes, html_to_text
+
+    texts = []
+    for path in sorted(Path(sources_dir).rglob("*")):
+        if path.is_file() and path.suffix.lower() in (".md", ".txt", ".html", ".htm"):
+            text = decode_bytes(path.read_bytes())
+            texts.append(html_to_text(text) if path.suffix.lower() in (".html", ".htm") else text)
+    texts.append(DEMO_SYSTEM_PROMPT_PATH.read_text(encoding="utf-8"))
+    texts.append(C64_SPECIALIZATION_PATH.read_text(encoding="utf-8"))
+    return texts

@@ -1,0 +1,33 @@
+"""Everything Dagster loads: `dagster dev -w workspace.yaml` and the demo both start here."""
+
+from dagster import Definitions, FilesystemIOManager
+
+from c64_pipeline.orchestration.checks import data_checks
+from c64_pipeline.orchestration.dataset_assets import (
+    base_model, dapt_dataset, document_splits, sft_dataset, token_chunks, validation_report,
+)
+from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
+from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
+from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
+from c64_pipeline.settings import paths_from_env
+
+
+def build_resources() -> dict:
+    env = paths_from_env()
+    return {
+        "io_manager": FilesystemIOManager(base_dir=str(env.storage_dir)),
+        "paths": PipelinePaths.from_env(),
+        "page_reader": PageReader(),
+        "model_source": BaseModelSource.from_env(),
+        "thresholds": QualityThresholds(),
+    }
+
+
+ASSETS = [raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report]
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=data_checks,
+    jobs=[ingest_job, dataset_job],
+    resources=build_resources(),
+)

@@ -1,0 +1,86 @@
+"""Blocking data gates. Each judges figures of the validation report against typed thresholds; a failure
+(ERROR severity) stops every asset downstream of the report in the same run, training included."""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from c64_pipeline.orchestration.dataset_assets import validation_report
+from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.splits import SPLITS
+
+
+def _result(passed: bool, description: str, **metadata) -> AssetCheckResult:
+    return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR, description=description, metadata=metadata)
+
+
+@asset_check(asset=validation_report, blocking=True, description="Share of pages with usable text is at or above the threshold.")
+def coverage_ratio(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
+    totals = validation_report["totals"]
+    ratio, floor = totals["coverage_ratio"], thresholds.min_coverage_ratio
+    return _result(
+        ratio >= floor and totals["pages"] > 0,
+        f"{totals['pages_with_text']} of {totals['pages']} pages have usable text ({ratio:.3f}; threshold {floor})",
+        coverage_ratio=ratio, threshold=floor, pages=totals["pages"], pages_with_text=totals["pages_with_text"],
+        pages_ocr=totals["pages_ocr"], documents_rejected=totals["documents_rejected"],
+    )
+
+
+@asset_check(asset=validation_report, blocking=True, description="DAPT and SFT validation splits each hold at least one row.")
+def validation_not_empty(validation_report: dict) -> AssetCheckResult:
+    val = validation_report["splits"]["validation"]
+    return _result(
+        val["dapt_chunks"] > 0 and val["sft_conversations"] > 0,
+        f"validation split: {val['dapt_chunks']} DAPT chunks, {val['sft_conversations']} SFT conversations "
+        f"from {len(val['documents'])} document(s)",
+        dapt_validation_rows=val["dapt_chunks"], sft_validation_rows=val["sft_conversations"],
+        validation_documents=len(val["documents"]),
+    )
+
+
+@asset_check(asset=validation_report, blocking=True,
+             description="Assistant turns have exactly one balanced, non-empty THINK block and a non-empty answer.")
+def think_coverage(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
+    think = validation_report["think"]
+    floor = thresholds.min_think_coverage
+    return _result(
+        think["assistant_turns"] > 0 and think["coverage"] >= floor,
+        f"{think['well_formed']} of {think['assistant_turns']} assistant turns well formed ({think['coverage']:.4f}; threshold {floor})",
+        think_coverage=think["coverage"], threshold=floor, assistant_turns=think["assistant_turns"],
+        problems=MetadataValue.json(think["problems"]),
+    )
+
+
+@asset_check(asset=validation_report, blocking=True,
+             description="THINK texts are diverse and no reasoning skeleton dominates (catches templated reasoning).")
+def think_diversity(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
+    think = validation_report["think"]
+    distinct_ok = think["distinct_ratio"] >= thresholds.min_distinct_think_ratio
+    skeleton_ok = think["top_skeleton_share"] <= thresholds.max_skeleton_share
+    return _result(
+        think["well_formed"] > 0 and distinct_ok and skeleton_ok,
+        f"distinct THINK ratio {think['distinct_ratio']:.3f} (min {thresholds.min_distinct_think_ratio}); "
+        f"top skeleton covers {think['top_skeleton_share']:.3f} of turns (max {thresholds.max_skeleton_share})",
+        distinct_ratio=think["distinct_ratio"], top_skeleton_share=think["top_skeleton_share"],
+        distinct_skeletons=think["distinct_skeletons"],
+        top_skeletons=MetadataValue.json([{"skeleton": s, "turns": n} for s, n in think["top_skeletons"]]),
+    )
+
+
+@asset_check(asset=validation_report, blocking=True,
+             description="No document in two splits and no near-duplicate chunk shared between train and validation/test.")
+def split_leakage(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
+    leak = validation_report["leakage"]
+    shared_docs = leak["documents_in_several_splits"]
+    pairs = leak["near_duplicate_pairs"]
+    return _result(
+        not shared_docs and pairs <= thresholds.max_near_duplicate_pairs,
+        f"{len(shared_docs)} document(s) in several splits; {pairs} near-duplicate chunk pair(s) across splits",
+        documents_in_several_splits=len(shared_docs), near_duplicate_pairs=pairs,
+        near_duplicate_threshold=leak["near_duplicate_threshold"],
+        examples=MetadataValue.json(leak["near_duplicate_examples"]),
+        split_documents=MetadataValue.json({s: len(validation_report["splits"][s]["documents"]) for s in SPLITS}),
+    )
+
+
+data_checks = [coverage_ratio, validation_not_empty, think_coverage, think_diversity, split_leakage]

@@ -1,0 +1,230 @@
+"""Corpus-wide assets: the base model's tokenizer, token chunks, document splits, the DAPT and SFT datasets and
+the validation report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+
+from c64_pipeline import atomic
+from c64_pipeline.base_model import (
+    build_demo_model,
+    compose_system_prompt,
+    demo_tokenizer_texts,
+    load_tokenizer,
+    validate_model_dir,
+    TinyModelSettings,
+)
+from c64_pipeline.chunking import chunk_documents
+from c64_pipeline.near_duplicates import cross_split_near_duplicates
+from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
+from c64_pipeline.report import build_report, render_markdown
+from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.sft_builder import build_conversations, mine_facts
+from c64_pipeline.curated_sft import load_curated_conversations
+from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits
+from c64_pipeline.think_metrics import think_stats
+
+ALL_DOCUMENTS = {"allow_missing_partitions": True}
+SAMPLE_SOURCES = PROJECT_ROOT / "data" / "sample_manuals"
+DAPT_SCHEMA = pa.schema(
+    [
+        ("text", pa.string()),
+        ("token_count", pa.int32()),
+        ("doc_id", pa.string()),
+        ("chunk_id", pa.string()),
+        ("page_start", pa.int32()),
+        ("page_end", pa.int32()),
+    ]
+)
+
+
+def _accepted(page_results: dict | None) -> dict[str, dict]:
+    """doc_id -> page_text result, for documents that were read."""
+    return {r["doc_id"]: r for r in (page_results or {}).values() if not r["error"] and r["pages"]}
+
+
+@asset(group_name="dataset", description="Tokenizer and model directory every later step uses: the tiny demo "
+       "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
+def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
+    model_dir = Path(model_source.model_dir)
+    if model_source.mode == "demo":
+        settings = TinyModelSettings(vocab_size=model_source.demo_vocab_size)
+        identity = build_demo_model(model_dir, demo_tokenizer_texts(SAMPLE_SOURCES), settings)
+        context.log.info(f"built the tiny demo model in {model_dir}")
+    elif model_source.mode == "real":
+        identity = validate_model_dir(model_dir)
+    else:
+        raise ValueError(f"model mode must be 'demo' or 'real', not {model_source.mode!r}")
+    identity["mode"] = model_source.mode
+    tokenizer = load_tokenizer(model_dir)
+    identity["vocab_size"] = len(tokenizer)
+    return Output(identity, metadata={k: str(v) for k, v in identity.items()})
+
+
+class ChunkingConfig(Config):
+    max_tokens: int = 2048
+    overlap: int = 128
+
+
+@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+       description="Token windows over each accepted document (never truncated), with document id and page range.")
+def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict) -> Output[list[dict]]:
+    documents = {
+        doc_id: [(p["page"], p["text"]) for p in result["pages"] if p["method"] != "none"]
+        for doc_id, result in _accepted(page_text).items()
+    }
+    tokenizer = load_tokenizer(Path(base_model["model_dir"]))
+    chunks = [c.as_dict() for c in chunk_documents(documents, tokenizer, config.max_tokens, config.overlap)]
+    return Output(chunks, metadata={
+        "documents": len(documents),
+        "chunks": len(chunks),
+        "tokens": sum(c["token_count"] for c in chunks),
+        "max_tokens": config.max_tokens,
+        "overlap": config.overlap,
+    })
+
+
+class SplitConfig(Config):
+    validation_share: float = 0.1
+    test_share: float = 0.1
+    seed: str = "c64-pipeline"
+
+
+@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+       description="Train/validation/test assignment by whole document; stable as manuals are added "
+       "(kept in data/processed/splits.json).")
+def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
+    ledger = paths.processed / "splits.json"
+    previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
+    accepted = sorted(_accepted(page_text))
+    settings = SplitSettings(config.validation_share, config.test_share, config.seed)
+    assignment, notes = assign_splits(accepted, previous, settings)
+    removed = sorted(set(previous) - set(assignment))
+    atomic.write_json(ledger, {"assignment": assignment})
+    for note in notes:
+        context.log.warning(note)
+    counts = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
+    return Output(
+        {"assignment": assignment, "notes": notes, "removed": removed},
+        metadata={**{f"{s}_documents": n for s, n in counts.items()}, "removed": ", ".join(removed) or "none",
+                  "assignment": MetadataValue.json(assignment)},
+    )
+
+
+@asset(group_name="dataset", description="DAPT datasets: data/processed/dapt/{train,validation,test}.parquet "
+       "(text, token count, doc id, chunk id, page range).")
+def dapt_dataset(context: AssetExecutionContext, token_chunks: list[dict], document_splits: dict, paths: PipelinePaths) -> Output[dict]:
+    assignment = document_splits["assignment"]
+    out_dir = paths.processed / "dapt"
+    counts = {}
+    for split in SPLITS:
+        rows = [c for c in token_chunks if assignment.get(c["doc_id"]) == split]
+        table = pa.Table.from_pylist([{k: c[k] for k in DAPT_SCHEMA.names} for c in rows], schema=DAPT_SCHEMA)
+        atomic.write_with(out_dir / f"{split}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
+        counts[split] = len(rows)
+    return Output(
+        {"dir": str(out_dir), "rows": counts},
+        metadata={**{f"{s}_rows": n for s, n in counts.items()}, "dir": str(out_dir)},
+    )
+
+
+class SftConfig(Config):
+    multi_turn_every: int = 4
+    max_length: int = 2048  # conversations longer than this are counted in the report (training filters them)
+
+
+def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
+    return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in rows]
+
+
+@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+       description="SFT datasets: data/processed/sft/{train,validation,test}.jsonl, grounded conversations with "
+       "[THINK] reasoning and source references, plus curated ones from data/raw/sft/*.jsonl.")
+def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: dict, document_splits: dict,
+                base_model: dict, paths: PipelinePaths) -> Output[dict]:
+    assignment = document_splits["assignment"]
+    system_prompt = compose_system_prompt(Path(base_model["model_dir"]))
+    accepted = _accepted(page_text)
+    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for doc_id in sorted(accepted):
+        facts = mine_facts(accepted[doc_id]["pages"])
+        for conversation in build_conversations(facts, system_prompt, config.multi_turn_every):
+            rows[assignment[doc_id]].append(conversation)
+    curated, rejections = load_curated_conversations(Path(paths.curated_sft_dir), system_prompt)
+    for conversation in curated:
+        rows[assignment.get(conversation.get("doc_id"), "train")].append(conversation)
+    for rejection in rejections:
+        context.log.warning(f"curated SFT line rejected: {rejection}")
+    out_dir = paths.processed / "sft"
+    for split in SPLITS:
+        atomic.write_jsonl(out_dir / f"{split}.jsonl", rows[split])
+    tokenizer = load_tokenizer(Path(base_model["model_dir"]))
+    token_counts = {s: _conversation_tokens(tokenizer, rows[s]) for s in SPLITS}
+    sample = rows["train"][0]["messages"][1:] if rows["train"] else []
+    return Output(
+        {"dir": str(out_dir), "rows": rows, "token_counts": token_counts, "curated_rejections": rejections,
+         "max_length": config.max_length},
+        metadata={
+            **{f"{s}_conversations": len(rows[s]) for s in SPLITS},
+            "curated_conversations": len(curated),
+            "curated_rejected": len(rejections),
+            "example": MetadataValue.json(sample),
+        },
+    )
+
+
+class ReportConfig(Config):
+    near_duplicate_threshold: float = 0.8
+
+
+@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS), "raw_pdfs": AssetIn(metadata=ALL_DOCUMENTS)},
+       description="Validation report (data/processed/validation_report.json) and the QC report "
+       "(docs/data_qc_report.md): coverage, splits, token statistics, THINK figures, leakage, rejects, warnings.")
+def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_pdfs: dict, page_text: dict,
+                      token_chunks: list[dict], document_splits: dict, dapt_dataset: dict, sft_dataset: dict,
+                      base_model: dict, paths: PipelinePaths) -> Output[dict]:
+    assignment = document_splits["assignment"]
+    pages = {r["doc_id"]: r for r in (page_text or {}).values()}
+    items = [(c["chunk_id"], assignment[c["doc_id"]], c["text"]) for c in token_chunks if c["doc_id"] in assignment]
+    pairs = cross_split_near_duplicates(items, threshold=config.near_duplicate_threshold)
+    all_rows = [r for s in SPLITS for r in sft_dataset["rows"][s]]
+    think = think_stats(all_rows)
+    report = build_report(
+        documents=list((raw_pdfs or {}).values()),
+        page_results=pages,
+        splits=assignment,
+        split_notes=document_splits["notes"],
+        chunk_rows=token_chunks,
+        sft_rows=sft_dataset["rows"],
+        sft_token_counts=sft_dataset["token_counts"],
+        sft_max_length=sft_dataset["max_length"],
+        think=_asdict(think),
+        near_duplicates=[_asdict(p) for p in pairs],
+        near_duplicate_threshold=config.near_duplicate_threshold,
+        curated_rejections=sft_dataset["curated_rejections"],
+        removed_documents=document_splits["removed"],
+        model={k: base_model.get(k) for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
+    )
+    atomic.write_json(paths.processed / "validation_report.json", report)
+    markdown = render_markdown(report)
+    atomic.write_text(Path(paths.docs_dir) / "data_qc_report.md", markdown)
+    t = report["totals"]
+    return Output(report, metadata={
+        "coverage_ratio": t["coverage_ratio"],
+        "documents_rejected": t["documents_rejected"],
+        "think_coverage": report["think"]["coverage"],
+        "top_skeleton_share": report["think"]["top_skeleton_share"],
+        "near_duplicate_pairs": report["leakage"]["near_duplicate_pairs"],
+        "qc_report": MetadataValue.md(markdown),
+    })
+
+
+def _asdict(obj) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(obj) if is_dataclass(obj) else dict(obj)

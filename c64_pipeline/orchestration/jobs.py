@@ -1,0 +1,17 @@
+"""Jobs: per-document ingestion (one partition a run) and the corpus-wide data half."""
+
+from dagster import AssetSelection, define_asset_job
+
+from c64_pipeline.orchestration.partitions import manual_partitions
+
+INGEST_ASSETS = AssetSelection.assets("raw_pdfs", "page_text")
+DATASET_ASSETS = AssetSelection.groups("dataset")
+
+ingest_job = define_asset_job(
+    "ingest_documents", selection=INGEST_ASSETS, partitions_def=manual_partitions,
+    description="Read one document: identity, then page text (OCR where needed).",
+)
+dataset_job = define_asset_job(
+    "build_datasets", selection=DATASET_ASSETS,
+    description="Chunks, splits, DAPT and SFT datasets and the validation report, with the blocking data checks.",
+)

@@ -1,0 +1,78 @@
+"""Typed, UI-editable configuration of where data lives, how pages are read, which model is used, and how
+strict the data gates are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from c64_pipeline.extraction import ExtractionSettings
+from c64_pipeline.settings import paths_from_env
+
+
+class PipelinePaths(ConfigurableResource):
+    """Folders the graph reads from and writes to (defaults come from the C64_* environment variables)."""
+
+    manuals_dir: str
+    curated_sft_dir: str
+    processed_dir: str
+    docs_dir: str
+
+    @classmethod
+    def from_env(cls) -> "PipelinePaths":
+        p = paths_from_env()
+        return cls(
+            manuals_dir=str(p.manuals_dir),
+            curated_sft_dir=str(p.curated_sft_dir),
+            processed_dir=str(p.processed_dir),
+            docs_dir=str(p.docs_dir),
+        )
+
+    @property
+    def processed(self) -> Path:
+        return Path(self.processed_dir)
+
+
+class PageReader(ConfigurableResource):
+    """How page text is obtained: when a page goes to OCR, and which OCR engine reads it."""
+
+    ocr_engine: str = "tesseract"  # "tesseract" (default: fastest and most accurate here, see README) or "easyocr"
+    ocr_dpi: int = 300
+    ocr_workers: int = 2
+    min_chars: int = 40
+    min_quality: float = 0.6
+    image_share_for_ocr: float = 0.3
+
+    def settings(self) -> ExtractionSettings:
+        return ExtractionSettings(
+            min_chars=self.min_chars,
+            min_quality=self.min_quality,
+            image_share_for_ocr=self.image_share_for_ocr,
+            ocr_engine=self.ocr_engine,
+            ocr_options={"dpi": self.ocr_dpi},
+            ocr_workers=self.ocr_workers,
+        )
+
+
+class BaseModelSource(ConfigurableResource):
+    """The model the data is tokenized for: the tiny demo model built here, or the real checkpoint."""
+
+    mode: str = "demo"  # "demo" or "real"
+    model_dir: str
+    demo_vocab_size: int = 4096
+
+    @classmethod
+    def from_env(cls) -> "BaseModelSource":
+        p = paths_from_env()
+        return cls(mode=p.model_mode, model_dir=str(p.base_model_dir))
+
+
+class QualityThresholds(ConfigurableResource):
+    """Thresholds of the blocking data checks that gate training."""
+
+    min_coverage_ratio: float = 0.9
+    min_think_coverage: float = 0.995
+    min_distinct_think_ratio: float = 0.9
+    max_skeleton_share: float = 0.1
+    max_near_duplicate_pairs: int = 0

@@ -1,0 +1,184 @@
+"""The validation report: every figure the quality checks judge, as JSON and as a Markdown QC report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from statistics import mean
+
+from c64_pipeline.splits import SPLITS
+
+
+def token_stats(counts: Sequence[int]) -> dict:
+    if not counts:
+        return {"count": 0, "total": 0, "min": 0, "mean": 0.0, "p95": 0, "max": 0}
+    ordered = sorted(counts)
+    return {
+        "count": len(ordered),
+        "total": int(sum(ordered)),
+        "min": int(ordered[0]),
+        "mean": round(mean(ordered), 1),
+        "p95": int(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]),
+        "max": int(ordered[-1]),
+    }
+
+
+def document_rows(documents: Sequence[dict], page_results: dict[str, dict], splits: dict[str, str]) -> list[dict]:
+    rows = []
+    for doc in sorted(documents, key=lambda d: d["doc_id"]):
+        result = page_results.get(doc["doc_id"], {})
+        pages = result.get("pages", [])
+        methods = Counter(p["method"] for p in pages)
+        error = doc.get("error") or result.get("error")
+        rows.append(
+            {
+                "doc_id": doc["doc_id"],
+                "file_name": doc["file_name"],
+                "kind": doc["kind"],
+                "sha256": doc["sha256"],
+                "status": "rejected" if error else "ok",
+                "error": error,
+                "split": splits.get(doc["doc_id"]),
+                "pages": len(pages) if pages else doc.get("pages", 0),
+                "pages_with_text": methods["text_layer"] + methods["ocr"],
+                "pages_text_layer": methods["text_layer"],
+                "pages_ocr": methods["ocr"],
+                "pages_without_text": methods["none"],
+                "ocr_reasons": dict(Counter(p["ocr_reason"] for p in pages if p.get("ocr_reason"))),
+            }
+        )
+    return rows
+
+
+def build_report(
+    *,
+    documents: Sequence[dict],
+    page_results: dict[str, dict],
+    splits: dict[str, str],
+    split_notes: Sequence[str],
+    chunk_rows: Sequence[dict],
+    sft_rows: dict[str, Sequence[dict]],
+    sft_token_counts: dict[str, Sequence[int]],
+    sft_max_length: int,
+    think: dict,
+    near_duplicates: Sequence[dict],
+    near_duplicate_threshold: float,
+    curated_rejections: Sequence[dict],
+    removed_documents: Sequence[str] = (),
+    model: dict | None = None,
+) -> dict:
+    docs = document_rows(documents, page_results, splits)
+    accepted = [d for d in docs if d["status"] == "ok"]
+    total_pages = sum(d["pages"] for d in accepted)
+    with_text = sum(d["pages_with_text"] for d in accepted)
+    per_split_docs = {s: sorted(d for d, v in splits.items() if v == s) for s in SPLITS}
+    doc_split_count = Counter(d for s in SPLITS for d in per_split_docs[s])
+    warnings: list[str] = list(split_notes)
+    for d in docs:
+        if d["status"] == "rejected":
+            warnings.append(f"rejected {d['file_name']}: {d['error']}")
+        elif d["pages_without_text"]:
+            warnings.append(f"{d['file_name']}: {d['pages_without_text']} page(s) without usable text")
+    for doc_id in removed_documents:
+        warnings.append(f"{doc_id} was removed from the manuals folder; its chunks and examples are gone from the datasets")
+    too_long = {s: sum(1 for n in sft_token_counts.get(s, []) if n > sft_max_length) for s in SPLITS}
+    if any(too_long.values()):
+        warnings.append(f"SFT conversations longer than {sft_max_length} tokens (filtered before training): {too_long}")
+    for s in SPLITS:
+        if not per_split_docs[s]:
+            warnings.append(f"no document in the {s} split")
+    return {
+        "totals": {
+            "documents": len(docs),
+            "documents_accepted": len(accepted),
+            "documents_rejected": len(docs) - len(accepted),
+            "pages": total_pages,
+            "pages_with_text": with_text,
+            "pages_ocr": sum(d["pages_ocr"] for d in accepted),
+            "coverage_ratio": round(with_text / total_pages, 4) if total_pages else 0.0,
+        },
+        "documents": docs,
+        "rejected_documents": [{"file_name": d["file_name"], "reason": d["error"]} for d in docs if d["status"] == "rejected"],
+        "removed_documents": list(removed_documents),
+        "splits": {
+            s: {
+                "documents": per_split_docs[s],
+                "dapt_chunks": sum(1 for c in chunk_rows if splits.get(c["doc_id"]) == s),
+                "dapt_tokens": token_stats([c["token_count"] for c in chunk_rows if splits.get(c["doc_id"]) == s]),
+                "sft_conversations": len(sft_rows.get(s, [])),
+                "sft_assistant_turns": sum(
+                    1 for row in sft_rows.get(s, []) for m in row["messages"] if m["role"] == "assistant"
+                ),
+                "sft_tokens": token_stats(list(sft_token_counts.get(s, []))),
+                "sft_over_max_length": too_long[s],
+            }
+            for s in SPLITS
+        },
+        "think": think,
+        "leakage": {
+            "documents_in_several_splits": sorted(d for d, n in doc_split_count.items() if n > 1),
+            "near_duplicate_threshold": near_duplicate_threshold,
+            "near_duplicate_pairs": len(near_duplicates),
+            "near_duplicate_examples": list(near_duplicates[:10]),
+        },
+        "curated_sft_rejections": list(curated_rejections),
+        "model": model or {},
+        "warnings": warnings,
+    }
+
+
+def render_markdown(report: dict) -> str:
+    t = report["totals"]
+    lines = [
+        "# Data QC report",
+        "",
+        f"- Documents: {t['documents']} ({t['documents_accepted']} accepted, {t['documents_rejected']} rejected)",
+        f"- Pages: {t['pages']}, with text {t['pages_with_text']}, OCR'd {t['pages_ocr']}",
+        f"- Coverage ratio: {t['coverage_ratio']:.3f}",
+        "",
+        "## Documents",
+        "",
+        "| document | kind | split | pages | text layer | OCR | no text | status |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for d in report["documents"]:
+        status = "ok" if d["status"] == "ok" else f"rejected: {d['error']}"
+        lines.append(
+            f"| {d['file_name']} | {d['kind']} | {d['split'] or '-'} | {d['pages']} | {d['pages_text_layer']} | "
+            f"{d['pages_ocr']} | {d['pages_without_text']} | {status.replace('|', '/')} |"
+        )
+    lines += ["", "## Splits", "", "| split | documents | DAPT chunks | DAPT tokens | SFT conversations | assistant turns | SFT tokens mean/max | over max length |", "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for name, s in report["splits"].items():
+        lines.append(
+            f"| {name} | {len(s['documents'])} | {s['dapt_chunks']} | {s['dapt_tokens']['total']} | {s['sft_conversations']} | "
+            f"{s['sft_assistant_turns']} | {s['sft_tokens']['mean']}/{s['sft_tokens']['max']} | {s['sft_over_max_length']} |"
+        )
+    th = report["think"]
+    lines += [
+        "",
+        "## THINK blocks",
+        "",
+        f"- Assistant turns: {th.get('assistant_turns', 0)}, well formed: {th.get('well_formed', 0)} (coverage {th.get('coverage', 0):.4f})",
+        f"- Distinct reasoning texts: {th.get('distinct_reasoning', 0)} (ratio {th.get('distinct_ratio', 0):.3f})",
+        f"- Distinct skeletons: {th.get('distinct_skeletons', 0)}; most common covers {th.get('top_skeleton_share', 0):.3f} of turns",
+        "",
+        "Most common reasoning skeletons:",
+        "",
+    ]
+    for skeleton, count in th.get("top_skeletons", [])[:5]:
+        lines.append(f"- {count} x `{skeleton[:160]}`")
+    lk = report["leakage"]
+    lines += [
+        "",
+        "## Leakage",
+        "",
+        f"- Documents in more than one split: {len(lk['documents_in_several_splits'])}",
+        f"- Near-duplicate chunk pairs between train and validation/test (Jaccard >= {lk['near_duplicate_threshold']}): {lk['near_duplicate_pairs']}",
+        "",
+        "## Rejected documents",
+        "",
+    ]
+    lines += [f"- {r['file_name']}: {r['reason']}" for r in report["rejected_documents"]] or ["- none"]
+    lines += ["", "## Warnings", ""]
+    lines += [f"- {w}" for w in report["warnings"]] or ["- none"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,258 @@
+"""Grounded SFT conversations mined from page text.
+
+Every example starts from one concrete row or sentence on a page (an address with a description, often with its
+decimal value and register or routine name). The question asks about that fact, the answer is taken from the
+page, and the THINK text walks from the question to that evidence: where it sits, what the row says next to it,
+and the arithmetic that links them (hex to decimal, the size of a range, the values a bit field allows). Nothing
+in the reasoning is a fixed sentence pool filled with slots; the steps present depend on the evidence found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+THINK_OPEN, THINK_CLOSE = "[THINK]", "[/THINK]"
+
+_HEX = r"\$([0-9A-Fa-f]{4})"
+_RANGE = re.compile(_HEX + r"(?:\s*(?:-|–|to)\s*\$?([0-9A-Fa-f]{4}))?")
+_DECIMAL = re.compile(r"(?<![\w$#])(\d{1,5})(?:\s*(?:-|–)\s*(\d{1,5}))?(?![\w])")
+_NAME = re.compile(r"\b([A-Z][A-Z0-9]{2,7})\b")
+_BITS = re.compile(r"\bbits?\s+(\d)\s*(?:-|–|to)\s*(\d)\b|\bbit\s+(\d)\b", re.IGNORECASE)
+_NOT_NAMES = {"RAM", "ROM", "PAL", "NTSC", "IRQ", "NMI", "BASIC", "KERNAL", "CIA", "SID", "VIC", "I/O", "USR", "BIT", "AND", "THE", "FOR"}
+_CONNECTORS = re.compile(r"^(?:[|:=\-–,;.]|\bat\b|\bis\b|\bin\b|\bholds\b)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Fact:
+    doc_id: str
+    page: int
+    line_no: int
+    evidence: str  # the line as it stands on the page
+    address: int
+    end_address: int | None
+    decimal_confirmed: bool  # the row also printed the decimal value, and it agrees with the hex
+    name: str | None
+    description: str
+    method: str  # how the page text was obtained: text_layer or ocr
+    neighbours: tuple[str, ...] = ()  # descriptions of the rows just before and after, for context
+
+
+def _hex(value: int) -> str:
+    return f"${value:04X}"
+
+
+def _clean_description(text: str) -> str:
+    text = re.sub(r"\s*\|\s*", " ", text)
+    text = re.sub(r"\s+", " ", text).strip(" |:-–,;")
+    previous = None
+    while previous != text:
+        previous, text = text, _CONNECTORS.sub("", text).strip()
+    return text.rstrip(".")
+
+
+def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] | None:
+    """(address, end address, decimal agrees, name, description) for a line that states one address fact."""
+    ranges = list(_RANGE.finditer(line))
+    if len(ranges) != 1:
+        return None
+    match = ranges[0]
+    address = int(match.group(1), 16)
+    end = int(match.group(2), 16) if match.group(2) else None
+    if end is not None and end <= address:
+        return None
+    rest = line[: match.start()] + " " + line[match.end() :]
+    decimal_confirmed = False
+    for dec in _DECIMAL.finditer(rest):
+        if int(dec.group(1)) == address and (end is None or (dec.group(2) and int(dec.group(2)) == end)):
+            decimal_confirmed = True
+            rest = rest[: dec.start()] + " " + rest[dec.end() :]
+            break
+    name = None
+    for candidate in _NAME.finditer(rest):
+        token = candidate.group(1)
+        if token not in _NOT_NAMES and not re.fullmatch(r"[0-9A-F]{2,4}", token):
+            name = token
+            rest = rest[: candidate.start()] + " " + rest[candidate.end() :]
+            break
+    description = _clean_description(rest)
+    words = re.findall(r"[A-Za-z]{2,}", description)
+    if len(words) < 2 or len(description) > 160:
+        return None
+    return address, end, decimal_confirmed, name, description
+
+
+def mine_facts(pages: Iterable[dict]) -> list[Fact]:
+    """Facts from page records ({doc_id, page, text, method}), in page and line order."""
+    facts: list[Fact] = []
+    for page in pages:
+        if page.get("method") == "none":
+            continue
+        rows = []
+        for line_no, line in enumerate(page["text"].split("\n"), start=1):
+            parsed = parse_fact_line(line.strip())
+            if parsed:
+                rows.append((line_no, line.strip(), parsed))
+        for i, (line_no, line, (address, end, confirmed, name, description)) in enumerate(rows):
+            neighbours = tuple(
+                f"{_hex(rows[j][2][0])} {rows[j][2][4]}" for j in (i - 1, i + 1) if 0 <= j < len(rows)
+            )
+            facts.append(
+                Fact(page["doc_id"], page["page"], line_no, line, address, end, confirmed, name, description,
+                     page.get("method", "text_layer"), neighbours)
+            )
+    return facts
+
+
+def _pick(key: str, options: Sequence[str]) -> str:
+    """A stable choice among phrasings, so reruns give identical datasets."""
+    return options[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(options)]
+
+
+def _hex_to_decimal_steps(value: int) -> str:
+    digits = f"{value:04X}"
+    terms = [f"{int(d, 16)}*{16 ** (3 - i)}" for i, d in enumerate(digits) if d != "0"]
+    return f"${digits} = " + " + ".join(terms) + f" = {value}"
+
+
+def _bit_note(description: str) -> str | None:
+    match = _BITS.search(description)
+    if not match:
+        return None
+    if match.group(3):
+        return f"only bit {match.group(3)} matters there, so the useful values are 0 and {1 << int(match.group(3))}"
+    low, high = sorted((int(match.group(1)), int(match.group(2))))
+    width = high - low + 1
+    return f"bits {low}-{high} are {width} bits wide, which gives {1 << width} possible values (0-{(1 << width) - 1})"
+
+
+def doc_title(doc_id: str) -> str:
+    stem = re.sub(r"-(pdf|md|txt|html?)$", "", doc_id)
+    return stem.replace("_", " ").replace("-", " ")
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    reasoning: str
+    answer: str
+
+
+def _subject(fact: Fact) -> str:
+    return fact.description[0].lower() + fact.description[1:]
+
+
+def build_turn(fact: Fact, kind: str) -> Turn:
+    """One question/answer about `fact`; `kind` is lookup, meaning, decimal or range."""
+    key = f"{fact.doc_id}:{fact.page}:{fact.line_no}:{kind}"
+    addr, subject = _hex(fact.address), _subject(fact)
+    label = f"{fact.name} ({addr})" if fact.name else addr
+    where = f"page {fact.page} of the {doc_title(fact.doc_id)} manual"
+    steps: list[str] = []
+
+    if kind == "lookup":
+        question = _pick(key, [
+            f"Which address on the C64 is responsible for the {subject}?",
+            f"Where in memory do I find the {subject}?",
+            f"What is the address of the {subject} on a Commodore 64?",
+        ])
+        steps.append(f"Looking for the {subject}; {where} lists it on the row for {label}.")
+        if fact.decimal_confirmed:
+            steps.append(f"That row also prints {fact.address} in decimal, and {_hex_to_decimal_steps(fact.address)}, so the two columns agree.")
+        answer = f"It is at {addr} ({fact.address} decimal)" + (f", the {fact.name} register" if fact.name else "") + f": {fact.description}."
+    elif kind == "meaning":
+        question = _pick(key, [
+            f"What does {addr} do on the C64?",
+            f"I see {addr} in a listing. What is stored there?",
+            f"What is the purpose of location {addr}" + (f" ({fact.name})?" if fact.name else "?"),
+        ])
+        steps.append(f"{addr} appears on {where}" + (f" under the name {fact.name}" if fact.name else "") + f", described as {subject}.")
+        if fact.neighbours:
+            steps.append("Its neighbours in the same list, " + " and ".join(fact.neighbours) + ", confirm which block this belongs to.")
+        answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + f" holds the {subject}."
+    elif kind == "decimal":
+        question = _pick(key, [
+            f"What decimal address would I use with PEEK or POKE for the {subject}?",
+            f"In BASIC, which number do I POKE to reach the {subject}?",
+        ])
+        steps.append(f"BASIC wants decimal, and {where} gives the {subject} at {addr}.")
+        steps.append(_hex_to_decimal_steps(fact.address) + ".")
+        if fact.decimal_confirmed:
+            steps.append("The decimal column on the same row shows the same number.")
+        answer = f"Use {fact.address} (that is {addr}), for example PEEK({fact.address}) to read it."
+    elif kind == "range":
+        assert fact.end_address is not None
+        end = _hex(fact.end_address)
+        size = fact.end_address - fact.address + 1
+        question = _pick(key, [
+            f"What occupies {addr}-{end} in the C64 memory map, and how big is it?",
+            f"How large is the area from {addr} to {end}, and what is it used for?",
+        ])
+        steps.append(f"The memory map on {where} gives {addr}-{end} as {subject}.")
+        steps.append(f"Size: {end} - {addr} + 1 = {size} bytes" + (f", which is {size // 1024} KB." if size % 1024 == 0 and size >= 1024 else "."))
+        answer = f"{addr}-{end} is {subject}; it spans {size} bytes."
+    else:
+        raise ValueError(f"unknown question kind {kind!r}")
+
+    bit_note = _bit_note(fact.description)
+    if bit_note:
+        steps.append(bit_note[0].upper() + bit_note[1:] + ".")
+    if fact.method == "ocr":
+        steps.append("This page was read by OCR" + (", but the matching decimal value makes a misread unlikely." if fact.decimal_confirmed else ", so the address is taken as printed."))
+    return Turn(question, " ".join(steps), answer)
+
+
+def question_kinds(fact: Fact) -> list[str]:
+    if fact.end_address is not None:
+        return ["range", "meaning"]
+    kinds = ["lookup", "meaning"]
+    if fact.decimal_confirmed or fact.address >= 0x0400:
+        kinds.append("decimal")
+    return kinds
+
+
+def assistant_content(turn: Turn) -> str:
+    return f"{THINK_OPEN}{turn.reasoning}{THINK_CLOSE}{turn.answer}"
+
+
+def _ref(fact: Fact) -> dict:
+    return {"doc_id": fact.doc_id, "page": fact.page, "line": fact.line_no, "evidence": fact.evidence}
+
+
+def build_conversations(facts: Sequence[Fact], system_prompt: str, multi_turn_every: int = 4) -> list[dict]:
+    """One conversation per fact; every `multi_turn_every`-th fact with a next row on the same page gets a
+    follow-up turn about that row, so some conversations are multi-turn."""
+    conversations: list[dict] = []
+    used_as_follow_up: set[int] = set()
+    for i, fact in enumerate(facts):
+        if i in used_as_follow_up:
+            continue
+        kinds = question_kinds(fact)
+        kind = kinds[int(hashlib.sha256(f"{fact.doc_id}:{fact.page}:{fact.line_no}".encode()).hexdigest(), 16) % len(kinds)]
+        first = build_turn(fact, kind)
+        messages = [
+            {"role": "system", "content": system_prompt},
+            {"role": "user", "content": first.question},
+            {"role": "assistant", "content": assistant_content(first)},
+        ]
+        refs = [_ref(fact)]
+        nxt = facts[i + 1] if i + 1 < len(facts) else None
+        if (
+            multi_turn_every
+            and i % multi_turn_every == 0
+            and nxt is not None
+            and (nxt.doc_id, nxt.page) == (fact.doc_id, fact.page)
+        ):
+            follow = build_turn(nxt, "meaning")
+            question = f"And the entry listed next to it, {_hex(nxt.address)}?"
+            reasoning = f"The follow-up points at the next row after {_hex(fact.address)} on the same page. " + follow.reasoning
+            messages += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{follow.answer}"},
+            ]
+            refs.append(_ref(nxt))
+            used_as_follow_up.add(i + 1)
+        conversations.append({"messages": messages, "source_refs": refs, "doc_id": fact.doc_id, "origin": "mined"})
+    return conversations
