@@ -1,0 +1,48 @@
+# c64-pipeline: `make demo` runs the whole graph on the sample manuals, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Nothing is ever fetched from a model hub: the demo model is built here, the real one is placed by hand.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup system-packages demo ui test test-fast bench clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@bash scripts/install_system_packages.sh
+
+# torch/torchvision first, as the pair EasyOCR works with on these machines; then the project itself.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m c64_pipeline.demo
+
+ui: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf data/raw/manuals data/interim data/processed docs/data_qc_report.md models/c64-tiny-ministral3 $(DAGSTER_HOME)
