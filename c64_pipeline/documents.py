@@ -81,6 +81,12 @@ def open_pdf(path: Path) -> pymupdf.Document:
     if doc.needs_pass or doc.is_encrypted:
         doc.close()
         raise DocumentRejected(f"{path.name}: encrypted PDF (a password is required to read it)")
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - 2048))
+        tail = fh.read()
+    if b"%%EOF" not in tail and doc.is_repaired:
+        doc.close()
+        raise DocumentRejected(f"{path.name}: truncated PDF (no end-of-file marker and a damaged cross-reference table)")
     if doc.page_count == 0:
         doc.close()
         raise DocumentRejected(f"{path.name}: PDF has no pages (truncated or damaged)")

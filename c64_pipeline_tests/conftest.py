@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The demo model, built the way the base_model asset builds it (tokenizer trained on the sample sources)."""
+    from c64_pipeline.base_model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
+    from c64_pipeline.settings import PROJECT_ROOT
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    build_demo_model(out, demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals"), TinyModelSettings(vocab_size=2048))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from c64_pipeline.base_model import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def sample_manuals(tmp_path_factory) -> Path:
+    """The bundled sample manuals, rendered once per test session."""
+    from c64_pipeline.sample_manuals import render_sample_manuals
+
+    out = tmp_path_factory.mktemp("manuals")
+    render_sample_manuals(out)
+    return out
+
+
+@pytest.fixture
+def shared_corpus() -> Path:
+    if not SHARED_CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not at {SHARED_CORPUS}")
+    return SHARED_CORPUS

@@ -1,0 +1,32 @@
+import pytest
+
+from c64_pipeline.chunking import chunk_documents, join_pages
+
+
+def test_join_pages_records_page_starts():
+    text, starts, numbers = join_pages([(1, "abc"), (2, ""), (3, "def")])
+    assert text == "abc\n\ndef" and list(starts) == [0, 5] and list(numbers) == [1, 3]
+
+
+def test_windows_cover_every_token_and_carry_pages(tiny_tokenizer):
+    pages = [(n, f"Page {n}: POKE 53280,{n} sets the border colour at $D020. " * 30) for n in range(1, 6)]
+    chunks = chunk_documents({"manual-pdf": pages}, tiny_tokenizer, max_tokens=128, overlap=16)
+    text, _, _ = join_pages(pages)
+    all_ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert all(c.token_count <= 128 for c in chunks)
+    # windows overlap by `overlap` tokens; together they hold every token of the document, none dropped
+    assert sum(c.token_count for c in chunks) - 16 * (len(chunks) - 1) == len(all_ids)
+    assert chunks[0].page_start == 1 and chunks[-1].page_end == 5
+    assert all(c.page_start <= c.page_end for c in chunks)
+    assert chunks[0].text.startswith("Page 1: POKE 53280,1")
+    assert [c.chunk_id for c in chunks[:2]] == ["manual-pdf:0000", "manual-pdf:0001"]
+
+
+def test_short_documents_give_one_chunk_each_and_keep_case(tiny_tokenizer):
+    chunks = chunk_documents({"b": [(1, "LDA #$0F")], "a": [(2, "STA $D020")]}, tiny_tokenizer)
+    assert [(c.doc_id, c.text, c.page_start) for c in chunks] == [("a", "STA $D020", 2), ("b", "LDA #$0F", 1)]
+
+
+def test_overlap_must_be_sane(tiny_tokenizer):
+    with pytest.raises(ValueError):
+        chunk_documents({"a": [(1, "x")]}, tiny_tokenizer, max_tokens=64, overlap=40)
