@@ -21,7 +21,7 @@ _RANGE = re.compile(_HEX + r"(?:\s*(?:-|–|to)\s*\$?([0-9A-Fa-f]{4}))?")
 _DECIMAL = re.compile(r"(?<![\w$#])(\d{1,5})(?:\s*(?:-|–)\s*(\d{1,5}))?(?![\w])")
 _NAME = re.compile(r"\b([A-Z][A-Z0-9]{2,7})\b")
 _BITS = re.compile(r"\bbits?\s+(\d)\s*(?:-|–|to)\s*(\d)\b|\bbit\s+(\d)\b", re.IGNORECASE)
-_NOT_NAMES = {"RAM", "ROM", "PAL", "NTSC", "IRQ", "NMI", "BASIC", "KERNAL", "CIA", "SID", "VIC", "I/O", "USR", "BIT", "AND", "THE", "FOR"}
+_NOT_NAMES = {"CIA1", "CIA2", "VIC", "RAM", "ROM", "PAL", "NTSC", "IRQ", "NMI", "BASIC", "KERNAL", "CIA", "SID", "VIC", "I/O", "USR", "BIT", "AND", "THE", "FOR"}
 _CONNECTORS = re.compile(r"^(?:[|:=\-–,;.]|\bat\b|\bis\b|\bin\b|\bholds\b)\s*", re.IGNORECASE)
 
 
@@ -141,7 +141,15 @@ class Turn:
 
 
 def _subject(fact: Fact) -> str:
-    return fact.description[0].lower() + fact.description[1:]
+    """The description as a noun phrase inside a sentence ("Border colour" -> "border colour", "BASIC ROM" stays)."""
+    first = fact.description.split()[0]
+    return fact.description if first.isupper() or not first[1:].islower() else fact.description[0].lower() + fact.description[1:]
+
+
+def is_routine(fact: Fact) -> bool:
+    """A named entry point described by what it does ("CHROUT ... prints the character ...")."""
+    first = fact.description.split()[0]
+    return bool(fact.name) and first.islower() and first.endswith("s") and fact.end_address is None
 
 
 def build_turn(fact: Fact, kind: str) -> Turn:
@@ -193,6 +201,23 @@ def build_turn(fact: Fact, kind: str) -> Turn:
         steps.append(f"The memory map on {where} gives {addr}-{end} as {subject}.")
         steps.append(f"Size: {end} - {addr} + 1 = {size} bytes" + (f", which is {size // 1024} KB." if size % 1024 == 0 and size >= 1024 else "."))
         answer = f"{addr}-{end} is {subject}; it spans {size} bytes."
+    elif kind == "routine":
+        question = _pick(key, [
+            f"Which KERNAL routine {fact.description}, and where do I call it?",
+            f"Is there a ROM routine that {fact.description}? What is its address?",
+        ])
+        steps.append(f"The job is: {fact.description}. On {where} that is {fact.name}, entered at {addr}.")
+        steps.append(f"From machine code that is JSR {addr}; from BASIC, SYS needs the decimal form, {_hex_to_decimal_steps(fact.address)}.")
+        answer = f"{fact.name} at {addr} {fact.description}: call it with JSR {addr} (SYS {fact.address} from BASIC)."
+    elif kind == "routine_meaning":
+        question = _pick(key, [
+            f"What does the {fact.name} routine at {addr} do?",
+            f"My disassembly has JSR {addr}. What does that call?",
+        ])
+        steps.append(f"{addr} is listed on {where} as the entry of {fact.name}, which {fact.description}.")
+        if fact.neighbours:
+            steps.append("It sits among " + " and ".join(fact.neighbours) + ", the same group of entry points.")
+        answer = f"JSR {addr} calls {fact.name}, which {fact.description}."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
 
@@ -205,6 +230,8 @@ def build_turn(fact: Fact, kind: str) -> Turn:
 
 
 def question_kinds(fact: Fact) -> list[str]:
+    if is_routine(fact):
+        return ["routine", "routine_meaning"]
     if fact.end_address is not None:
         return ["range", "meaning"]
     kinds = ["lookup", "meaning"]
@@ -245,7 +272,7 @@ def build_conversations(facts: Sequence[Fact], system_prompt: str, multi_turn_ev
             and nxt is not None
             and (nxt.doc_id, nxt.page) == (fact.doc_id, fact.page)
         ):
-            follow = build_turn(nxt, "meaning")
+            follow = build_turn(nxt, "routine_meaning" if is_routine(nxt) else "meaning")
             question = f"And the entry listed next to it, {_hex(nxt.address)}?"
             reasoning = f"The follow-up points at the next row after {_hex(fact.address)} on the same page. " + follow.reasoning
             messages += [
