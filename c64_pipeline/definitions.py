@@ -1,5 +1,7 @@
 """Everything Dagster loads: `dagster dev -w workspace.yaml` and the demo both start here."""
 
+from __future__ import annotations
+
 from dagster import Definitions, FilesystemIOManager
 
 from c64_pipeline.orchestration.checks import data_checks
@@ -11,8 +13,10 @@ from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
 from c64_pipeline.settings import paths_from_env
 
+ASSETS = [raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report]
 
-def build_resources() -> dict:
+
+def default_resources() -> dict:
     env = paths_from_env()
     return {
         "io_manager": FilesystemIOManager(base_dir=str(env.storage_dir)),
@@ -23,11 +27,14 @@ def build_resources() -> dict:
     }
 
 
-ASSETS = [raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report]
+def build_definitions(resources: dict | None = None, extra_assets: list | None = None) -> Definitions:
+    """The project's Definitions; tests and other deployments swap resources (paths, OCR engine, thresholds)."""
+    return Definitions(
+        assets=ASSETS + list(extra_assets or []),
+        asset_checks=data_checks,
+        jobs=[ingest_job, dataset_job],
+        resources={**default_resources(), **(resources or {})},
+    )
 
-defs = Definitions(
-    assets=ASSETS,
-    asset_checks=data_checks,
-    jobs=[ingest_job, dataset_job],
-    resources=build_resources(),
-)
+
+defs = build_definitions()

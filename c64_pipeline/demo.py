@@ -33,30 +33,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sample manuals: {len(rendered)} files in {paths.manuals_dir}")
 
     from c64_pipeline.definitions import defs
-    from c64_pipeline.orchestration.partitions import sync_manual_partitions
+    from c64_pipeline.orchestration.runner import materialize_data_half
 
-    instance = DagsterInstance.get()
-    added, removed = sync_manual_partitions(instance, paths.manuals_dir)
-    keys = instance.get_dynamic_partitions("manuals")
-    print(f"documents: {len(keys)} (added {len(added)}, removed {len(removed)})")
-
-    failed = []
-    ingest = defs.get_job_def("ingest_documents")
-    for key in sorted(keys):
-        result = ingest.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    run = materialize_data_half(defs, DagsterInstance.get(), paths.manuals_dir)
+    print(f"documents: {len(run.ingest)} (new {len(run.added)}, removed {len(run.removed)})")
+    for key, result in run.ingest.items():
         print(f"  ingest {key}: {'ok' if result.success else 'FAILED'}")
-        if not result.success:
-            failed.append(f"ingest {key}")
-
-    result = defs.get_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
-    if not result.success:
-        failed.append("build_datasets")
     print("checks:")
-    for evaluation in result.get_asset_check_evaluations():
-        status = "passed" if evaluation.passed else "FAILED"
-        print(f"  {evaluation.check_name}: {status} - {evaluation.description}")
-        if not evaluation.passed:
-            failed.append(f"check {evaluation.check_name}")
+    for evaluation in run.datasets.get_asset_check_evaluations():
+        print(f"  {evaluation.check_name}: {'passed' if evaluation.passed else 'FAILED'} - {evaluation.description}")
+    failed = run.failures
 
     print(f"\ndata half done in {time.perf_counter() - started:.0f} s")
     print("outputs:")

@@ -57,12 +57,16 @@ def think_diversity(validation_report: dict, thresholds: QualityThresholds) -> A
     think = validation_report["think"]
     distinct_ok = think["distinct_ratio"] >= thresholds.min_distinct_think_ratio
     skeleton_ok = think["top_skeleton_share"] <= thresholds.max_skeleton_share
+    skeleton_ratio = think["distinct_skeletons"] / think["well_formed"] if think["well_formed"] else 0.0
+    spread_ok = skeleton_ratio >= thresholds.min_distinct_skeleton_ratio
     return _result(
-        think["well_formed"] > 0 and distinct_ok and skeleton_ok,
+        think["well_formed"] > 0 and distinct_ok and skeleton_ok and spread_ok,
         f"distinct THINK ratio {think['distinct_ratio']:.3f} (min {thresholds.min_distinct_think_ratio}); "
-        f"top skeleton covers {think['top_skeleton_share']:.3f} of turns (max {thresholds.max_skeleton_share})",
+        f"top skeleton covers {think['top_skeleton_share']:.3f} of turns (max {thresholds.max_skeleton_share}); "
+        f"{think['distinct_skeletons']} skeletons for {think['well_formed']} turns ({skeleton_ratio:.3f}; "
+        f"min {thresholds.min_distinct_skeleton_ratio})",
         distinct_ratio=think["distinct_ratio"], top_skeleton_share=think["top_skeleton_share"],
-        distinct_skeletons=think["distinct_skeletons"],
+        distinct_skeletons=think["distinct_skeletons"], distinct_skeleton_ratio=round(skeleton_ratio, 4),
         top_skeletons=MetadataValue.json([{"skeleton": s, "turns": n} for s, n in think["top_skeletons"]]),
     )
 

@@ -75,4 +75,7 @@ class QualityThresholds(ConfigurableResource):
     min_think_coverage: float = 0.995
     min_distinct_think_ratio: float = 0.9
     max_skeleton_share: float = 0.1
+    # distinct skeletons per well-formed turn: a few templates with plain-word slot fills pass the two checks
+    # above but still reuse a handful of skeletons
+    min_distinct_skeleton_ratio: float = 0.5
     max_near_duplicate_pairs: int = 0

@@ -1,0 +1,42 @@
+"""Materialize the data half headless: every document partition, then the corpus-wide datasets and checks.
+Used by `make demo` and by the integration tests, against any Dagster instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+
+from c64_pipeline.orchestration.partitions import manual_partitions, sync_manual_partitions
+
+
+@dataclass
+class DataHalfRun:
+    added: list[str]
+    removed: list[str]
+    ingest: dict[str, ExecuteInProcessResult] = field(default_factory=dict)
+    datasets: ExecuteInProcessResult | None = None
+
+    @property
+    def failures(self) -> list[str]:
+        failed = [f"ingest {key}" for key, result in self.ingest.items() if not result.success]
+        if self.datasets is not None:
+            if not self.datasets.success:
+                failed.append("build_datasets")
+            failed += [f"check {e.check_name}" for e in self.datasets.get_asset_check_evaluations() if not e.passed]
+        return failed
+
+
+def materialize_data_half(
+    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, only: list[str] | None = None
+) -> DataHalfRun:
+    """Sync partitions with the folder, ingest each document (or only the given partition keys), build datasets."""
+    added, removed = sync_manual_partitions(instance, manuals_dir)
+    run = DataHalfRun(added, removed)
+    ingest = defs.get_job_def("ingest_documents")
+    keys = only if only is not None else instance.get_dynamic_partitions(manual_partitions.name)
+    for key in sorted(keys):
+        run.ingest[key] = ingest.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    run.datasets = defs.get_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
+    return run
