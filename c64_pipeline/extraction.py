@@ -14,7 +14,6 @@ import pymupdf
 
 from c64_pipeline.documents import DocumentRejected, open_pdf
 from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
-from c64_pipeline.ocr import ocr_pages
 from c64_pipeline.text_sources import read_text_pages
 
 _TOKEN = re.compile(r"\S+")
@@ -140,6 +139,8 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
 
     to_ocr = [i for i, reason in enumerate(reasons) if reason]
     if to_ocr:
+        from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
+
         ocr_blocks = ocr_pages(path, to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers)
         for i in to_ocr:
             page_blocks[i] = ocr_blocks.get(i, [])

@@ -1,7 +1,6 @@
 """Blocking data gates. Each judges figures of the validation report against typed thresholds; a failure
 (ERROR severity) stops every asset downstream of the report in the same run, training included."""
 
-from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 

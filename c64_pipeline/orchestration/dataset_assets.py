@@ -1,7 +1,6 @@
 """Corpus-wide assets: the base model's tokenizer, token chunks, document splits, the DAPT and SFT datasets and
 the validation report."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

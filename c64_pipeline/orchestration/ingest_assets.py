@@ -1,6 +1,5 @@
 """Per-document assets: one dynamic partition per file in the manuals folder."""
 
-from __future__ import annotations
 
 import time
 from collections import Counter

@@ -1,7 +1,6 @@
 """Typed, UI-editable configuration of where data lives, how pages are read, which model is used, and how
 strict the data gates are."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -34,9 +34,9 @@ def materialize_data_half(
     """Sync partitions with the folder, ingest each document (or only the given partition keys), build datasets."""
     added, removed = sync_manual_partitions(instance, manuals_dir)
     run = DataHalfRun(added, removed)
-    ingest = defs.get_job_def("ingest_documents")
+    ingest = defs.resolve_job_def("ingest_documents")
     keys = only if only is not None else instance.get_dynamic_partitions(manual_partitions.name)
     for key in sorted(keys):
         run.ingest[key] = ingest.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
-    run.datasets = defs.get_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
+    run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
     return run
