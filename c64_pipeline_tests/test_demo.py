@@ -1,0 +1,58 @@
+"""End to end: the demo command on the bundled sample manuals, into its own Dagster storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from c64_pipeline.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_workspace_loads_for_the_web_ui():
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_demo_materializes_the_data_half_into_its_dagster_home(tmp_path):
+    env = {
+        **os.environ,
+        "C64_DATA_DIR": str(tmp_path / "data"),
+        "C64_MODELS_DIR": str(tmp_path / "models"),
+        "C64_DOCS_DIR": str(tmp_path / "docs"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    result = subprocess.run([sys.executable, "-m", "c64_pipeline.demo"], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "make ui" in result.stdout and "127.0.0.1" in result.stdout
+
+    processed = tmp_path / "data" / "processed"
+    for rel in ("dapt/train.parquet", "dapt/validation.parquet", "dapt/test.parquet",
+                "sft/train.jsonl", "sft/validation.jsonl", "sft/test.jsonl", "validation_report.json"):
+        assert (processed / rel).is_file(), rel
+    assert (tmp_path / "docs" / "data_qc_report.md").is_file()
+    assert (tmp_path / "models" / "c64-tiny-ministral3" / "model.safetensors").is_file()
+
+    report = json.loads((processed / "validation_report.json").read_text())
+    kinds = {d["kind"] for d in report["documents"]}
+    assert {"pdf", "md"} <= kinds and report["totals"]["documents_rejected"] == 0
+    assert report["totals"]["pages"] >= 40 and report["totals"]["pages_ocr"] > 0
+    assert report["totals"]["coverage_ratio"] >= 0.9
+
+    # the runs are in the project's Dagster storage, so `make ui` shows them
+    from dagster import AssetKey, DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster_home"))) as instance:
+        assert instance.get_latest_materialization_event(AssetKey("validation_report")) is not None
+        assert len(instance.get_dynamic_partitions("manuals")) == len(report["documents"])
