@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, FilesystemIOManager
+from dagster import Definitions
 
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.dataset_assets import (
     base_model, dapt_dataset, document_splits, sft_dataset, token_chunks, validation_report,
 )
 from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
+from c64_pipeline.orchestration.io_managers import JsonAssetStore
 from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
 from c64_pipeline.settings import paths_from_env
@@ -19,7 +20,7 @@ ASSETS = [raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_d
 def default_resources() -> dict:
     env = paths_from_env()
     return {
-        "io_manager": FilesystemIOManager(base_dir=str(env.storage_dir)),
+        "io_manager": JsonAssetStore(base_dir=str(env.storage_dir)),
         "paths": PipelinePaths.from_env(),
         "page_reader": PageReader(),
         "model_source": BaseModelSource.from_env(),

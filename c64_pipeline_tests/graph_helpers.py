@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import DagsterInstance, FilesystemIOManager
+from dagster import DagsterInstance
 
 from c64_pipeline.definitions import build_definitions
+from c64_pipeline.orchestration.io_managers import JsonAssetStore
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
 from c64_pipeline.orchestration.runner import DataHalfRun, materialize_data_half
 
@@ -78,7 +79,7 @@ class Workspace:
 
     def resources(self, thresholds: QualityThresholds | None = None, page_reader: PageReader | None = None) -> dict:
         return {
-            "io_manager": FilesystemIOManager(base_dir=str(self.root / "interim")),
+            "io_manager": JsonAssetStore(base_dir=str(self.root / "interim")),
             "paths": PipelinePaths(
                 manuals_dir=str(self.manuals), curated_sft_dir=str(self.root / "curated"),
                 processed_dir=str(self.processed), docs_dir=str(self.docs),
@@ -95,6 +96,14 @@ class Workspace:
 
     def report(self) -> dict:
         return json.loads((self.processed / "validation_report.json").read_text())
+
+    def page_text(self) -> dict[str, dict]:
+        """file name -> {page number: page record}, as the page_text asset stored them."""
+        out = {}
+        for path in sorted((self.root / "interim" / "page_text").glob("*.json")):
+            result = json.loads(path.read_text())
+            out[result["file_name"]] = {p["page"]: p for p in result["pages"]}
+        return out
 
     def sft_rows(self, split: str) -> list[dict]:
         return [json.loads(line) for line in (self.processed / "sft" / f"{split}.jsonl").read_text().splitlines()]

@@ -31,6 +31,10 @@ def test_small_corpus_with_bad_inputs(workspace):
     with DagsterInstance.ephemeral() as instance:
         run = workspace.run(instance)
     assert all(r.success for r in run.ingest.values()), "a bad document must not fail its run"
+    assert len(run.ingest) == 1, "new manuals are read in one batched run"
+    (ingest,) = run.ingest.values()
+    materialized = [e.partition for e in ingest.get_asset_materialization_events() if e.asset_key == AssetKey("page_text")]
+    assert sorted(materialized) == sorted(run.added) and len(materialized) == 10
     assert run.datasets.success
     checks = {e.check_name: e for e in run.datasets.get_asset_check_evaluations()}
     assert set(checks) == CHECKS

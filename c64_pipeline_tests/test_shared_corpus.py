@@ -32,12 +32,7 @@ def corpus_run(tmp_path_factory, tiny_model_dir):
             shutil.copy(path, ws.manuals / path.name)
     with DagsterInstance.ephemeral() as instance:
         run = ws.run(instance)
-    pages = {}
-    for interim in (ws.root / "interim" / "page_text").iterdir():
-        import pickle
-
-        result = pickle.loads(interim.read_bytes())
-        pages[result["file_name"]] = {p["page"]: p for p in result["pages"]}
+    pages = ws.page_text()
     return ws, run, pages, SHARED_CORPUS
 
 

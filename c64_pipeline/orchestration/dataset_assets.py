@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AssetIn, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
 from c64_pipeline.base_model import (
@@ -28,7 +28,6 @@ from c64_pipeline.curated_sft import load_curated_conversations
 from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits
 from c64_pipeline.think_metrics import think_stats
 
-ALL_DOCUMENTS = {"allow_missing_partitions": True}
 SAMPLE_SOURCES = PROJECT_ROOT / "data" / "sample_manuals"
 DAPT_SCHEMA = pa.schema(
     [
@@ -70,7 +69,7 @@ class ChunkingConfig(Config):
     overlap: int = 128
 
 
-@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+@asset(group_name="dataset",
        description="Token windows over each accepted document (never truncated), with document id and page range.")
 def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict) -> Output[list[dict]]:
     documents = {
@@ -94,7 +93,7 @@ class SplitConfig(Config):
     seed: str = "c64-pipeline"
 
 
-@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+@asset(group_name="dataset",
        description="Train/validation/test assignment by whole document; stable as manuals are added "
        "(kept in data/processed/splits.json).")
 def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
@@ -141,7 +140,7 @@ def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
     return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in rows]
 
 
-@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS)},
+@asset(group_name="dataset",
        description="SFT datasets: data/processed/sft/{train,validation,test}.jsonl, grounded conversations with "
        "[THINK] reasoning and source references, plus curated ones from data/raw/sft/*.jsonl.")
 def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: dict, document_splits: dict,
@@ -181,7 +180,7 @@ class ReportConfig(Config):
     near_duplicate_threshold: float = 0.8
 
 
-@asset(group_name="dataset", ins={"page_text": AssetIn(metadata=ALL_DOCUMENTS), "raw_pdfs": AssetIn(metadata=ALL_DOCUMENTS)},
+@asset(group_name="dataset",
        description="Validation report (data/processed/validation_report.json) and the QC report "
        "(docs/data_qc_report.md): coverage, splits, token statistics, THINK figures, leakage, rejects, warnings.")
 def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_pdfs: dict, page_text: dict,

@@ -1,76 +1,94 @@
-"""Per-document assets: one dynamic partition per file in the manuals folder."""
-
+"""Per-document assets: one dynamic partition per file in the manuals folder. A run may cover one partition or
+many (a single-run backfill, as the new-manuals sensor requests for a batch of new files)."""
 
 import time
 from collections import Counter
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, BackfillPolicy, Failure, MetadataValue, Output, asset
 
 from c64_pipeline.documents import DocumentRejected, discover_documents, inspect_document
 from c64_pipeline.extraction import extract_document
 from c64_pipeline.orchestration.partitions import manual_partitions
 from c64_pipeline.orchestration.resources import PageReader, PipelinePaths
 
+BATCHED = BackfillPolicy.single_run()
+
+
+def _one_or_many(context: AssetExecutionContext, values: dict) -> dict:
+    """What the IO manager stores: the value itself for one partition, {partition: value} for several."""
+    return values if len(context.partition_keys) > 1 else values[context.partition_key]
+
+
+def _by_partition(context: AssetExecutionContext, upstream):
+    return upstream if len(context.partition_keys) > 1 else {context.partition_key: upstream}
+
 
 @asset(
     partitions_def=manual_partitions,
+    backfill_policy=BATCHED,
     group_name="ingest",
     description="One source document (PDF, text, Markdown or HTML) from the manuals folder: hash, size, kind, "
     "page count, or the reason it cannot be read.",
 )
 def raw_pdfs(context: AssetExecutionContext, paths: PipelinePaths) -> Output[dict]:
-    key = context.partition_key
     files = discover_documents(Path(paths.manuals_dir))
-    if key not in files:
-        raise Failure(f"no file in {paths.manuals_dir} for partition {key!r} (was it removed?)")
-    record = inspect_document(key, files[key]).as_dict()
-    if record["status"] == "rejected":
-        context.log.error(f"rejected {record['file_name']}: {record['error']}")
-    return Output(
-        record,
-        metadata={
-            "file_name": record["file_name"],
-            "kind": record["kind"],
-            "sha256": record["sha256"],
-            "size_bytes": record["size_bytes"],
-            "pages": record["pages"],
-            "status": record["status"],
-            "error": record["error"] or "",
-        },
-    )
+    records = {}
+    for key in context.partition_keys:
+        if key not in files:
+            raise Failure(f"no file in {paths.manuals_dir} for partition {key!r} (was it removed?)")
+        records[key] = inspect_document(key, files[key]).as_dict()
+        if records[key]["status"] == "rejected":
+            context.log.error(f"rejected {records[key]['file_name']}: {records[key]['error']}")
+    metadata = {
+        "documents": len(records),
+        "rejected": sum(r["status"] == "rejected" for r in records.values()),
+        "pages": sum(r["pages"] for r in records.values()),
+    }
+    if len(records) == 1:
+        (record,) = records.values()
+        metadata.update(file_name=record["file_name"], kind=record["kind"], sha256=record["sha256"],
+                        size_bytes=record["size_bytes"], status=record["status"], error=record["error"] or "")
+    return Output(_one_or_many(context, records), metadata=metadata)
+
+
+def _read_document(context: AssetExecutionContext, record: dict, page_reader: PageReader) -> dict:
+    result = {"doc_id": record["doc_id"], "file_name": record["file_name"], "error": record["error"], "pages": []}
+    if record["status"] != "ok":
+        return result
+    try:
+        pages = extract_document(record["doc_id"], Path(record["path"]), record["kind"], page_reader.settings())
+        result["pages"] = [p.as_dict() for p in pages]
+    except DocumentRejected as exc:
+        result["error"] = str(exc)
+        context.log.error(f"rejected {record['file_name']}: {exc}")
+    return result
 
 
 @asset(
     partitions_def=manual_partitions,
+    backfill_policy=BATCHED,
     group_name="ingest",
     description="Text of every page of one document: the PDF text layer in reading order, OCR for pages that need "
     "it (method, quality score and the reason a page was sent to OCR are kept per page).",
 )
-def page_text(context: AssetExecutionContext, raw_pdfs: dict, page_reader: PageReader) -> Output[dict]:
-    result = {"doc_id": raw_pdfs["doc_id"], "file_name": raw_pdfs["file_name"], "error": raw_pdfs["error"], "pages": []}
+def page_text(context: AssetExecutionContext, raw_pdfs, page_reader: PageReader) -> Output[dict]:
     started = time.perf_counter()
-    if raw_pdfs["status"] == "ok":
-        try:
-            pages = extract_document(raw_pdfs["doc_id"], Path(raw_pdfs["path"]), raw_pdfs["kind"], page_reader.settings())
-            result["pages"] = [p.as_dict() for p in pages]
-        except DocumentRejected as exc:
-            result["error"] = str(exc)
-            context.log.error(f"rejected {raw_pdfs['file_name']}: {exc}")
-    methods = Counter(p["method"] for p in result["pages"])
-    total = len(result["pages"])
-    preview = "\n\n".join(f"--- page {p['page']} ({p['method']}) ---\n{p['text'][:600]}" for p in result["pages"][:2])
-    return Output(
-        result,
-        metadata={
-            "pages": total,
-            "pages_text_layer": methods["text_layer"],
-            "pages_ocr": methods["ocr"],
-            "pages_without_text": methods["none"],
-            "coverage": round((methods["text_layer"] + methods["ocr"]) / total, 4) if total else 0.0,
-            "ocr_engine": page_reader.ocr_engine,
-            "seconds": round(time.perf_counter() - started, 2),
-            "error": result["error"] or "",
-            "preview": MetadataValue.md(f"```\n{preview}\n```") if preview else MetadataValue.md("_no text_"),
-        },
-    )
+    results = {key: _read_document(context, record, page_reader) for key, record in _by_partition(context, raw_pdfs).items()}
+    pages = [p for r in results.values() for p in r["pages"]]
+    methods = Counter(p["method"] for p in pages)
+    metadata = {
+        "documents": len(results),
+        "pages": len(pages),
+        "pages_text_layer": methods["text_layer"],
+        "pages_ocr": methods["ocr"],
+        "pages_without_text": methods["none"],
+        "coverage": round((methods["text_layer"] + methods["ocr"]) / len(pages), 4) if pages else 0.0,
+        "ocr_engine": page_reader.ocr_engine,
+        "seconds": round(time.perf_counter() - started, 2),
+        "errors": MetadataValue.json({r["file_name"]: r["error"] for r in results.values() if r["error"]}),
+    }
+    if len(results) == 1:
+        preview = "\n\n".join(f"--- page {p['page']} ({p['method']}) ---\n{p['text'][:600]}" for p in pages[:2])
+        metadata["preview"] = MetadataValue.md(f"```\n{preview}\n```" if preview else "_no text_")
+    return Output(_one_or_many(context, results), metadata=metadata)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
-from c64_pipeline.orchestration.partitions import manual_partitions, sync_manual_partitions
+from c64_pipeline.orchestration.partitions import (
+    contiguous_ranges, manual_partitions, range_tags, sync_manual_partitions,
+)
 
 
 @dataclass
@@ -20,7 +22,7 @@ class DataHalfRun:
 
     @property
     def failures(self) -> list[str]:
-        failed = [f"ingest {key}" for key, result in self.ingest.items() if not result.success]
+        failed = [f"ingest {keys}" for keys, result in self.ingest.items() if not result.success]
         if self.datasets is not None:
             if not self.datasets.success:
                 failed.append("build_datasets")
@@ -35,8 +37,13 @@ def materialize_data_half(
     added, removed = sync_manual_partitions(instance, manuals_dir)
     run = DataHalfRun(added, removed)
     ingest = defs.resolve_job_def("ingest_documents")
-    keys = only if only is not None else instance.get_dynamic_partitions(manual_partitions.name)
-    for key in sorted(keys):
-        run.ingest[key] = ingest.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    ordered = list(instance.get_dynamic_partitions(manual_partitions.name))
+    wanted = set(ordered if only is None else only)
+    for start, end in contiguous_ranges(ordered, wanted):
+        if start == end:
+            result = ingest.execute_in_process(instance=instance, raise_on_error=False, partition_key=start)
+        else:
+            result = ingest.execute_in_process(instance=instance, raise_on_error=False, tags=range_tags(start, end))
+        run.ingest[start if start == end else f"{start}...{end}"] = result
     run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
     return run

@@ -1,0 +1,55 @@
+"""Asset values as JSON files, one per partition: readable by people, and able to store a run that
+materializes many document partitions at once (a single-run backfill of new manuals)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+from c64_pipeline import atomic
+
+
+class JsonAssetStore(ConfigurableIOManager):
+    """`<base_dir>/<asset>/<partition>.json` for partitioned assets, `<base_dir>/<asset>.json` otherwise.
+
+    Loading several partitions (a corpus-wide asset reading every document) returns {partition: value} and
+    skips partitions that were never materialized, such as a manual added since the last ingest run."""
+
+    base_dir: str
+
+    def _asset_dir(self, context: InputContext | OutputContext) -> Path:
+        return Path(self.base_dir).joinpath(*context.asset_key.path)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        if not context.has_asset_partitions:
+            atomic.write_json(self._asset_dir(context).with_suffix(".json"), obj)
+            return
+        keys = list(context.asset_partition_keys)
+        values = obj if len(keys) > 1 else {keys[0]: obj}
+        if set(values) != set(keys):
+            raise ValueError(
+                f"{context.asset_key.to_user_string()}: a run over several partitions must return a dict "
+                f"keyed by partition, got keys {sorted(values)[:5]} for partitions {keys[:5]}"
+            )
+        for key, value in values.items():
+            atomic.write_json(self._asset_dir(context) / f"{key}.json", value)
+
+    def load_input(self, context: InputContext) -> Any:
+        if not context.has_asset_partitions:
+            return json.loads(self._asset_dir(context).with_suffix(".json").read_text(encoding="utf-8"))
+        folder = self._asset_dir(context)
+        keys = list(context.asset_partition_keys)
+        same_partition = context.has_partition_key and len(keys) == 1 and keys[0] == context.partition_key
+        if same_partition:
+            return json.loads((folder / f"{keys[0]}.json").read_text(encoding="utf-8"))
+        loaded = {}
+        for key in keys:
+            path = folder / f"{key}.json"
+            if path.is_file():
+                loaded[key] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                context.log.warning(f"{context.asset_key.to_user_string()} has no stored value for partition {key}; skipped")
+        return loaded
