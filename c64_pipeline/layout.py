@@ -1,0 +1,603 @@
+"""Page layout: text blocks, human reading order, running heads.
+
+Reading order (``layout_text``) is a recursive, table-aware XY-cut:
+
+1. Every block is cut into its lines (a block's lines share its bbox, split evenly in height).
+2. Lines are grouped into horizontal *bands* (separated by vertical whitespace). Adjacent bands
+   are merged into one *group* while their union keeps every vertical gutter of both parts, so a
+   two-column region becomes one group even though each line pair is its own band, while a
+   full-width title or paragraph (which bridges the gutter) starts a new group.
+3. A group without a gutter is read top to bottom. A group with gutters is cut into columns;
+   for each pair of neighbouring columns we ask whether they form a TABLE: the lines on both
+   sides must mostly sit on shared rows (strong vertical overlap, wrapped continuation lines
+   excluded) and at least one side must be cell-like (median <= 3 words per line), and
+   neither side may look like prose (median >= 5 words per line with the shared rows falling
+   in the middle of its multi-line paragraphs). Neighbouring columns joined by table gutters are
+   emitted row by row (cells joined with " | "); every other column is read fully, left to
+   right, by recursing into it.
+
+Paragraphs are separated by a blank line, table rows by single newlines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+import pymupdf
+
+__all__ = ["TextBlock", "blocks_from_page", "layout_text", "strip_running_heads"]
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    x0: float
+    y0: float
+    x1: float
+    y1: float  # PDF points, page coordinates
+    text: str  # lines joined with "\n"
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks from a PyMuPDF page
+# --------------------------------------------------------------------------------------------
+
+# A horizontal gap wider than this many line heights splits a line into separate pieces
+# (table cells, or two columns that the text extractor glued into one line). Measured: one
+# space is ~0.5 line heights in a text layer and ~1.05 on Tesseract's tight OCR line boxes;
+# table cells set three monospace spaces apart are >= 1.44. So a gap also splits when it is
+# wider than CHAR_GAP median character widths (three monospace spaces; justified prose
+# stretches a space to ~1.3 character widths at most).
+CELL_GAP = 1.5
+CHAR_GAP = 2.5
+ROW_OVERLAP = 0.6  # share of the smaller height two lines must share to sit on one row
+
+Granularity = Literal["auto", "blocks", "lines"]
+
+# OCR engines hallucinate specks at column edges ("|", "_—_", ";"): a token at the start or
+# end of an OCR line that consists only of these characters is dropped (drop_specks=True).
+_SPECK = re.compile(r"^[|_—–~;:.,'`\"!¦\\/-]+$")
+
+
+def _clean_lines(text: str) -> str:
+    return "\n".join(line.strip() for line in text.split("\n") if line.strip())
+
+
+def _strip_specks(chars: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Drop leading/trailing tokens made only of speck characters."""
+    tokens: list[list[tuple[str, float, float]]] = []
+    for ch in chars:
+        if ch[0].isspace():
+            if tokens and tokens[-1]:
+                tokens.append([])
+        else:
+            if not tokens:
+                tokens.append([])
+            tokens[-1].append(ch)
+    words = [t for t in tokens if t]
+
+    def speck(t: list[tuple[str, float, float]]) -> bool:
+        return bool(_SPECK.match("".join(c for c, _, _ in t)))
+
+    while words and speck(words[0]):
+        words.pop(0)
+    while words and speck(words[-1]):
+        words.pop()
+    out: list[tuple[str, float, float]] = []
+    for w in words:
+        if out:
+            out.append((" ", out[-1][2], w[0][1]))
+        out.extend(w)
+    return out
+
+
+# A piece of a line: x0, y0, x1, y1, text, and the gap (points) that separates cells there.
+_Piece = tuple[float, float, float, float, str, float]
+
+
+def _line_pieces(line: dict, drop_specks: bool = False) -> list[_Piece]:
+    """Split one rawdict line into pieces at wide horizontal gaps."""
+    _, y0, _, y1 = line["bbox"]
+    chars_in = [
+        (ch["c"], ch["bbox"][0], ch["bbox"][2]) for span in line["spans"] for ch in span["chars"]
+    ]
+    widths = sorted(x1 - x0 for c, x0, x1 in chars_in if not c.isspace() and x1 > x0)
+    limit = CELL_GAP * max(y1 - y0, 1.0)
+    if widths:
+        limit = min(limit, CHAR_GAP * widths[len(widths) // 2])
+    pieces: list[list[tuple[str, float, float]]] = []  # chars (c, x0, x1) per piece
+    right = -math.inf  # right edge of the last non-space char of the current piece
+    for c, cx0, cx1 in chars_in:
+        if c.isspace():
+            if pieces:
+                pieces[-1].append((c, cx0, cx1))
+        elif not pieces or cx0 - right > limit:
+            pieces.append([(c, cx0, cx1)])
+            right = cx1
+        else:
+            pieces[-1].append((c, cx0, cx1))
+            right = max(right, cx1)
+    out = []
+    for chars in pieces:
+        if drop_specks:
+            chars = _strip_specks(chars)
+        solid = [(x0, x1) for c, x0, x1 in chars if not c.isspace()]
+        text = "".join(c for c, _, _ in chars).strip()
+        if text and solid:
+            out.append((min(a for a, _ in solid), y0, max(b for _, b in solid), y1, text, limit))
+    return out
+
+
+def _merge_row_pieces(pieces: list[_Piece]) -> list[_Piece]:
+    """Join pieces that sit on one row closer than CELL_GAP (an extractor split one line)."""
+    out: list[list] = []
+    for p in sorted(pieces, key=lambda p: p[0]):
+        h = max(p[3] - p[1], 1.0)
+        for q in out:
+            qh = max(q[3] - q[1], 1.0)
+            overlap = min(q[3], p[3]) - max(q[1], p[1])
+            gap = p[0] - q[2]
+            limit = max(p[5], q[5])
+            if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
+                q[:] = [
+                    q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
+                ]
+                break
+        else:
+            out.append(list(p))
+    return [tuple(q) for q in sorted(out, key=lambda q: (q[1], q[0]))]  # type: ignore[misc]
+
+
+def _x_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return min(a1, b1) - max(a0, b0)
+
+
+def _y_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return min(a1, b1) - max(a0, b0)
+
+
+def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
+    """Split one extractor block into parts whose lines are not side by side."""
+    n = len(pieces)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if _x_overlap(pieces[i][0], pieces[i][2], pieces[j][0], pieces[j][2]) > 0:
+                parent[find(i)] = find(j)
+    clusters: dict[int, list[int]] = {}
+    for i in range(n):
+        clusters.setdefault(find(i), []).append(i)
+    out: list[TextBlock] = []
+    for members in clusters.values():
+        part = sorted((pieces[i] for i in members), key=lambda p: (p[1], p[0]))
+        side_by_side = any(
+            _y_overlap(a[1], a[3], b[1], b[3]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
+            for k, a in enumerate(part)
+            for b in part[k + 1 :]
+        )
+        groups = [[p] for p in part] if side_by_side else [part]
+        for g in groups:
+            out.append(
+                TextBlock(
+                    min(p[0] for p in g),
+                    min(p[1] for p in g),
+                    max(p[2] for p in g),
+                    max(p[3] for p in g),
+                    "\n".join(p[4] for p in g),
+                )
+            )
+    return out
+
+
+def blocks_from_page(
+    page: pymupdf.Page,
+    textpage: pymupdf.TextPage | None = None,
+    granularity: Granularity = "auto",
+    drop_specks: bool = False,
+) -> list[TextBlock]:
+    """Text blocks of a page (text blocks only; whitespace-only blocks dropped).
+
+    granularity:
+      "blocks": PyMuPDF's own blocks (``page.get_text("blocks")``) unchanged.
+      "lines":  one block per text line; lines are split at wide gaps (table cells).
+      "auto":   PyMuPDF's blocks, but a block whose lines sit side by side (a table row, or two
+                columns glued together by the extractor, as happens on OCR text pages) is split
+                into its horizontally separate parts. Best for text layers.
+    For OCR text pages use "lines": there the extractor's blocks are not paragraphs (it glues
+    lines of neighbouring columns together), and ``layout_text`` rebuilds paragraphs from
+    line spacing. drop_specks removes OCR specks ("|", "_", ";") at line ends ("auto"/"lines").
+    """
+    if granularity == "blocks":
+        out = []
+        for b in page.get_text("blocks", textpage=textpage):
+            if b[6] != 0:
+                continue
+            text = _clean_lines(b[4])
+            if text:
+                out.append(TextBlock(float(b[0]), float(b[1]), float(b[2]), float(b[3]), text))
+        return out
+    if granularity not in ("auto", "lines"):
+        raise ValueError(f"granularity must be 'auto', 'blocks' or 'lines', not {granularity!r}")
+    raw = page.get_text("rawdict", textpage=textpage)
+    out: list[TextBlock] = []
+    line_pieces: list[_Piece] = []
+    for block in raw["blocks"]:
+        if block.get("type", 0) != 0:
+            continue
+        pieces = [p for line in block["lines"] for p in _line_pieces(line, drop_specks)]
+        if not pieces:
+            continue
+        if granularity == "lines":
+            line_pieces.extend(pieces)
+        else:
+            out.extend(_cluster_block(_merge_row_pieces(pieces)))
+    if granularity == "lines":
+        out = [TextBlock(*p[:5]) for p in _merge_row_pieces(line_pieces)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading order
+# --------------------------------------------------------------------------------------------
+
+TABLE_MAX_WORDS = 3  # a cell-like column has at most this many words per line (median)
+PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (median)
+
+
+@dataclass(eq=False)
+class _Line:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+    block: int
+    first: bool  # first line of its block
+    block_lines: int  # number of lines in its block
+
+    @property
+    def h(self) -> float:
+        return max(self.y1 - self.y0, 0.01)
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+
+def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
+    out = []
+    for bi, b in enumerate(blocks):
+        parts = b.text.split("\n")
+        n = len(parts)
+        h = (b.y1 - b.y0) / n if n else 0
+        kept = [(i, p.strip()) for i, p in enumerate(parts) if p.strip()]
+        for k, (i, text) in enumerate(kept):
+            out.append(
+                _Line(b.x0, b.y0 + i * h, b.x1, b.y0 + (i + 1) * h, text, bi, k == 0, len(kept))
+            )
+    return out
+
+
+class _Ctx:
+    def __init__(self, lines: list[_Line]):
+        self.med_h = statistics.median(l.h for l in lines) if lines else 10.0
+        self.min_gap = max(2.0, 0.5 * self.med_h)
+
+
+def _same_row(a: _Line, b: _Line) -> bool:
+    return _y_overlap(a.y0, a.y1, b.y0, b.y1) >= ROW_OVERLAP * min(a.h, b.h)
+
+
+def _bands(lines: list[_Line]) -> list[list[_Line]]:
+    """Split into horizontal bands separated by vertical whitespace (small overlaps tolerated)."""
+    bands: list[list[_Line]] = []
+    bottom = -math.inf
+    for l in sorted(lines, key=lambda l: (l.y0, l.x0)):
+        if bands and l.y0 < bottom - 0.25 * l.h:
+            bands[-1].append(l)
+            bottom = max(bottom, l.y1)
+        else:
+            bands.append([l])
+            bottom = l.y1
+    return bands
+
+
+def _gutters(lines: list[_Line], ctx: _Ctx) -> list[tuple[float, float]]:
+    """Vertical whitespace strips (x intervals) that no line crosses."""
+    out = []
+    ivs = sorted((l.x0, l.x1) for l in lines)
+    if not ivs:
+        return out
+    end = ivs[0][1]
+    for x0, x1 in ivs[1:]:
+        if x0 - end >= ctx.min_gap:
+            out.append((end, x0))
+        end = max(end, x1)
+    return out
+
+
+def _keeps(
+    gutters: list[tuple[float, float]], union: list[tuple[float, float]], strict: bool, ctx: _Ctx
+) -> bool:
+    """Every gutter survives in the union (strict: with half its width, or a line height)."""
+    for g0, g1 in gutters:
+        need = min(0.5 * (g1 - g0), ctx.med_h) if strict else ctx.min_gap
+        if not any(_x_overlap(g0, g1, u0, u1) >= need for u0, u1 in union):
+            return False
+    return True
+
+
+def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
+    groups: list[list[_Line]] = []
+    gutters: list[list[tuple[float, float]]] = []
+    for band in bands:
+        gb = _gutters(band, ctx)
+        if groups:
+            gg = gutters[-1]
+            if gg or gb:
+                union = groups[-1] + band
+                gu = _gutters(union, ctx)
+                if gu and _keeps(gg, gu, True, ctx) and _keeps(gb, gu, not gg, ctx):
+                    groups[-1] = union
+                    gutters[-1] = gu
+                    continue
+        groups.append(list(band))
+        gutters.append(gb)
+    return groups
+
+
+def _rows(lines: list[_Line]) -> list[list[_Line]]:
+    """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
+    rows: list[list[_Line]] = []
+    for l in sorted(lines, key=lambda l: ((l.y0 + l.y1) / 2, l.x0)):
+        for row in reversed(rows[-3:]):
+            anchor = row[0]
+            if _same_row(anchor, l) and not any(
+                _x_overlap(o.x0, o.x1, l.x0, l.x1) > 0 for o in row
+            ):
+                row.append(l)
+                break
+        else:
+            rows.append([l])
+    for row in rows:
+        row.sort(key=lambda l: l.x0)
+    rows.sort(key=lambda r: min(l.y0 for l in r))
+    return rows
+
+
+def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
+    """Is every line of ``row`` the wrapped continuation of a cell in ``prev``?"""
+    for l in row:
+        ok = False
+        for p in prev:
+            if p.block == l.block:
+                ok = True
+                break
+            if (
+                _x_overlap(p.x0, p.x1, l.x0, l.x1) > 0
+                and abs(p.x0 - l.x0) <= ctx.med_h
+                and -0.3 * ctx.med_h <= l.y0 - p.y1 <= 0.8 * ctx.med_h
+            ):
+                ok = True
+                break
+        if not ok:
+            return False
+    return True
+
+
+def _prose_like(side: list[_Line], paired: set[int]) -> bool:
+    if statistics.median(l.words for l in side) < PROSE_MIN_WORDS:
+        return False
+    hits = [l for l in side if id(l) in paired]
+    if not hits:
+        return False
+    starts = sum(1 for l in hits if l.first or l.block_lines == 1)
+    return starts / len(hits) < 0.5
+
+
+def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
+    left_ids = {id(l) for l in left}
+    rows = _rows(left + right)
+    paired = other = 0
+    paired_ids: set[int] = set()
+    prev = None
+    for row in rows:
+        in_left = [l for l in row if id(l) in left_ids]
+        in_right = [l for l in row if id(l) not in left_ids]
+        if in_left and in_right:
+            paired += 1
+            paired_ids.update(id(l) for l in row)
+        elif not in_left and prev is not None and _continues(row, prev, ctx):
+            pass  # wrapped cell text: neither for nor against a table
+        else:
+            other += 1
+        prev = row
+    if paired == 0 or paired / (paired + other) < 0.5:
+        return False
+    wl = statistics.median(l.words for l in left)
+    wr = statistics.median(l.words for l in right)
+    if min(wl, wr) > TABLE_MAX_WORDS:
+        return False
+    return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
+
+
+def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
+    first_col = {id(l) for l in columns[0]}
+    rows = _rows([l for c in columns for l in c])
+    table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
+    prev = None
+    for row in rows:
+        has_first = any(id(l) in first_col for l in row)
+        if (
+            table
+            and not has_first
+            and prev is not None
+            and len(row) < len(table[-1])
+            and _continues(row, prev, ctx)
+        ):
+            for l in row:
+                cells = table[-1]
+                best = max(cells, key=lambda c: _x_overlap(c[0].x0, c[0].x1, l.x0, l.x1))
+                best.append(l)
+        else:
+            table.append([[l] for l in row])
+        prev = row
+    # Single-cell rows before the first / after the last real row are ordinary text.
+    multi = [i for i, r in enumerate(table) if len(r) > 1]
+    out: list[tuple[str, object]] = []
+    if not multi:
+        for r in table:
+            out.extend(("line", l) for c in r for l in c)
+        return out
+    lo, hi = multi[0], multi[-1]
+    for r in table[:lo]:
+        out.extend(("line", l) for c in r for l in c)
+    rendered = [" | ".join(" ".join(l.text for l in c) for c in r) for r in table[lo : hi + 1]]
+    out.append(("table", rendered))
+    for r in table[hi + 1 :]:
+        out.extend(("line", l) for c in r for l in c)
+    return out
+
+
+def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
+    items: list[tuple[str, object]] = []
+    for group in _groups(_bands(lines), ctx):
+        gutters = _gutters(group, ctx)
+        if not gutters:
+            for row in _rows(group):
+                items.append(("line", _fuse(row)))
+            continue
+        cuts = [(g0 + g1) / 2 for g0, g1 in gutters]
+        columns: list[list[_Line]] = [[] for _ in range(len(cuts) + 1)]
+        for l in group:
+            columns[sum(1 for c in cuts if (l.x0 + l.x1) / 2 > c)].append(l)
+        columns = [c for c in columns if c]
+        segments = [[columns[0]]]
+        for a, b in zip(columns, columns[1:]):
+            if _is_table_pair(a, b, ctx):
+                segments[-1].append(b)
+            else:
+                segments.append([b])
+        for seg in segments:
+            if len(seg) == 1:
+                items.extend(_order(seg[0], ctx))
+            else:
+                items.extend(_table(seg, ctx))
+    return items
+
+
+def _fuse(row: list[_Line]) -> _Line:
+    """One line from the pieces of a row that no gutter separates."""
+    if len(row) == 1:
+        return row[0]
+    first = row[0]
+    return _Line(
+        min(l.x0 for l in row),
+        min(l.y0 for l in row),
+        max(l.x1 for l in row),
+        max(l.y1 for l in row),
+        " ".join(l.text for l in row),
+        first.block,
+        first.first,
+        first.block_lines,
+    )
+
+
+def _join(prev: _Line, cur: _Line, ctx: _Ctx) -> str:
+    if prev.block == cur.block:
+        return "\n"
+    if prev.block_lines > 1 and cur.block_lines > 1:
+        return "\n\n"  # two paragraphs that the extractor already told apart
+    gap = cur.y0 - prev.y1
+    below = (cur.y0 + cur.y1) / 2 > (prev.y0 + prev.y1) / 2
+    if below and gap <= 0.75 * ctx.med_h and _x_overlap(prev.x0, prev.x1, cur.x0, cur.x1) > 0:
+        return "\n"
+    return "\n\n"
+
+
+def layout_text(blocks: list[TextBlock], page_width: float, page_height: float) -> str:
+    """The page text in human reading order (see the module docstring for the heuristic).
+
+    Full-width parts come in vertical order, multi-column prose column by column, tables row
+    by row with cells joined by " | ". Paragraphs are separated by a blank line, table rows by
+    single newlines. ``page_width``/``page_height`` are accepted for API symmetry; the
+    heuristic works on relative geometry only.
+    """
+    lines = _lines_from_blocks([b for b in blocks if b.text.strip()])
+    if not lines:
+        return ""
+    ctx = _Ctx(lines)
+    parts: list[str] = []
+    prev: _Line | None = None
+    for kind, value in _order(lines, ctx):
+        if kind == "table":
+            if parts:
+                parts.append("\n\n")
+            parts.append("\n".join(value))  # type: ignore[arg-type]
+            prev = None
+            continue
+        line: _Line = value  # type: ignore[assignment]
+        if parts:
+            parts.append(_join(prev, line, ctx) if prev is not None else "\n\n")
+        parts.append(line.text)
+        prev = line
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Running headers and footers
+# --------------------------------------------------------------------------------------------
+
+
+def _head_key(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"\d+", "#", text)).strip().casefold()
+
+
+def strip_running_heads(
+    pages: list[list[TextBlock]],
+    page_heights: list[float],
+    band: float = 0.08,
+    min_share: float = 0.5,
+) -> list[list[TextBlock]]:
+    """Drop running headers/footers.
+
+    A block is one if it lies entirely within the top or bottom ``band`` share of its page and
+    its text, with digit runs masked, whitespace normalised and case folded, occurs in that
+    band on at least ``min_share`` of the pages. Only applied to documents of >= 3 pages.
+    """
+    if len(pages) != len(page_heights):
+        raise ValueError("pages and page_heights differ in length")
+    if len(pages) < 3:
+        return [list(p) for p in pages]
+
+    def in_band(b: TextBlock, h: float) -> bool:
+        return b.y1 <= band * h or b.y0 >= (1.0 - band) * h
+
+    counts: Counter[str] = Counter()
+    for blocks, h in zip(pages, page_heights):
+        counts.update({_head_key(b.text) for b in blocks if in_band(b, h)})
+    need = max(2, math.ceil(min_share * len(pages) - 1e-9))
+    heads = {k for k, c in counts.items() if c >= need and k}
+    return [
+        [b for b in blocks if not (in_band(b, h) and _head_key(b.text) in heads)]
+        for blocks, h in zip(pages, page_heights)
+    ]
