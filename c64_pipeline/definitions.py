@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions
 
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.dataset_assets import (
@@ -11,6 +11,7 @@ from c64_pipeline.orchestration.dataset_assets import (
 from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
 from c64_pipeline.orchestration.io_managers import JsonAssetStore
 from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
+from c64_pipeline.orchestration.sensors import AlertSink, check_failure_alerts, new_manuals_sensor, run_failure_alerts
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
 from c64_pipeline.settings import paths_from_env
 
@@ -25,7 +26,14 @@ def default_resources() -> dict:
         "page_reader": PageReader(),
         "model_source": BaseModelSource.from_env(),
         "thresholds": QualityThresholds(),
+        "alert_sink": AlertSink.from_env(env.processed_dir.parent),
     }
+
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "dataset_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+    description="Refreshes the corpus-wide datasets once new or changed manuals have been read.",
+)
 
 
 def build_definitions(resources: dict | None = None, extra_assets: list | None = None) -> Definitions:
@@ -34,6 +42,7 @@ def build_definitions(resources: dict | None = None, extra_assets: list | None =
         assets=ASSETS + list(extra_assets or []),
         asset_checks=data_checks,
         jobs=[ingest_job, dataset_job],
+        sensors=[new_manuals_sensor, check_failure_alerts, run_failure_alerts, automation_sensor],
         resources={**default_resources(), **(resources or {})},
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AutomationCondition, Config, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
 from c64_pipeline.base_model import (
@@ -28,6 +28,8 @@ from c64_pipeline.curated_sft import load_curated_conversations
 from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits
 from c64_pipeline.think_metrics import think_stats
 
+# Re-run once the per-document work they read has finished (declarative automation).
+REFRESH = AutomationCondition.eager()
 SAMPLE_SOURCES = PROJECT_ROOT / "data" / "sample_manuals"
 DAPT_SCHEMA = pa.schema(
     [
@@ -46,7 +48,7 @@ def _accepted(page_results: dict | None) -> dict[str, dict]:
     return {r["doc_id"]: r for r in (page_results or {}).values() if not r["error"] and r["pages"]}
 
 
-@asset(group_name="dataset", description="Tokenizer and model directory every later step uses: the tiny demo "
+@asset(group_name="dataset", automation_condition=REFRESH, description="Tokenizer and model directory every later step uses: the tiny demo "
        "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
 def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
     model_dir = Path(model_source.model_dir)
@@ -69,7 +71,7 @@ class ChunkingConfig(Config):
     overlap: int = 128
 
 
-@asset(group_name="dataset",
+@asset(group_name="dataset", automation_condition=REFRESH,
        description="Token windows over each accepted document (never truncated), with document id and page range.")
 def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict) -> Output[list[dict]]:
     documents = {
@@ -93,7 +95,7 @@ class SplitConfig(Config):
     seed: str = "c64-pipeline"
 
 
-@asset(group_name="dataset",
+@asset(group_name="dataset", automation_condition=REFRESH,
        description="Train/validation/test assignment by whole document; stable as manuals are added "
        "(kept in data/processed/splits.json).")
 def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
@@ -114,7 +116,7 @@ def document_splits(context: AssetExecutionContext, config: SplitConfig, page_te
     )
 
 
-@asset(group_name="dataset", description="DAPT datasets: data/processed/dapt/{train,validation,test}.parquet "
+@asset(group_name="dataset", automation_condition=REFRESH, description="DAPT datasets: data/processed/dapt/{train,validation,test}.parquet "
        "(text, token count, doc id, chunk id, page range).")
 def dapt_dataset(context: AssetExecutionContext, token_chunks: list[dict], document_splits: dict, paths: PipelinePaths) -> Output[dict]:
     assignment = document_splits["assignment"]
@@ -140,7 +142,7 @@ def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
     return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in rows]
 
 
-@asset(group_name="dataset",
+@asset(group_name="dataset", automation_condition=REFRESH,
        description="SFT datasets: data/processed/sft/{train,validation,test}.jsonl, grounded conversations with "
        "[THINK] reasoning and source references, plus curated ones from data/raw/sft/*.jsonl.")
 def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: dict, document_splits: dict,
@@ -180,7 +182,7 @@ class ReportConfig(Config):
     near_duplicate_threshold: float = 0.8
 
 
-@asset(group_name="dataset",
+@asset(group_name="dataset", automation_condition=REFRESH,
        description="Validation report (data/processed/validation_report.json) and the QC report "
        "(docs/data_qc_report.md): coverage, splits, token statistics, THINK figures, leakage, rejects, warnings.")
 def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_pdfs: dict, page_text: dict,

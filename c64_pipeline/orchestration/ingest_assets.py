@@ -44,6 +44,8 @@ def raw_pdfs(context: AssetExecutionContext, paths: PipelinePaths) -> Output[dic
         "documents": len(records),
         "rejected": sum(r["status"] == "rejected" for r in records.values()),
         "pages": sum(r["pages"] for r in records.values()),
+        # one materialization event per partition carries this same metadata, so hashes are keyed by partition
+        "sha256_by_partition": MetadataValue.json({k: r["sha256"] for k, r in records.items()}),
     }
     if len(records) == 1:
         (record,) = records.values()

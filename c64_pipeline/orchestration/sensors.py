@@ -1,0 +1,164 @@
+"""Sensors: new or changed manuals start their own ingestion; failed checks and failed runs raise alerts."""
+
+import json
+import os
+from pathlib import Path
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetKey,
+    AssetRecordsFilter,
+    ConfigurableResource,
+    DagsterEventType,
+    DefaultSensorStatus,
+    EventRecordsFilter,
+    RunFailureSensorContext,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    run_failure_sensor,
+    sensor,
+)
+
+from c64_pipeline.alerts import Alert, AlertDelivery, send_alert
+from c64_pipeline.documents import discover_documents, sha256_of
+from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
+from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
+from c64_pipeline.orchestration.resources import PipelinePaths
+
+
+class AlertSink(ConfigurableResource):
+    """Where alerts go: always a line in `alerts_file`, and a webhook POST when `webhook_url` is set
+    (default: the C64_ALERT_WEBHOOK_URL environment variable)."""
+
+    alerts_file: str
+    webhook_url: str = ""
+    ui_base_url: str = "http://127.0.0.1:3000"
+    attempts: int = 4
+    backoff_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls, data_dir: Path) -> "AlertSink":
+        return cls(
+            alerts_file=str(data_dir / "alerts" / "alerts.jsonl"),
+            webhook_url=os.environ.get("C64_ALERT_WEBHOOK_URL", ""),
+            ui_base_url=os.environ.get("C64_UI_BASE_URL", "http://127.0.0.1:3000"),
+        )
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_base_url.rstrip('/')}/runs/{run_id}"
+
+    def send(self, alert: Alert) -> AlertDelivery:
+        return send_alert(alert, Path(self.alerts_file), self.webhook_url or None, self.attempts, self.backoff_seconds)
+
+
+def _last_ingested_sha(instance, key: str) -> str | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("raw_pdfs"), asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return None
+    hashes = records[0].asset_materialization.metadata.get("sha256_by_partition")
+    return hashes.value.get(key) if hashes is not None else None
+
+
+@sensor(
+    jobs=[ingest_job, dataset_job],
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Watches the manuals folder: adds a partition per new file and reads it, re-reads edited files, "
+    "and removes the partitions of deleted files (then rebuilds the datasets without them).",
+)
+def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -> SensorResult:
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    files = discover_documents(Path(paths.manuals_dir))
+    current = {key: sha256_of(path) for key, path in files.items()}
+    known = list(context.instance.get_dynamic_partitions(manual_partitions.name))
+    new = [key for key in current if key not in known]
+    removed = [key for key in known if key not in current]
+    changed = []
+    for key in known:
+        if key in current:
+            before = seen.get(key) or _last_ingested_sha(context.instance, key)
+            if before != current[key]:
+                changed.append(key)
+    ordered = [key for key in known if key in current] + sorted(new)
+    requests = []
+    for start, end in contiguous_ranges(ordered, set(new) | set(changed)):
+        keys = ordered[ordered.index(start) : ordered.index(end) + 1]
+        run_key = ",".join(f"{k}:{current[k][:16]}" for k in keys)
+        if start == end:
+            requests.append(RunRequest(job_name=ingest_job.name, partition_key=start, run_key=run_key))
+        else:
+            requests.append(RunRequest(job_name=ingest_job.name, tags=range_tags(start, end), run_key=run_key))
+    if removed:
+        requests.append(RunRequest(job_name=dataset_job.name, run_key="removed:" + ",".join(sorted(removed))))
+    partition_requests = []
+    if new:
+        partition_requests.append(manual_partitions.build_add_request(sorted(new)))
+    if removed:
+        partition_requests.append(manual_partitions.build_delete_request(removed))
+    if new or changed or removed:
+        context.log.info(f"new: {sorted(new)}, changed: {changed}, removed: {removed}")
+    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=json.dumps(current, sort_keys=True))
+
+
+def _figures(evaluation: AssetCheckEvaluation) -> dict:
+    out = {}
+    for key, value in evaluation.metadata.items():
+        raw = getattr(value, "value", value)
+        if isinstance(raw, (int, float, str, bool)) or raw is None:
+            out[key] = raw
+        else:
+            out[key] = json.loads(json.dumps(raw, default=str))
+    return out
+
+
+@sensor(
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Sends each failed asset check (ERROR or WARN, blocking or not) once to the alert sink.",
+)
+def check_failure_alerts(context: SensorEvaluationContext, alert_sink: AlertSink) -> SensorResult:
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.event_log_storage.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+        limit=200, ascending=True,
+    )
+    cursor = after
+    for record in records:
+        cursor = record.storage_id
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if evaluation.passed:
+            continue
+        alert = Alert(
+            kind="check_failed",
+            title=f"check {evaluation.check_name} failed",
+            severity=evaluation.severity.value,
+            asset=evaluation.asset_key.to_user_string(),
+            check=evaluation.check_name,
+            partition=evaluation.partition,
+            run_id=record.run_id,
+            run_url=alert_sink.run_url(record.run_id),
+            figures=_figures(evaluation),
+            description=evaluation.description,
+        )
+        delivery = alert_sink.send(alert)
+        context.log.info(f"alert for {evaluation.check_name}: webhook {delivery.webhook_status}")
+    return SensorResult(cursor=str(cursor) if cursor is not None else context.cursor)
+
+
+@run_failure_sensor(default_status=DefaultSensorStatus.RUNNING, description="Alerts on every failed run.")
+def run_failure_alerts(context: RunFailureSensorContext, alert_sink: AlertSink) -> None:
+    run = context.dagster_run
+    alert_sink.send(
+        Alert(
+            kind="run_failed",
+            title=f"run of {run.job_name} failed",
+            severity="ERROR",
+            partition=run.tags.get("dagster/partition"),
+            run_id=run.run_id,
+            run_url=alert_sink.run_url(run.run_id),
+            description=(context.failure_event.message or "")[:500],
+        )
+    )

@@ -1,0 +1,88 @@
+"""The new-manuals sensor and the alert sensors, evaluated against a real (ephemeral) Dagster instance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import DagsterInstance, build_sensor_context
+
+from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.orchestration.sensors import AlertSink, check_failure_alerts, new_manuals_sensor
+from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
+from c64_pipeline_tests.http_sink import RecordingWebhook
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_model_dir) -> Workspace:
+    return Workspace.create(tmp_path, tiny_model_dir)
+
+
+def _tick(instance, workspace, cursor=None):
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"paths": workspace.resources()["paths"]})
+    result = new_manuals_sensor(context)
+    # apply the partition requests as the daemon would
+    for request in result.dynamic_partitions_requests or []:
+        if type(request).__name__ == "AddDynamicPartitionsRequest":
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return result
+
+
+def test_new_edited_and_removed_manuals(workspace):
+    write_small_corpus(workspace.manuals)
+    with DagsterInstance.ephemeral() as instance:
+        first = _tick(instance, workspace)
+        assert len(first.run_requests) == 1, "a batch of new manuals is read in one run"
+        (request,) = first.run_requests
+        assert request.tags["dagster/asset_partition_range_start"] == "cia_registers-md"
+        assert request.tags["dagster/asset_partition_range_end"] == "vic_registers-md"
+        assert len(instance.get_dynamic_partitions("manuals")) == len(SMALL_CORPUS)
+
+        quiet = _tick(instance, workspace, first.cursor)
+        assert quiet.run_requests == [] and not quiet.dynamic_partitions_requests
+
+        path = workspace.manuals / "sid_registers.md"
+        path.write_text(path.read_text() + "\nOne more note on the SID.\n")
+        edited = _tick(instance, workspace, quiet.cursor)
+        (request,) = edited.run_requests
+        assert request.partition_key == "sid_registers-md" and request.run_key.startswith("sid_registers-md:")
+        assert request.run_key != [r.run_key for r in first.run_requests][0]
+
+        (workspace.manuals / "kernal_routines.md").unlink()
+        removed = _tick(instance, workspace, edited.cursor)
+        assert [r.job_name for r in removed.run_requests] == ["build_datasets"]
+        assert "kernal_routines-md" not in instance.get_dynamic_partitions("manuals")
+
+
+def test_only_the_new_manual_is_read_again(workspace):
+    write_small_corpus(workspace.manuals, ["vic_registers.md", "sid_registers.md", "cia_registers.md"])
+    with DagsterInstance.ephemeral() as instance:
+        workspace.run(instance)  # the three manuals are ingested (no sensor cursor yet)
+        write_small_corpus(workspace.manuals, ["kernal_routines.md"])
+        tick = _tick(instance, workspace)  # fresh cursor: falls back to the hashes recorded by raw_pdfs
+        assert [(r.partition_key, r.tags.get("dagster/asset_partition_range_start")) for r in tick.run_requests] == [
+            ("kernal_routines-md", None)
+        ]
+        run = workspace.run(instance, only=[r.partition_key for r in tick.run_requests])
+        (ingest,) = run.ingest.values()
+        read = {e.partition for e in ingest.get_asset_materialization_events() if e.asset_key.path == ["page_text"]}
+        assert read == {"kernal_routines-md"}
+
+
+def test_failed_checks_alert_once(workspace):
+    write_small_corpus(workspace.manuals)
+    with DagsterInstance.ephemeral() as instance, RecordingWebhook() as hook:
+        workspace.run(instance, thresholds=QualityThresholds(min_coverage_ratio=1.01))
+        sink = AlertSink(alerts_file=str(workspace.root / "alerts" / "alerts.jsonl"), webhook_url=hook.url, backoff_seconds=0.01)
+        context = build_sensor_context(instance=instance, resources={"alert_sink": sink})
+        result = check_failure_alerts(context)
+        again = check_failure_alerts(build_sensor_context(instance=instance, cursor=result.cursor, resources={"alert_sink": sink}))
+        assert again.cursor == result.cursor
+    lines = [json.loads(line) for line in (workspace.root / "alerts" / "alerts.jsonl").read_text().splitlines()]
+    assert [line["check"] for line in lines] == ["coverage_ratio"]
+    (payload,) = hook.payloads
+    assert payload["figures"]["coverage_ratio"] == 1.0 and payload["figures"]["threshold"] == 1.01
+    assert payload["asset"] == "validation_report" and payload["run_url"].startswith("http://127.0.0.1:3000/runs/")
