@@ -1,0 +1,258 @@
+"""Reading order and running heads on synthetic manual pages (text layer)."""
+
+from __future__ import annotations
+
+import pymupdf
+import pytest
+
+from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
+
+# --------------------------------------------------------------------------------------------
+# Test pages (also used by test_ocr.py)
+# --------------------------------------------------------------------------------------------
+
+TITLE = "CHAPTER 3: THE HARDWARE"
+LEFT = [
+    "The VIC-II chip controls the screen. Its registers start at $D000 and the border colour "
+    "lives at $D020, which is 53280 in decimal.",
+    "To change the border, type POKE 53280,0 and press RETURN. The border turns black at once.",
+    "Sprites are movable objects. Each of the eight sprites has its own pointer and colour register.",
+]
+RIGHT = [
+    "The SID chip makes the sound. Its registers start at $D400, which is 54272 in decimal, "
+    "and there are three voices.",
+    "Set the volume with POKE 54296,15 before you play a note, or nothing will be heard at all.",
+    "Each voice has a waveform, an envelope and a frequency that you set with two POKE commands.",
+]
+CLOSING = (
+    "This full width paragraph closes the page and spans both of the columns above it, "
+    "so it must come last."
+)
+
+TABLE_TITLE = "VIC-II REGISTERS"
+TABLE_ROWS = [
+    ("Address", "Decimal", "Description"),
+    ("$D020", "53280", "Border colour"),
+    ("$D021", "53281", "Background colour 0"),
+    ("$D011", "53265", "Control register 1"),
+    ("$D016", "53270", "Control register 2"),
+    ("$D418", "54296", "Volume and filter mode"),
+]
+TABLE_NOTE = "The table above lists a few of the registers of the video chip."
+
+HEADER = "COMMODORE 64 PROGRAMMER'S REFERENCE GUIDE"
+
+
+def add_two_column_page(doc: pymupdf.Document) -> pymupdf.Page:
+    """Title, two prose columns whose lines sit at the same heights, a full-width paragraph."""
+    page = doc.new_page()  # A4-ish 595 x 842
+    page.insert_textbox(pymupdf.Rect(50, 40, 545, 80), TITLE, fontsize=16)
+    y = 100
+    for left, right in zip(LEFT, RIGHT):
+        assert page.insert_textbox(pymupdf.Rect(50, y, 290, y + 80), left, fontsize=11) >= 0
+        assert page.insert_textbox(pymupdf.Rect(310, y, 550, y + 80), right, fontsize=11) >= 0
+        y += 90
+    assert page.insert_textbox(pymupdf.Rect(50, y, 550, y + 60), CLOSING, fontsize=11) >= 0
+    return page
+
+
+def add_table_page(doc: pymupdf.Document) -> pymupdf.Page:
+    """A register table: every cell is its own text box at a fixed position."""
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(50, 40, 545, 80), TABLE_TITLE, fontsize=14)
+    y = 90
+    for row in TABLE_ROWS:
+        for x, cell in zip((60, 180, 300), row):
+            assert page.insert_textbox(pymupdf.Rect(x, y, x + 200, y + 20), cell, fontsize=11) >= 0
+        y += 20
+    page.insert_textbox(pymupdf.Rect(50, y + 20, 545, y + 80), TABLE_NOTE, fontsize=11)
+    return page
+
+
+def body_lines(n: int) -> list[str]:
+    return [
+        f"Section {n}: POKE 53280,{n} sets the border to colour {n}.",
+        "10 PRINT CHR$(147): POKE 53281,6",
+        f"There are {8 * n} sprites on page {n} of this example.",
+    ]
+
+
+def make_running_head_doc(pages: int = 4) -> pymupdf.Document:
+    doc = pymupdf.open()
+    for n in range(1, pages + 1):
+        page = doc.new_page()
+        page.insert_text((72, 30), HEADER, fontsize=9)  # top band
+        page.insert_text((280, 825), f"Page {n + 40}", fontsize=9)  # bottom band, digits vary
+        y = 120
+        for line in body_lines(n):
+            page.insert_textbox(pymupdf.Rect(72, y, 520, y + 40), line, fontsize=11)
+            y += 50
+    return doc
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def page_text(page: pymupdf.Page, **kw) -> str:
+    return layout_text(blocks_from_page(page, **kw), page.rect.width, page.rect.height)
+
+
+# --------------------------------------------------------------------------------------------
+# Two-column prose
+# --------------------------------------------------------------------------------------------
+
+
+def test_two_columns_read_left_then_right(tmp_path):
+    doc = pymupdf.open()
+    add_two_column_page(doc)
+    doc.save(tmp_path / "two.pdf")
+    page = pymupdf.open(tmp_path / "two.pdf")[0]
+
+    # The trap is real: PyMuPDF's own sort interleaves the columns line by line.
+    naive = normalise(page.get_text(sort=True))
+    assert normalise(LEFT[0]) not in naive
+
+    text = page_text(page)
+    expected = "\n\n".join([TITLE, *LEFT, *RIGHT, CLOSING])
+    assert normalise(text) == normalise(expected)
+    paragraphs = [normalise(p) for p in text.split("\n\n")]
+    assert paragraphs == [normalise(p) for p in [TITLE, *LEFT, *RIGHT, CLOSING]]
+    # Line breaks inside a paragraph are single newlines, and no line mixes the columns.
+    for line in text.splitlines():
+        assert not ("VIC-II" in line and "SID" in line)
+
+
+def test_two_columns_from_line_blocks_at_equal_heights():
+    """OCR-style input: one block per line, left and right lines on exactly the same rows."""
+    left = ["Sprites are movable objects that", "you can place anywhere on the", "screen with two POKE commands."]
+    right = ["The SID chip has three voices and", "each of them has its own envelope", "and its own waveform register."]
+    blocks = []
+    for i, (l, r) in enumerate(zip(left, right)):
+        y = 100 + 14 * i
+        blocks += [TextBlock(310, y, 545, y + 11, r), TextBlock(50, y, 285, y + 11, l)]
+    text = layout_text(blocks, 595, 842)
+    assert text == "\n".join(left) + "\n\n" + "\n".join(right)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def expected_table_lines() -> list[str]:
+    return [" | ".join(row) for row in TABLE_ROWS]
+
+
+def test_register_table_row_by_row(tmp_path):
+    doc = pymupdf.open()
+    add_table_page(doc)
+    doc.save(tmp_path / "table.pdf")
+    page = pymupdf.open(tmp_path / "table.pdf")[0]
+    text = page_text(page)
+    assert text == "\n\n".join([TABLE_TITLE, "\n".join(expected_table_lines()), TABLE_NOTE])
+
+
+def test_blocks_from_page_splits_row_blocks_into_cells(tmp_path):
+    doc = pymupdf.open()
+    page = add_table_page(doc)
+    raw = [b.text for b in blocks_from_page(page, granularity="blocks")]
+    assert "Address\nDecimal\nDescription" in raw  # PyMuPDF glues a table row into one block
+    auto = [b.text for b in blocks_from_page(page)]
+    assert {"Address", "Decimal", "Description", "$D020", "53280", "Border colour"} <= set(auto)
+    lines = blocks_from_page(page, granularity="lines")
+    assert all("\n" not in b.text for b in lines)
+
+
+def test_table_from_cell_blocks_in_any_order():
+    rows = [("$D020", "53280", "Border colour"), ("$D021", "53281", "Background colour 0"), ("$D022", "53282", "Extra colour 1")]
+    blocks = []
+    for i, row in enumerate(rows):
+        y = 200 + 16 * i
+        for x, cell in zip((60, 160, 260), row):
+            blocks.append(TextBlock(x, y, x + 6 * len(cell), y + 12, cell))
+    blocks.reverse()  # column-major / reversed input must not matter
+    assert layout_text(blocks, 595, 842) == "\n".join(" | ".join(r) for r in rows)
+
+
+def test_table_with_wrapped_description_cells():
+    blocks = [
+        TextBlock(60, 100, 90, 112, "ABS"),
+        TextBlock(140, 100, 400, 124, "Returns the absolute value of the\nnumber given as its argument."),
+        TextBlock(60, 130, 90, 142, "ASC"),
+        TextBlock(140, 130, 400, 142, "Returns the code of a character."),
+    ]
+    assert layout_text(blocks, 595, 842) == (
+        "ABS | Returns the absolute value of the number given as its argument.\n"
+        "ASC | Returns the code of a character."
+    )
+
+
+def test_monospace_table_in_one_text_line(tmp_path):
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((50, 60), "ADDRESS   DECIMAL   FUNCTION", fontname="cour", fontsize=10)
+    page.insert_text((50, 74), "$D020     53280     BORDER COLOR", fontname="cour", fontsize=10)
+    page.insert_text((50, 86), "$D021     53281     BACKGROUND 0", fontname="cour", fontsize=10)
+    assert page_text(page) == (
+        "ADDRESS | DECIMAL | FUNCTION\n$D020 | 53280 | BORDER COLOR\n$D021 | 53281 | BACKGROUND 0"
+    )
+
+
+def test_prose_column_beside_a_table_stays_whole():
+    prose = [
+        "The colour registers of the video chip",
+        "are listed on the right. Each of them",
+        "takes a value from 0 to 15 and changes",
+        "the colour at once, without a delay.",
+    ]
+    blocks = [TextBlock(50, 100, 280, 100 + 14 * len(prose), "\n".join(prose))]
+    cells = [("$D020", "Border"), ("$D021", "Background"), ("$D022", "Extra 1"), ("$D023", "Extra 2")]
+    for i, (a, d) in enumerate(cells):
+        y = 100 + 14 * i
+        blocks += [TextBlock(320, y, 355, y + 14, a), TextBlock(380, y, 440, y + 14, d)]
+    text = layout_text(blocks, 595, 842)
+    assert text == "\n".join(prose) + "\n\n" + "\n".join(f"{a} | {d}" for a, d in cells)
+
+
+def test_text_is_kept_exactly():
+    blocks = [TextBlock(50, 50, 400, 62, "Type POKE 53280,0 : REM $D020 = black (see p. 12)!")]
+    assert layout_text(blocks, 595, 842) == "Type POKE 53280,0 : REM $D020 = black (see p. 12)!"
+    assert layout_text([], 595, 842) == ""
+    assert layout_text([TextBlock(0, 0, 10, 10, "  \n ")], 595, 842) == ""
+
+
+# --------------------------------------------------------------------------------------------
+# Running heads
+# --------------------------------------------------------------------------------------------
+
+
+def test_strip_running_heads(tmp_path):
+    doc = make_running_head_doc(4)
+    doc.save(tmp_path / "heads.pdf")
+    doc = pymupdf.open(tmp_path / "heads.pdf")
+    pages = [blocks_from_page(p) for p in doc]
+    heights = [p.rect.height for p in doc]
+    assert any(HEADER in b.text for b in pages[0]) and any("Page 41" in b.text for b in pages[0])
+
+    stripped = strip_running_heads(pages, heights)
+    for n, blocks in enumerate(stripped, start=1):
+        texts = [b.text for b in blocks]
+        assert not any(HEADER in t or t.startswith("Page ") for t in texts)
+        # Body lines with digits (and the same body line on every page) are kept.
+        assert normalise(" ".join(texts)) == normalise(" ".join(body_lines(n)))
+
+
+def test_strip_running_heads_needs_three_pages_and_recurrence():
+    top = TextBlock(72, 20, 300, 30, "MANUAL 1")
+    body = TextBlock(72, 300, 300, 312, "MANUAL 1")  # same text, but not in a band
+    two = strip_running_heads([[top, body], [top, body]], [842, 842])
+    assert two == [[top, body], [top, body]]
+    pages = [[top, body], [TextBlock(72, 20, 300, 30, "Manual  2"), body], [body], [body]]
+    out = strip_running_heads(pages, [842] * 4)
+    assert out == [[body], [body], [body], [body]]
+    # Recurring on only 1 of 4 pages (< min_share): kept.
+    pages = [[top, body], [body], [body], [body]]
+    assert strip_running_heads(pages, [842] * 4) == pages
+    with pytest.raises(ValueError):
+        strip_running_heads([[top]], [842, 842])
