@@ -137,8 +137,8 @@ def _repair_one(m: re.Match) -> str:
     lookalikes = sum(ch in "OoIl|" for ch in run)
     if prefix == "5" and letters + lookalikes == 0:
         return m.group(0)  # "53280" is a decimal number
-    if digits == 0 and (run.count("O") < 2 or any(ch in "oIl|" for ch in run)):
-        return m.group(0)  # letters only: "SDOOO" is an address, "SCOFF" or "Soil" are words
+    if prefix == "S" and digits == 0 and (run.count("O") < 2 or any(ch in "oIl|" for ch in run)):
+        return m.group(0)  # S + letters: "SDOOO" is an address, "SCOFF" or "Soil" are words
     return "$" + run.translate(_LOOKALIKE)
 
 
@@ -150,8 +150,8 @@ def repair_hex_tokens(text: str) -> str:
 
     Conservative: the token must be S or 5 followed by exactly four hex-like characters
     (0-9, A-F, with O/o read as 0 and I/l/| as 1) and stand alone. An "S" token needs a real
-    digit (or at least two O's, as in "SDOOO"); a "5" token needs a hex letter or a misread
-    digit, so decimal numbers such as 53280 are kept. Ordinary words are never touched.
+    digit (or at least two O's, as in "SDOOO"), so words such as "SCOFF" stay; a "5" token
+    needs a hex letter or a misread digit, so decimal numbers such as 53280 stay.
     """
     return _HEX_TOKEN.sub(_repair_one, text)
 
