@@ -1,0 +1,137 @@
+"""Load the base model for training, strictly: a checkpoint with missing or unexpected weights is an error.
+
+transformers 5 initialises weights that a checkpoint lacks randomly and only logs a line about it; a LoRA run on such
+a model trains on noise and still reports a falling loss, so every load here checks the loading report and raises.
+
+Two kinds of checkpoint: the tiny demo model (`Ministral3ForCausalLM`, a plain causal LM) and the real Ministral 3
+(`Mistral3ForConditionalGeneration`: a language model plus a vision encoder). The real one is loaded whole and LoRA
+is aimed at its language model only, since `all-linear` or bare projection names would also hit vision layers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from c64_pipeline.base_model import ModelDirError, validate_model_dir
+
+CAUSAL_LM_ARCHITECTURES = ("Ministral3ForCausalLM", "MistralForCausalLM")
+MULTIMODAL_ARCHITECTURES = ("Mistral3ForConditionalGeneration",)
+
+logger = logging.getLogger(__name__)
+
+
+class StrictLoadingError(RuntimeError):
+    """The checkpoint does not match the model: weights are missing, unexpected or of the wrong shape."""
+
+
+def model_architecture(model_dir: Path) -> str:
+    """The architecture named in `config.json`, checked to be one this pipeline trains."""
+    validate_model_dir(model_dir)
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    architectures = config.get("architectures") or []
+    supported = CAUSAL_LM_ARCHITECTURES + MULTIMODAL_ARCHITECTURES
+    if len(architectures) != 1 or architectures[0] not in supported:
+        raise ModelDirError(
+            f"{Path(model_dir) / 'config.json'} names architectures {architectures}; expected exactly one of "
+            f"{', '.join(supported)}"
+        )
+    return architectures[0]
+
+
+def lora_target_modules(architecture: str, names: tuple[str, ...]) -> list[str] | str:
+    """Module names for a plain causal LM; for the multimodal model a regex matching the language model only."""
+    if architecture in MULTIMODAL_ARCHITECTURES:
+        return rf".*language_model.*\.({'|'.join(names)})"
+    return list(names)
+
+
+def _model_class(architecture: str):
+    import transformers
+
+    return getattr(transformers, architecture)
+
+
+def check_loading_info(model_dir: Path, info: dict) -> None:
+    """Raise StrictLoadingError when the loading report lists missing, unexpected or mismatched weights."""
+    problems = []
+    for key in ("missing_keys", "unexpected_keys"):
+        names = sorted(info.get(key) or ())
+        if names:
+            shown = ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+            problems.append(f"{key.replace('_', ' ')}: {shown}")
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        problems.append("mismatched shapes: " + ", ".join(str(m) for m in mismatched[:8]))
+    if info.get("error_msgs"):
+        problems.append("errors: " + "; ".join(map(str, info["error_msgs"]))[:1000])
+    if problems:
+        raise StrictLoadingError(
+            f"the checkpoint in {model_dir} does not match its architecture (transformers would initialise the "
+            f"missing weights randomly and train on them): {' | '.join(problems)}. Re-download or rebuild the model."
+        )
+
+
+def _complete_rope_parameters(config) -> None:
+    """Ministral 3 attention scales queries with `llama_4_scaling_beta` and `original_max_position_embeddings` from
+    rope_parameters and fails (TypeError on None) when they are absent, as in a config built with plain default rope
+    (the tiny demo model). Fill in the values that make that scaling a no-op (beta 0), and say so."""
+    text_config = config.get_text_config()
+    rope = getattr(text_config, "rope_parameters", None)
+    if getattr(text_config, "model_type", None) != "ministral3" or not isinstance(rope, dict):
+        return
+    missing = [k for k in ("llama_4_scaling_beta", "original_max_position_embeddings") if rope.get(k) is None]
+    if missing:
+        logger.warning(
+            "config.json rope_parameters lack %s, without which Ministral 3 cannot run a forward pass; using "
+            "llama_4_scaling_beta=0 (no query scaling). Set them when building the model.", ", ".join(missing)
+        )
+        rope.setdefault("llama_4_scaling_beta", 0.0)
+        rope.setdefault("original_max_position_embeddings", text_config.max_position_embeddings)
+        rope["llama_4_scaling_beta"] = rope["llama_4_scaling_beta"] or 0.0
+        rope["original_max_position_embeddings"] = (
+            rope["original_max_position_embeddings"] or text_config.max_position_embeddings
+        )
+
+
+def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
+    """The base model for training (or evaluation), on CPU or the one GPU, with strict weight loading."""
+    from transformers import AutoConfig
+
+    model_dir = Path(model_dir)
+    architecture = model_architecture(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir))
+        _complete_rope_parameters(config)
+        model, info = _model_class(architecture).from_pretrained(
+            str(model_dir), config=config, dtype=dtype, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelDirError(f"could not load the model in {model_dir}: {type(exc).__name__}: {exc}") from exc
+    check_loading_info(model_dir, info)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model
+
+
+def merge_adapter(model, adapter_dir: Path):
+    """`model` with the LoRA adapter in `adapter_dir` merged into its weights; every adapter tensor must load."""
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors import safe_open
+
+    adapter_dir = Path(adapter_dir)
+    missing = [n for n in ("adapter_config.json", "adapter_model.safetensors") if not (adapter_dir / n).is_file()]
+    if missing:
+        raise ModelDirError(f"adapter directory {adapter_dir} is missing {', '.join(missing)}: train that stage first")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+        with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as fh:
+            saved = set(fh.keys())
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelDirError(f"could not load the adapter in {adapter_dir}: {type(exc).__name__}: {exc}") from exc
+    expected = set(get_peft_model_state_dict(peft_model).keys())
+    check_loading_info(adapter_dir, {"missing_keys": expected - saved, "unexpected_keys": saved - expected})
+    return peft_model.merge_and_unload()

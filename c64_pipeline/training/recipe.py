@@ -1,0 +1,139 @@
+"""The training recipe: every hyperparameter of the DAPT and SFT runs in one typed, JSON-serialisable record.
+
+The defaults are the founding recipe for Ministral 3 8B. `demo_profile()` is the same record with values that let
+the tiny demo model train on 2 CPU cores in minutes: a profile is data, never a separate code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    profile: str = "founding"
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = LORA_TARGETS
+    # Precision: "auto" is bf16 where the hardware has it (CUDA with bf16), fp32 otherwise (CPU).
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # None: on where there is a GPU (memory), off on CPU (where it only costs time).
+    gradient_checkpointing: bool | None = None
+    # Sequences
+    max_length: int = 2048
+    # Optimisation
+    per_device_train_batch_size: int = 2
+    per_device_eval_batch_size: int = 2
+    gradient_accumulation_steps: int = 16
+    learning_rate: float = 2e-5
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    num_train_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    seed: int = 42
+    # Evaluation, checkpoints, logs
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: int | None = None
+    save_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    save_steps: int | None = None
+    save_total_limit: int | None = 3
+    logging_steps: int = 10
+    # Evaluation of the trained models (generations are bounded so the report stays cheap)
+    eval_max_prompts: int = 50
+    eval_max_new_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lora_r <= 0 or self.lora_alpha <= 0:
+            problems.append("lora_r and lora_alpha must be positive")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("lora_dropout must be in [0, 1)")
+        if self.max_length < 8:
+            problems.append("max_length must be at least 8")
+        if min(self.per_device_train_batch_size, self.per_device_eval_batch_size, self.gradient_accumulation_steps) < 1:
+            problems.append("batch sizes and gradient_accumulation_steps must be at least 1")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            problems.append("set num_train_epochs > 0 or max_steps > 0")
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            problems.append("eval_strategy='steps' needs eval_steps")
+        if self.save_strategy == "steps" and not self.save_steps:
+            problems.append("save_strategy='steps' needs save_steps")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            problems.append(f"precision must be 'auto', 'bf16' or 'fp32', not {self.precision!r}")
+        if problems:
+            raise ValueError("invalid TrainingRecipe: " + "; ".join(problems))
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["lora_target_modules"] = list(self.lora_target_modules)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingRecipe:
+        data = dict(data)
+        if "lora_target_modules" in data:
+            data["lora_target_modules"] = tuple(data["lora_target_modules"])
+        return cls(**data)
+
+    def replace(self, **changes) -> TrainingRecipe:
+        return replace(self, **changes)
+
+
+def resolved_precision(recipe: TrainingRecipe) -> Literal["bf16", "fp32"]:
+    """bf16 only where the hardware runs it natively (CUDA with bf16 support); fp32 elsewhere, e.g. on CPU."""
+    import torch
+
+    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if recipe.precision == "bf16" and not has_bf16:
+        raise ValueError("recipe asks for bf16 but this machine has no CUDA device with bf16 support; use 'auto'")
+    if recipe.precision == "auto":
+        return "bf16" if has_bf16 else "fp32"
+    return recipe.precision
+
+
+def resolved_gradient_checkpointing(recipe: TrainingRecipe) -> bool:
+    import torch
+
+    if recipe.gradient_checkpointing is None:
+        return torch.cuda.is_available()
+    return recipe.gradient_checkpointing
+
+
+def founding_recipe() -> TrainingRecipe:
+    return TrainingRecipe()
+
+
+def demo_profile() -> TrainingRecipe:
+    """The tiny demo model on 2 CPU cores: short sequences, small batches, a high learning rate, bounded steps."""
+    return TrainingRecipe(
+        profile="demo",
+        precision="fp32",
+        gradient_checkpointing=False,
+        max_length=512,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        gradient_accumulation_steps=1,
+        learning_rate=5e-3,
+        lr_scheduler_type="linear",
+        warmup_ratio=0.05,
+        max_steps=300,
+        eval_strategy="steps",
+        eval_steps=100,
+        save_strategy="steps",
+        save_steps=100,
+        save_total_limit=2,
+        logging_steps=10,
+        eval_max_prompts=12,
+        eval_max_new_tokens=96,
+    )
