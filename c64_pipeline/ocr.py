@@ -117,7 +117,7 @@ class TesseractEngine:
                 language=self.language,
                 tessdata=tessdata,
             )
-            return blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True)
+            return _repaired(blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True))
         except Exception as exc:
             raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
 
@@ -154,6 +154,33 @@ def repair_hex_tokens(text: str) -> str:
     needs a hex letter or a misread digit, so decimal numbers such as 53280 stay.
     """
     return _HEX_TOKEN.sub(_repair_one, text)
+
+
+_RANGE_LIKE = re.compile(r"(?<![\w$])([0-9A-FOSIl]{4})(\s?-\s?)([0-9A-FOSIl]{4})(?![\w])")
+_RANGE_LOOKALIKE = str.maketrans({"O": "0", "S": "5", "I": "1", "l": "1"})
+
+
+def _repair_range(m: re.Match) -> str:
+    start, end = m.group(1).translate(_RANGE_LOOKALIKE), m.group(3).translate(_RANGE_LOOKALIKE)
+    raw = m.group(1) + m.group(3)
+    if not (any(ch.isdigit() for ch in raw) or "OO" in raw) or int(start, 16) > int(end, 16):
+        return m.group(0)
+    return f"{start}{m.group(2)}{end}"
+
+
+def repair_hex_ranges(text: str) -> str:
+    """Memory-map ranges such as "DCOO-DCFF" or "DS00-DSFF", as both engines misread them, back to hex
+    ("DC00-DCFF", "D500-D5FF"). Only a pair of four-character hex-like tokens joined by a dash that reads
+    as an ascending range after the fix, with a real digit or an "OO" (read for "00"), is touched."""
+    return _RANGE_LIKE.sub(_repair_range, text)
+
+
+def repair_ocr_text(text: str) -> str:
+    return repair_hex_ranges(repair_hex_tokens(text))
+
+
+def _repaired(blocks: list[TextBlock]) -> list[TextBlock]:
+    return [TextBlock(b.x0, b.y0, b.x1, b.y1, repair_ocr_text(b.text)) for b in blocks]
 
 
 _READERS: dict[tuple[tuple[str, ...], str], Any] = {}
@@ -217,7 +244,7 @@ class EasyOcrEngine:
         ox, oy = page.rect.x0, page.rect.y0
         segments = []
         for box, text, _conf in results:
-            text = repair_hex_tokens(str(text).strip())
+            text = repair_ocr_text(str(text).strip())
             if not text:
                 continue
             xs = [float(p[0]) for p in box]

@@ -223,3 +223,12 @@ def test_easyocr_small_page_repairs_addresses(tmp_path):
         assert " | ".join(row) in lines, text
     assert "POKE 53280,0" in text
     assert "SD0" not in text and "SDO" not in text
+
+
+def test_repair_hex_ranges_only_touches_address_ranges():
+    from c64_pipeline.ocr import repair_hex_ranges
+
+    assert repair_hex_ranges("CIA 1 | DCOO-DCFF") == "CIA 1 | DC00-DCFF"
+    assert repair_hex_ranges("DS00-DSFF and FOOO-FFFF") == "D500-D5FF and F000-FFFF"
+    for unchanged in ("DEAD-BEEF", "CODE-BASE", "1982-1984", "FFFF-0000", "page 12-13"):
+        assert repair_hex_ranges(unchanged) == unchanged

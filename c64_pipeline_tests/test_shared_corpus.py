@@ -65,7 +65,9 @@ def test_text_layer_and_text_evidence_is_on_the_cited_page(corpus_run):
             haystack = doc_pages[number]["text"]
         else:
             haystack = "\n".join(p["text"] for p in doc_pages.values())
-        assert _norm(row["evidence"]) in _norm(haystack), (name, row["evidence"])
+        # a multi-line quote (labels on a schematic) has no single reading order: each of its lines must be there
+        for part in row["evidence"].split("\n"):
+            assert _norm(part) in _norm(haystack), (name, row["evidence"])
         checked += 1
     assert checked == 25
 
@@ -74,4 +76,4 @@ def test_memory_map_scan_is_read_by_ocr(corpus_run):
     _, _, pages, _ = corpus_run
     text = pages["danbolt_c64_memmap_diagram.pdf"][1]["text"]
     assert pages["danbolt_c64_memmap_diagram.pdf"][1]["method"] == "ocr"
-    assert re.search(r"DC00", text) and re.search(r"CIA", text)
+    assert "CIA 1 | DC00-DCFF" in text  # the label and its range on one row, the range repaired from "DCOO"
