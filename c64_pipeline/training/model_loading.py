@@ -109,7 +109,7 @@ def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
         model, info = _model_class(architecture).from_pretrained(
             str(model_dir), config=config, dtype=dtype, output_loading_info=True
         )
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # corrupt files surface as OSError, ValueError, SafetensorError, ...
         raise ModelDirError(f"could not load the model in {model_dir}: {type(exc).__name__}: {exc}") from exc
     check_loading_info(model_dir, info)
     if torch.cuda.is_available():
@@ -117,20 +117,25 @@ def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     return model
 
 
+def check_adapter_dir(adapter_dir: Path) -> Path:
+    adapter_dir = Path(adapter_dir)
+    missing = [n for n in ("adapter_config.json", "adapter_model.safetensors") if not (adapter_dir / n).is_file()]
+    if missing:
+        raise ModelDirError(f"adapter directory {adapter_dir} is missing {', '.join(missing)}: train that stage first")
+    return adapter_dir
+
+
 def merge_adapter(model, adapter_dir: Path):
     """`model` with the LoRA adapter in `adapter_dir` merged into its weights; every adapter tensor must load."""
     from peft import PeftModel, get_peft_model_state_dict
     from safetensors import safe_open
 
-    adapter_dir = Path(adapter_dir)
-    missing = [n for n in ("adapter_config.json", "adapter_model.safetensors") if not (adapter_dir / n).is_file()]
-    if missing:
-        raise ModelDirError(f"adapter directory {adapter_dir} is missing {', '.join(missing)}: train that stage first")
+    adapter_dir = check_adapter_dir(adapter_dir)
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
         with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as fh:
             saved = set(fh.keys())
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except Exception as exc:  # corrupt files surface as OSError, ValueError, SafetensorError, ...
         raise ModelDirError(f"could not load the adapter in {adapter_dir}: {type(exc).__name__}: {exc}") from exc
     expected = set(get_peft_model_state_dict(peft_model).keys())
     check_loading_info(adapter_dir, {"missing_keys": expected - saved, "unexpected_keys": saved - expected})

@@ -1,0 +1,285 @@
+"""What DAPT and SFT share: input checks, training arguments, length-grouped batches, guard callbacks, checkpoints
+and the outputs every run writes (adapter, tokenizer, metrics, manifest, log history, loss curve)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+from transformers import TrainerCallback
+
+from c64_pipeline.atomic import write_json, write_with
+from c64_pipeline.training.manifest import build_manifest, sha256_file, write_manifest
+from c64_pipeline.training.recipe import TrainingRecipe
+
+CHECKPOINTS = "checkpoints"
+RUN_KEY = "run_key.json"
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+FINAL_FILES = (
+    *ADAPTER_FILES, "metrics.json", "run_manifest.json", "log_history.json", "loss_curve.png", "README.md",
+    "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+)
+
+Progress = Callable[[dict], None]
+
+
+class TrainingDataError(ValueError):
+    """A dataset a run needs is missing, unreadable or empty; raised before any training step."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN/inf; training stopped and no adapter was written."""
+
+
+class ResumeMismatchError(RuntimeError):
+    """The checkpoints in the output folder were made by a different recipe, dataset or base model."""
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+
+class LengthGroupedEpochSampler(Sampler[int]):
+    """Batches of examples of similar length (so almost no padding), in a random but seeded order per epoch.
+
+    The order depends only on (seed, epoch), never on the global RNG, so a run resumed from a checkpoint sees the
+    same batches as an uninterrupted one. Full batches are shuffled; the one short batch, if any, comes last so that
+    the DataLoader's grouping of consecutive indices stays aligned with the batches built here.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        shuffled = torch.randperm(len(self.lengths), generator=generator).tolist()
+        ordered = sorted(shuffled, key=lambda i: -self.lengths[i])  # stable: equal lengths keep the random order
+        batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return iter([i for b in [batches[j] for j in order] + tail for i in b])
+
+
+class GroupedBatchesMixin:
+    """For a Trainer subclass: length-grouped batches, and counts of real and padded tokens per session."""
+
+    session_tokens_real = 0
+    session_tokens_total = 0
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return LengthGroupedEpochSampler(lengths, self.args.train_batch_size, self.args.data_seed or self.args.seed)
+
+    def _track_num_input_tokens(self, inputs):
+        super()._track_num_input_tokens(inputs)
+        ids = inputs["input_ids"]
+        self.session_tokens_total += ids.numel()
+        mask = inputs.get("attention_mask")
+        self.session_tokens_real += int(mask.sum()) if mask is not None else ids.numel()
+
+
+# ---------------------------------------------------------------------------------------------------- callbacks
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Raise NonFiniteLossError on a NaN/inf gradient (checked before every optimizer step) or logged loss."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        for name, param in model.named_parameters():
+            if param.requires_grad and param.grad is not None and not torch.isfinite(param.grad).all():
+                raise NonFiniteLossError(
+                    f"non-finite gradient in {name} at optimizer step {state.global_step + 1} (the loss is NaN or "
+                    "inf): training stopped before the update; no adapter was written. Lower the learning rate or "
+                    "check the base weights and the data."
+                )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"{key} is {value} at step {state.global_step}: training stopped; no adapter was written. Lower "
+                    "the learning rate or check the base weights and the data."
+                )
+
+
+class ReportProgress(TrainerCallback):
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.progress({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, **(logs or {})})
+
+
+# ---------------------------------------------------------------------------------------------------- arguments
+
+
+def training_arguments(recipe: TrainingRecipe, output_dir: Path, precision: str, gradient_checkpointing: bool) -> dict:
+    """Keyword arguments shared by TrainingArguments (DAPT) and SFTConfig (SFT)."""
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": recipe.per_device_train_batch_size,
+        "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
+        "gradient_accumulation_steps": recipe.gradient_accumulation_steps,
+        "learning_rate": recipe.learning_rate,
+        "lr_scheduler_type": recipe.lr_scheduler_type,
+        "warmup_steps": recipe.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        "weight_decay": recipe.weight_decay,
+        "max_grad_norm": recipe.max_grad_norm,
+        "num_train_epochs": recipe.num_train_epochs,
+        "max_steps": recipe.max_steps,
+        "seed": recipe.seed,
+        "data_seed": recipe.seed,
+        "bf16": precision == "bf16",
+        "fp16": False,
+        "use_cpu": not torch.cuda.is_available(),
+        "gradient_checkpointing": gradient_checkpointing,
+        "eval_strategy": recipe.eval_strategy,
+        "eval_steps": recipe.eval_steps,
+        "save_strategy": recipe.save_strategy,
+        "save_steps": recipe.save_steps,
+        "save_total_limit": recipe.save_total_limit,
+        "logging_steps": recipe.logging_steps,
+        "logging_first_step": True,
+        # A NaN loss must stop the run, not be replaced by the running average (the default filter).
+        "logging_nan_inf_filter": False,
+        "include_num_input_tokens_seen": "non_padding",
+        "prediction_loss_only": True,
+        "dataloader_num_workers": 0,
+        "report_to": "none",
+        "disable_tqdm": True,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+
+def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None:
+    """Clear stale final outputs; return the checkpoint to resume from (None for a fresh start)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out_dir = Path(out_dir)
+    checkpoints = out_dir / CHECKPOINTS
+    for name in FINAL_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    if last is not None:
+        saved = json.loads((checkpoints / RUN_KEY).read_text()) if (checkpoints / RUN_KEY).is_file() else None
+        if saved != run_key:
+            raise ResumeMismatchError(
+                f"the checkpoints in {checkpoints} were made with a different recipe, dataset or base model; "
+                "resume=False starts over (and deletes them)"
+            )
+        return last
+    if checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    checkpoints.mkdir(parents=True)
+    write_json(checkpoints / RUN_KEY, run_key)
+    return None
+
+
+def make_run_key(recipe: TrainingRecipe, model_dir: Path, files: list[Path]) -> dict:
+    return {
+        "recipe": recipe.as_dict(),
+        "model_dir": str(Path(model_dir).resolve()),
+        "files": {str(f): sha256_file(f) for f in files},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def require_trainable(model) -> tuple[int, int]:
+    trainable, total = count_parameters(model)
+    if trainable <= 0:
+        raise RuntimeError(
+            "the model has no trainable parameters: LoRA matched no module (check lora_target_modules against the "
+            "model's module names) or every parameter is frozen"
+        )
+    return trainable, total
+
+
+def plot_loss_curve(log_history: list[dict], target: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def run_metrics(trainer, train_output, resumed_from: str | None) -> dict[str, Any]:
+    """Figures every run reports: tokens, speed, padding, losses, parameters."""
+    history = trainer.state.log_history
+    train_losses = [e["loss"] for e in history if "loss" in e]
+    evals = [e for e in history if "eval_loss" in e]
+    if not evals or evals[-1]["step"] != trainer.state.global_step:
+        evals.append({"eval_loss": trainer.evaluate()["eval_loss"], "step": trainer.state.global_step})
+    runtime = train_output.metrics.get("train_runtime") or 0.0
+    real, total = trainer.session_tokens_real, trainer.session_tokens_total
+    trainable, all_params = count_parameters(trainer.model)
+    return {
+        "global_step": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "tokens_seen_this_session": real,
+        "tokens_per_second": real / runtime if real and runtime > 0 else None,
+        "padding_share": (total - real) / total if total else None,
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "mean_train_loss_this_session": train_output.training_loss if real else None,
+        "final_eval_loss": evals[-1]["eval_loss"],
+        "train_runtime_s": runtime,
+        "resumed_from": resumed_from,
+        "trainable_parameters": trainable,
+        "total_parameters": all_params,
+    }
+
+
+def write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest_kwargs: dict, title: str) -> dict:
+    """Adapter + tokenizer (staged, then moved in), log history, loss curve, metrics.json, run_manifest.json."""
+    out_dir = Path(out_dir)
+    staging = out_dir / ".final.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    for path in sorted(staging.iterdir()):
+        os.replace(path, out_dir / path.name)
+    staging.rmdir()
+    write_json(out_dir / "log_history.json", trainer.state.log_history)
+    plot_loss_curve(trainer.state.log_history, out_dir / "loss_curve.png", title)
+    write_json(out_dir / "metrics.json", metrics)
+    manifest = build_manifest(metrics=metrics, **manifest_kwargs)
+    write_manifest(out_dir, manifest)
+    return manifest
