@@ -345,6 +345,10 @@ def test_resume_reproduces_the_uninterrupted_losses(model_dir, data_dir, tmp_pat
     assert [step for step, _ in losses("resumed")] == list(range(1, 9))
     assert losses("resumed") == losses("straight")  # exactly: same batches, same RNG states
 
+    # Checkpoints of another recipe cannot be resumed: the run starts over.
+    again = train_dapt(model_dir, data_dir / "dapt", tmp_path / "resumed", recipe.replace(learning_rate=1e-3))
+    assert again["resumed_from"] is None and again["global_step"] == 8
+
 
 # ---------------------------------------------------------------------------------------------------- bad inputs
 
@@ -358,6 +362,10 @@ def test_missing_or_corrupt_model_dir_is_a_clear_error(data_dir, model_dir, tmp_
     with pytest.raises(ModelDirError, match="not valid JSON"):
         train_dapt(corrupt, data_dir / "dapt", tmp_path / "out", quick())
     (corrupt / "config.json").write_text((model_dir / "config.json").read_text())
+    (corrupt / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelDirError, match="could not load the tokenizer"):
+        train_dapt(corrupt, data_dir / "dapt", tmp_path / "out", quick())
+    shutil.copy(model_dir / "tokenizer.json", corrupt / "tokenizer.json")
     (corrupt / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ModelDirError, match="could not load the model"):
         train_dapt(corrupt, data_dir / "dapt", tmp_path / "out", quick())

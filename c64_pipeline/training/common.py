@@ -4,6 +4,7 @@ and the outputs every run writes (adapter, tokenizer, metrics, manifest, log his
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ FINAL_FILES = (
 )
 
 Progress = Callable[[dict], None]
+logger = logging.getLogger(__name__)
 
 
 class TrainingDataError(ValueError):
@@ -36,10 +38,6 @@ class TrainingDataError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradients became NaN/inf; training stopped and no adapter was written."""
-
-
-class ResumeMismatchError(RuntimeError):
-    """The checkpoints in the output folder were made by a different recipe, dataset or base model."""
 
 
 # ---------------------------------------------------------------------------------------------------- batching
@@ -168,7 +166,10 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, precision: str,
 
 
 def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None:
-    """Clear stale final outputs; return the checkpoint to resume from (None for a fresh start)."""
+    """Clear stale final outputs; return the checkpoint to resume from (None for a fresh start).
+
+    Checkpoints made with another recipe, other data or another base model cannot be resumed: they are deleted and
+    the run starts over, with a warning."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out_dir = Path(out_dir)
@@ -178,12 +179,12 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None
     last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if last is not None:
         saved = json.loads((checkpoints / RUN_KEY).read_text()) if (checkpoints / RUN_KEY).is_file() else None
-        if saved != run_key:
-            raise ResumeMismatchError(
-                f"the checkpoints in {checkpoints} were made with a different recipe, dataset or base model; "
-                "resume=False starts over (and deletes them)"
-            )
-        return last
+        if saved == run_key:
+            return last
+        logger.warning(
+            "not resuming from %s: it was made with another recipe, other data or another base model; starting over",
+            last,
+        )
     if checkpoints.exists():
         shutil.rmtree(checkpoints)
     checkpoints.mkdir(parents=True)
@@ -192,10 +193,14 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None
 
 
 def make_run_key(recipe: TrainingRecipe, model_dir: Path, files: list[Path]) -> dict:
+    """What a checkpoint must have been made from to be resumed (contents, not paths: folders may move)."""
+    model_dir = Path(model_dir)
     return {
         "recipe": recipe.as_dict(),
-        "model_dir": str(Path(model_dir).resolve()),
-        "files": {str(f): sha256_file(f) for f in files},
+        "model": {
+            name: sha256_file(model_dir / name) for name in ("config.json", "tokenizer.json")
+        } | {w.name: w.stat().st_size for w in sorted(model_dir.glob("*.safetensors"))},
+        "files": {Path(f).name: sha256_file(f) for f in files},
     }
 
 

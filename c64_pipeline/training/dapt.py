@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from c64_pipeline.base_model import load_tokenizer
 from c64_pipeline.training.common import (
     GroupedBatchesMixin,
     Progress,
@@ -26,7 +25,12 @@ from c64_pipeline.training.common import (
     training_arguments,
     write_run_outputs,
 )
-from c64_pipeline.training.model_loading import load_base_model, lora_target_modules, model_architecture
+from c64_pipeline.training.model_loading import (
+    load_base_model,
+    load_model_tokenizer,
+    lora_target_modules,
+    model_architecture,
+)
 from c64_pipeline.training.recipe import TrainingRecipe, resolved_gradient_checkpointing, resolved_precision
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -129,7 +133,7 @@ def train_dapt(
         raise TrainingDataError(f"{files[0]} has no rows with text: there is nothing to train on")
     if not eval_texts:
         raise TrainingDataError(f"{files[1]} has no rows with text: the eval loss could not be measured")
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_model_tokenizer(model_dir)
     train_ids, split_train = token_windows(train_texts, tokenizer, recipe.max_length)
     eval_ids, split_eval = token_windows(eval_texts, tokenizer, recipe.max_length)
 

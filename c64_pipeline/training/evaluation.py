@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from c64_pipeline.atomic import write_json, write_text
-from c64_pipeline.base_model import load_tokenizer
 from c64_pipeline.training.common import Progress
 from c64_pipeline.training.dapt import DTYPES, PadCollator, read_texts, token_windows
 from c64_pipeline.training.manifest import dataset_versions
-from c64_pipeline.training.model_loading import load_base_model, merge_adapter
+from c64_pipeline.training.model_loading import load_base_model, load_model_tokenizer, merge_adapter
 from c64_pipeline.training.recipe import TrainingRecipe, resolved_precision
 from c64_pipeline.training.sft import conversation_length, read_conversations
 
@@ -257,7 +256,7 @@ def evaluate(
     max_new_tokens = recipe.eval_max_new_tokens if max_new_tokens is None else max_new_tokens
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     dapt_test, sft_test = Path(dapt_dir) / "test.parquet", Path(sft_dir) / "test.jsonl"
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_model_tokenizer(model_dir)
     texts, _ = read_texts(dapt_test)
     windows, _ = token_windows(texts[:max_test_chunks], tokenizer, recipe.max_length)
     chunks = [(ids, ids) for ids in windows]

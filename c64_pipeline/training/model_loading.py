@@ -140,3 +140,22 @@ def merge_adapter(model, adapter_dir: Path):
     expected = set(get_peft_model_state_dict(peft_model).keys())
     check_loading_info(adapter_dir, {"missing_keys": expected - saved, "unexpected_keys": saved - expected})
     return peft_model.merge_and_unload()
+
+
+def load_model_tokenizer(model_dir: Path):
+    """The model's tokenizer with the project's chat template, checked for the tokens training relies on."""
+    from c64_pipeline.base_model import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(model_dir)
+    except Exception as exc:  # a corrupt tokenizer.json surfaces as many exception types
+        raise ModelDirError(f"could not load the tokenizer in {model_dir}: {type(exc).__name__}: {exc}") from exc
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in ("[THINK]", "[/THINK]") if t not in vocab]
+    if missing or tokenizer.eos_token_id is None or tokenizer.bos_token_id is None:
+        raise ModelDirError(
+            f"the tokenizer in {model_dir} lacks {', '.join(missing) or 'a bos/eos token'}: not a Ministral 3 tokenizer"
+        )
+    if tokenizer.pad_token_id is None:  # padding is masked out, any id will do
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

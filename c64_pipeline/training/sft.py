@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from c64_pipeline.base_model import ModelDirError, load_tokenizer
+from c64_pipeline.base_model import ModelDirError
 from c64_pipeline.training.common import (
     GroupedBatchesMixin,
     Progress,
@@ -27,7 +27,13 @@ from c64_pipeline.training.common import (
 )
 from c64_pipeline.training.dapt import DTYPES, disable_cache, json_targets, lora_config
 from c64_pipeline.training.manifest import MANIFEST_FILE, base_model_identity, sha256_file
-from c64_pipeline.training.model_loading import check_adapter_dir, load_base_model, merge_adapter, model_architecture
+from c64_pipeline.training.model_loading import (
+    check_adapter_dir,
+    load_base_model,
+    load_model_tokenizer,
+    merge_adapter,
+    model_architecture,
+)
 from c64_pipeline.training.recipe import TrainingRecipe, resolved_gradient_checkpointing, resolved_precision
 
 ROLES = ("system", "user", "assistant")
@@ -153,7 +159,7 @@ def train_sft(
         raise TrainingDataError(f"{files[0]} has no conversations: there is nothing to train on")
     if not eval_all:
         raise TrainingDataError(f"{files[1]} has no conversations: the eval loss could not be measured")
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_model_tokenizer(model_dir)
     strict_template_check(tokenizer, train_all[0])
     train, too_long_train = filter_long(tokenizer, train_all, recipe.max_length)
     evals, too_long_eval = filter_long(tokenizer, eval_all, recipe.max_length)
