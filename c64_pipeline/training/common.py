@@ -165,7 +165,7 @@ def training_arguments(recipe: TrainingRecipe, output_dir: Path, precision: str,
 # ---------------------------------------------------------------------------------------------------- checkpoints
 
 
-def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None:
+def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[Path]) -> str | None:
     """Clear stale final outputs; return the checkpoint to resume from (None for a fresh start).
 
     Checkpoints made with another recipe, other data or another base model cannot be resumed: they are deleted and
@@ -173,6 +173,8 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool) -> str | None
     from transformers.trainer_utils import get_last_checkpoint
 
     out_dir = Path(out_dir)
+    if any(out_dir.resolve() == Path(p).resolve() for p in inputs):
+        raise ValueError(f"the output folder {out_dir} is one of the run's inputs; choose another one")
     checkpoints = out_dir / CHECKPOINTS
     for name in FINAL_FILES:
         (out_dir / name).unlink(missing_ok=True)

@@ -139,7 +139,7 @@ def train_dapt(
 
     precision = resolved_precision(recipe)
     checkpointing = resolved_gradient_checkpointing(recipe)
-    resumed_from = prepare_output_dir(out_dir, make_run_key(recipe, model_dir, files), resume)
+    resumed_from = prepare_output_dir(out_dir, make_run_key(recipe, model_dir, files), resume, [model_dir, dapt_dir])
     model = load_base_model(model_dir, DTYPES[precision])
     disable_cache(model)
     config = lora_config(recipe, architecture)

@@ -166,8 +166,9 @@ def generate(model, tokenizer, messages: list[dict], max_new_tokens: int) -> lis
     return out[0, input_ids.shape[1] :].tolist()
 
 
-def score_generations(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int) -> dict:
-    contract = ReasoningContract.from_tokenizer(tokenizer)
+def score_generations(
+    model, tokenizer, conversations: list[list[dict]], max_new_tokens: int, contract: ReasoningContract
+) -> dict:
     samples, problems = [], Counter()
     with_facts = correct = 0
     for conversation in conversations:
@@ -263,6 +264,7 @@ def evaluate(
     conversations = [c for c in read_conversations(sft_test) if conversation_length(tokenizer, c) <= recipe.max_length]
     labelled = [assistant_labelled(tokenizer, c) for c in conversations[:max_sft_examples]]
     prompts = conversations[:max_prompts]
+    contract = ReasoningContract.from_tokenizer(tokenizer)
 
     started = time.perf_counter()
     model = load_base_model(model_dir, DTYPES[resolved_precision(recipe)])
@@ -280,7 +282,7 @@ def evaluate(
             "dapt_test_tokens": tokens,
             "sft_test_loss": sft_loss if sft_tokens else None,
             "sft_test_tokens": sft_tokens,
-            **score_generations(model, tokenizer, prompts, max_new_tokens),
+            **score_generations(model, tokenizer, prompts, max_new_tokens, contract),
         }
         if progress:
             progress({"stage": stage, **{k: v for k, v in models[stage].items() if k != "samples"}})

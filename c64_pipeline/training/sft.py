@@ -170,7 +170,9 @@ def train_sft(
     precision = resolved_precision(recipe)
     checkpointing = resolved_gradient_checkpointing(recipe)
     run_files = [*files, dapt_adapter_dir / "adapter_model.safetensors"]
-    resumed_from = prepare_output_dir(out_dir, make_run_key(recipe, model_dir, run_files), resume)
+    resumed_from = prepare_output_dir(
+        out_dir, make_run_key(recipe, model_dir, run_files), resume, [model_dir, dapt_adapter_dir, sft_dir]
+    )
     model = merge_adapter(load_base_model(model_dir, DTYPES[precision]), dapt_adapter_dir)
     disable_cache(model)
     arguments = training_arguments(recipe, out_dir / "checkpoints", precision, checkpointing)
