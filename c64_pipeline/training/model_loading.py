@@ -75,28 +75,6 @@ def check_loading_info(model_dir: Path, info: dict) -> None:
         )
 
 
-def _complete_rope_parameters(config) -> None:
-    """Ministral 3 attention scales queries with `llama_4_scaling_beta` and `original_max_position_embeddings` from
-    rope_parameters and fails (TypeError on None) when they are absent, as in a config built with plain default rope
-    (the tiny demo model). Fill in the values that make that scaling a no-op (beta 0), and say so."""
-    text_config = config.get_text_config()
-    rope = getattr(text_config, "rope_parameters", None)
-    if getattr(text_config, "model_type", None) != "ministral3" or not isinstance(rope, dict):
-        return
-    missing = [k for k in ("llama_4_scaling_beta", "original_max_position_embeddings") if rope.get(k) is None]
-    if missing:
-        logger.warning(
-            "config.json rope_parameters lack %s, without which Ministral 3 cannot run a forward pass; using "
-            "llama_4_scaling_beta=0 (no query scaling). Set them when building the model.", ", ".join(missing)
-        )
-        rope.setdefault("llama_4_scaling_beta", 0.0)
-        rope.setdefault("original_max_position_embeddings", text_config.max_position_embeddings)
-        rope["llama_4_scaling_beta"] = rope["llama_4_scaling_beta"] or 0.0
-        rope["original_max_position_embeddings"] = (
-            rope["original_max_position_embeddings"] or text_config.max_position_embeddings
-        )
-
-
 def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     """The base model for training (or evaluation), on CPU or the one GPU, with strict weight loading."""
     from transformers import AutoConfig
@@ -105,7 +83,6 @@ def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     architecture = model_architecture(model_dir)
     try:
         config = AutoConfig.from_pretrained(str(model_dir))
-        _complete_rope_parameters(config)
         model, info = _model_class(architecture).from_pretrained(
             str(model_dir), config=config, dtype=dtype, output_loading_info=True
         )
