@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions
+from dagster import (
+    AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, PipesSubprocessClient,
+)
 
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.dataset_assets import (
@@ -10,12 +12,17 @@ from c64_pipeline.orchestration.dataset_assets import (
 )
 from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
 from c64_pipeline.orchestration.io_managers import JsonAssetStore
-from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
+from c64_pipeline.orchestration.jobs import dataset_job, ingest_job, training_job
 from c64_pipeline.orchestration.sensors import AlertSink, check_failure_alerts, new_manuals_sensor, run_failure_alerts
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
+from c64_pipeline.orchestration.training_assets import TrainingLauncher, dapt_adapter, model_evaluation, sft_adapter
+from c64_pipeline.orchestration.training_checks import training_checks
 from c64_pipeline.settings import paths_from_env
 
-ASSETS = [raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report]
+ASSETS = [
+    raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report,
+    dapt_adapter, sft_adapter, model_evaluation,
+]
 
 
 def default_resources() -> dict:
@@ -27,12 +34,15 @@ def default_resources() -> dict:
         "model_source": BaseModelSource.from_env(),
         "thresholds": QualityThresholds(),
         "alert_sink": AlertSink.from_env(env.processed_dir.parent),
+        "training_launcher": TrainingLauncher(),
+        "pipes_subprocess_client": PipesSubprocessClient(),
     }
 
 
 automation_sensor = AutomationConditionSensorDefinition(
     "dataset_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
-    description="Refreshes the corpus-wide datasets once new or changed manuals have been read.",
+    description="Refreshes the datasets once new or changed manuals have been read; retrains nightly when inputs "
+    "changed and every blocking check passed.",
 )
 
 
@@ -40,8 +50,8 @@ def build_definitions(resources: dict | None = None, extra_assets: list | None =
     """The project's Definitions; tests and other deployments swap resources (paths, OCR engine, thresholds)."""
     return Definitions(
         assets=ASSETS + list(extra_assets or []),
-        asset_checks=data_checks,
-        jobs=[ingest_job, dataset_job],
+        asset_checks=data_checks + training_checks,
+        jobs=[ingest_job, dataset_job, training_job],
         sensors=[new_manuals_sensor, check_failure_alerts, run_failure_alerts, automation_sensor],
         resources={**default_resources(), **(resources or {})},
     )

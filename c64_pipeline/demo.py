@@ -1,7 +1,8 @@
-"""`make demo`: render the sample manuals, then materialize the data half headless into the project's
-Dagster storage (DAGSTER_HOME), so the runs show up in `make ui` afterwards.
+"""`make demo`: render the sample manuals, then materialize the whole graph headless (data half, then training
+and evaluation on the tiny demo model) into the project's Dagster storage (DAGSTER_HOME), so the runs show up in
+`make ui` afterwards.
 
-Usage: python -m c64_pipeline.demo [--no-samples]
+Usage: python -m c64_pipeline.demo [--no-samples] [--data-only]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from c64_pipeline.settings import paths_from_env
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-samples", action="store_true", help="do not render the bundled sample manuals")
+    parser.add_argument("--data-only", action="store_true", help="stop after the data half (no training)")
     args = parser.parse_args(argv)
 
     paths = paths_from_env()
@@ -33,23 +35,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sample manuals: {len(rendered)} files in {paths.manuals_dir}")
 
     from c64_pipeline.definitions import defs
-    from c64_pipeline.orchestration.runner import materialize_data_half
+    from c64_pipeline.orchestration.runner import materialize_data_half, materialize_graph
 
-    run = materialize_data_half(defs, DagsterInstance.get(), paths.manuals_dir)
+    instance = DagsterInstance.get()
+    if args.data_only:
+        run = materialize_data_half(defs, instance, paths.manuals_dir)
+    else:
+        run = materialize_graph(defs, instance, paths.manuals_dir)
     print(f"documents: {len(run.ingest)} (new {len(run.added)}, removed {len(run.removed)})")
     for key, result in run.ingest.items():
         print(f"  ingest {key}: {'ok' if result.success else 'FAILED'}")
     print("checks:")
-    for evaluation in run.datasets.get_asset_check_evaluations():
-        print(f"  {evaluation.check_name}: {'passed' if evaluation.passed else 'FAILED'} - {evaluation.description}")
+    for result in (run.datasets, run.training):
+        for evaluation in result.get_asset_check_evaluations() if result is not None else []:
+            print(f"  {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+                  f"{'passed' if evaluation.passed else 'FAILED'} - {evaluation.description}")
     failed = run.failures
 
-    print(f"\ndata half done in {time.perf_counter() - started:.0f} s")
+    print(f"\ndone in {time.perf_counter() - started:.0f} s")
     print("outputs:")
     for rel in ("dapt/train.parquet", "dapt/validation.parquet", "dapt/test.parquet",
                 "sft/train.jsonl", "sft/validation.jsonl", "sft/test.jsonl", "validation_report.json"):
         print(f"  {paths.processed_dir / rel}")
     print(f"  {paths.docs_dir / 'data_qc_report.md'}")
+    if not args.data_only:
+        for rel in ("fine-tuned-dapt", "fine-tuned-sft", "evaluation/report.md"):
+            print(f"  {paths.models_dir / rel}")
     print(f"Dagster storage: {paths.dagster_home}")
     print("Open the web UI on the same storage with: make ui   (dagster dev -w workspace.yaml -h 127.0.0.1, http://127.0.0.1:3000)")
     if failed:

@@ -82,7 +82,7 @@ class Workspace:
             "io_manager": JsonAssetStore(base_dir=str(self.root / "interim")),
             "paths": PipelinePaths(
                 manuals_dir=str(self.manuals), curated_sft_dir=str(self.root / "curated"),
-                processed_dir=str(self.processed), docs_dir=str(self.docs),
+                processed_dir=str(self.processed), docs_dir=str(self.docs), models_dir=str(self.root / "models"),
             ),
             "page_reader": page_reader or PageReader(ocr_workers=2),
             # the session's tiny model, validated as the real model would be (saves rebuilding it per test)

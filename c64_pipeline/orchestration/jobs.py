@@ -15,3 +15,10 @@ dataset_job = define_asset_job(
     "build_datasets", selection=DATASET_ASSETS,
     description="Chunks, splits, DAPT and SFT datasets and the validation report, with the blocking data checks.",
 )
+
+TRAINING_ASSETS = AssetSelection.groups("training", "evaluation")
+
+training_job = define_asset_job(
+    "train_and_evaluate", selection=TRAINING_ASSETS,
+    description="DAPT then SFT LoRA adapters, then the evaluation; refused unless every blocking data check passed.",
+)

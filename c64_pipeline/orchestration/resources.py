@@ -17,6 +17,7 @@ class PipelinePaths(ConfigurableResource):
     curated_sft_dir: str
     processed_dir: str
     docs_dir: str
+    models_dir: str
 
     @classmethod
     def from_env(cls) -> "PipelinePaths":
@@ -26,6 +27,7 @@ class PipelinePaths(ConfigurableResource):
             curated_sft_dir=str(p.curated_sft_dir),
             processed_dir=str(p.processed_dir),
             docs_dir=str(p.docs_dir),
+            models_dir=str(p.models_dir),
         )
 
     @property
@@ -78,3 +80,5 @@ class QualityThresholds(ConfigurableResource):
     # above but still reuse a handful of skeletons
     min_distinct_skeleton_ratio: float = 0.5
     max_near_duplicate_pairs: int = 0
+    # after training: share of held-out prompts whose generation keeps [THINK]...[/THINK]answer</s>
+    min_reasoning_format_rate: float = 0.9

@@ -19,14 +19,16 @@ class DataHalfRun:
     removed: list[str]
     ingest: dict[str, ExecuteInProcessResult] = field(default_factory=dict)
     datasets: ExecuteInProcessResult | None = None
+    training: ExecuteInProcessResult | None = None
 
     @property
     def failures(self) -> list[str]:
         failed = [f"ingest {keys}" for keys, result in self.ingest.items() if not result.success]
-        if self.datasets is not None:
-            if not self.datasets.success:
-                failed.append("build_datasets")
-            failed += [f"check {e.check_name}" for e in self.datasets.get_asset_check_evaluations() if not e.passed]
+        for name, result in (("build_datasets", self.datasets), ("train_and_evaluate", self.training)):
+            if result is not None:
+                if not result.success:
+                    failed.append(name)
+                failed += [f"check {e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed]
         return failed
 
 
@@ -46,4 +48,15 @@ def materialize_data_half(
             result = ingest.execute_in_process(instance=instance, raise_on_error=False, tags=range_tags(start, end))
         run.ingest[start if start == end else f"{start}...{end}"] = result
     run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
+    return run
+
+
+def materialize_graph(
+    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, training_run_config: dict | None = None
+) -> DataHalfRun:
+    """The whole graph: the data half, then (in a run of its own, behind the data gates) training and evaluation."""
+    run = materialize_data_half(defs, instance, manuals_dir)
+    run.training = defs.resolve_job_def("train_and_evaluate").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=training_run_config or {}
+    )
     return run

@@ -163,9 +163,12 @@ def train_dapt(
         callbacks=[StopOnNonFinite(), *([ReportProgress(progress)] if progress else [])],
     )
     trainer.remove_callback(PrinterCallback)
+    # a fresh LoRA adapter is a no-op (its B matrices start at zero), so this is the base model's validation loss
+    base_eval_loss = trainer.evaluate()["eval_loss"]
     output = trainer.train(resume_from_checkpoint=resumed_from)
     metrics = {
         "stage": "dapt",
+        "base_eval_loss": base_eval_loss,
         "precision": precision,
         "train_chunks": len(train_texts),
         "eval_chunks": len(eval_texts),

@@ -202,7 +202,7 @@ def train_sft(
     metrics = {
         "stage": "sft",
         "precision": precision,
-        "assistant_only_loss": True,
+        "assistant_only_loss": trainer.args.assistant_only_loss,  # as the trainer ran, not as requested
         "train_conversations": len(train),
         "eval_conversations": len(evals),
         "filtered_examples": {"too_long_train": too_long_train, "too_long_validation": too_long_eval},
@@ -224,7 +224,7 @@ def train_sft(
             "stage": "sft",
             "recipe": recipe,
             "training_arguments": sft_arguments,
-            "assistant_only_loss": True,
+            "assistant_only_loss": trainer.args.assistant_only_loss,
             "chat_template": tokenizer.chat_template,
             "model_dir": model_dir,
             "dataset_files": files,

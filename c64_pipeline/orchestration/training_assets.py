@@ -1,0 +1,150 @@
+"""Training assets: the DAPT and SFT LoRA adapters and the evaluation of base, base+DAPT and base+DAPT+SFT.
+
+Each runs c64_pipeline.training in its own process through Dagster Pipes (logs and metrics stream back), in the
+`gpu` pool, and only after every blocking data check on the validation report has passed."""
+
+import sys
+from pathlib import Path
+
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetKey,
+    AutomationCondition,
+    Config,
+    ConfigurableResource,
+    Failure,
+    MaterializeResult,
+    PipesSubprocessClient,
+    asset,
+)
+
+from c64_pipeline.orchestration.checks import data_checks
+from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
+from c64_pipeline.training.recipe import TrainingRecipe, demo_profile, founding_recipe
+
+TEMPLATE_GATE = AssetCheckKey(AssetKey("base_model"), "chat_template_has_generation_blocks")
+
+# Retrain at most nightly, only when inputs changed and every blocking check upstream passed.
+NIGHTLY_WHEN_GATES_PASS = AutomationCondition.on_cron("0 2 * * *") & AutomationCondition.all_deps_blocking_checks_passed()
+
+
+class TrainingConfig(Config):
+    """Run config of a training step (editable in the Launchpad). `profile` picks the defaults: "auto" is the demo
+    profile for the tiny demo model and the founding recipe for the real one; set fields override them."""
+
+    profile: str = "auto"  # "auto", "demo" or "founding"
+    max_length: int | None = None
+    per_device_train_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    learning_rate: float | None = None
+    num_train_epochs: float | None = None
+    max_steps: int | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    seed: int | None = None
+    resume: bool = True
+
+    def recipe(self, model_mode: str) -> TrainingRecipe:
+        profile = self.profile if self.profile != "auto" else ("demo" if model_mode == "demo" else "founding")
+        if profile not in ("demo", "founding"):
+            raise ValueError(f"profile must be 'auto', 'demo' or 'founding', not {self.profile!r}")
+        base = demo_profile() if profile == "demo" else founding_recipe()
+        overrides = {k: v for k, v in self.model_dump().items() if k not in ("profile", "resume") and v is not None}
+        return base.replace(**overrides) if overrides else base
+
+
+class TrainingLauncher(ConfigurableResource):
+    """How a training process starts. Default: this Python. For several GPUs, e.g.
+    ["accelerate", "launch", "--num_processes", "4", "-m"] (the module name is appended)."""
+
+    command_prefix: list[str] = [sys.executable, "-m"]
+    module: str = "c64_pipeline.orchestration.training_process"
+
+    def command(self) -> list[str]:
+        return [*self.command_prefix, self.module]
+
+
+def require_data_gates(context: AssetExecutionContext) -> None:
+    """Refuse to train unless the latest evaluation of every blocking data check (and the chat-template check) passed (also when training is
+    launched in a run of its own, where Dagster's in-run blocking does not apply)."""
+    failed = []
+    keys = [key for check in data_checks for key in check.check_keys] + [TEMPLATE_GATE]
+    for key in keys:
+        record = context.instance.get_latest_asset_check_evaluation_record(key)
+        evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
+        if evaluation is None or not evaluation.passed:
+            failed.append(f"{key.name} ({'never evaluated' if evaluation is None else evaluation.description})")
+    if failed:
+        raise Failure("training refused: blocking data checks have not passed: " + "; ".join(failed))
+
+
+def _model_dir(base_model: dict) -> Path:
+    return Path(base_model["model_dir"])
+
+
+def _run(context, client: PipesSubprocessClient, launcher: TrainingLauncher, extras: dict) -> MaterializeResult:
+    return client.run(context=context, command=launcher.command(), extras=extras).get_materialize_result()
+
+
+@asset(
+    group_name="training",
+    pool="gpu",
+    deps=[AssetKey("validation_report")],
+    automation_condition=NIGHTLY_WHEN_GATES_PASS,
+    description="DAPT LoRA adapter trained on the DAPT train split, eval loss on validation "
+    "(models/fine-tuned-dapt/: adapter, tokenizer, checkpoints, metrics, run manifest, loss curve).",
+)
+def dapt_adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dapt_dataset: dict,
+                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
+                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+    require_data_gates(context)
+    recipe = config.recipe(model_source.mode)
+    return _run(context, pipes_subprocess_client, training_launcher, {
+        "stage": "dapt", "recipe": recipe.as_dict(), "resume": config.resume,
+        "model_dir": str(_model_dir(base_model)), "dapt_dir": dapt_dataset["dir"],
+        "out_dir": str(Path(paths.models_dir) / "fine-tuned-dapt"),
+    })
+
+
+@asset(
+    group_name="training",
+    pool="gpu",
+    deps=[AssetKey("dapt_adapter"), AssetKey("validation_report")],
+    automation_condition=NIGHTLY_WHEN_GATES_PASS,
+    description="SFT LoRA adapter: the base model with the DAPT adapter merged in, then TRL SFT with "
+    "assistant_only_loss on the SFT train split (models/fine-tuned-sft/).",
+)
+def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, sft_dataset: dict,
+                model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
+                pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+    require_data_gates(context)
+    recipe = config.recipe(model_source.mode)
+    return _run(context, pipes_subprocess_client, training_launcher, {
+        "stage": "sft", "recipe": recipe.as_dict(), "resume": config.resume,
+        "model_dir": str(_model_dir(base_model)), "sft_dir": sft_dataset["dir"],
+        "dapt_adapter_dir": str(Path(paths.models_dir) / "fine-tuned-dapt"),
+        "out_dir": str(Path(paths.models_dir) / "fine-tuned-sft"),
+    })
+
+
+@asset(
+    group_name="evaluation",
+    pool="gpu",
+    deps=[AssetKey("dapt_adapter"), AssetKey("sft_adapter"), AssetKey("dapt_dataset"), AssetKey("sft_dataset")],
+    automation_condition=AutomationCondition.eager(),
+    description="Base vs base+DAPT vs base+DAPT+SFT on the test splits: DAPT perplexity, SFT loss, the reasoning "
+    "format on greedy generations (checked on token ids) and fact accuracy (models/evaluation/).",
+)
+def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
+                     model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
+                     pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+    recipe = config.recipe(model_source.mode)
+    models = Path(paths.models_dir)
+    return _run(context, pipes_subprocess_client, training_launcher, {
+        "stage": "evaluation", "recipe": recipe.as_dict(),
+        "model_dir": str(_model_dir(base_model)),
+        "dapt_dir": str(paths.processed / "dapt"), "sft_dir": str(paths.processed / "sft"),
+        "dapt_adapter_dir": str(models / "fine-tuned-dapt"), "sft_adapter_dir": str(models / "fine-tuned-sft"),
+        "out_dir": str(models / "evaluation"),
+    })

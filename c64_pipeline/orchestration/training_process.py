@@ -1,0 +1,79 @@
+"""The training process that the training assets launch through Dagster Pipes.
+
+It runs a stage of c64_pipeline.training (dapt, sft or evaluation) with the parameters Dagster passes as Pipes
+extras, streams progress to the run's logs and reports the materialization. Because it is a plain process, the same
+entry point runs under `accelerate launch` / `torchrun` or on another machine:
+
+    python -m c64_pipeline.orchestration.training_process      (started by PipesSubprocessClient)
+"""
+
+import base64
+import json
+import math
+import os
+from pathlib import Path
+
+from dagster_pipes import open_dagster_pipes
+
+from c64_pipeline.training.recipe import TrainingRecipe
+
+
+def _png_markdown(path: Path, title: str) -> str:
+    if not path.is_file():
+        return f"_no {title}_"
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f"![{title}](data:image/png;base64,{encoded})"
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def run_stage(extras: dict, progress) -> tuple[dict, dict]:
+    """Run one stage; return (metrics, Dagster metadata)."""
+    stage = extras["stage"]
+    recipe = TrainingRecipe.from_dict(extras["recipe"])
+    out_dir = Path(extras["out_dir"])
+    if stage == "dapt":
+        from c64_pipeline.training.dapt import train_dapt
+
+        metrics = train_dapt(Path(extras["model_dir"]), Path(extras["dapt_dir"]), out_dir, recipe,
+                             resume=extras.get("resume", True), progress=progress)
+    elif stage == "sft":
+        from c64_pipeline.training.sft import train_sft
+
+        metrics = train_sft(Path(extras["model_dir"]), Path(extras["dapt_adapter_dir"]), Path(extras["sft_dir"]),
+                            out_dir, recipe, resume=extras.get("resume", True), progress=progress)
+    elif stage == "evaluation":
+        from c64_pipeline.training.evaluation import evaluate
+
+        metrics = evaluate(Path(extras["model_dir"]), Path(extras["dapt_adapter_dir"]), Path(extras["sft_adapter_dir"]),
+                           Path(extras["dapt_dir"]), Path(extras["sft_dir"]), out_dir, recipe, progress=progress)
+        markdown = (out_dir / "report.md").read_text(encoding="utf-8") if (out_dir / "report.md").is_file() else ""
+        return metrics, {"out_dir": str(out_dir), "report": {"type": "md", "raw_value": markdown},
+                         "summary": {"type": "json", "raw_value": json.loads(json.dumps(
+                             {m: {k: v for k, v in r.items() if k != "samples"} for m, r in metrics["models"].items()},
+                             default=str))}}
+    else:
+        raise ValueError(f"unknown training stage {stage!r}")
+    metadata = {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool)) and (not isinstance(value, float) or math.isfinite(value))}
+    metadata["out_dir"] = str(out_dir)
+    metadata["loss_curve"] = {"type": "md", "raw_value": _png_markdown(out_dir / "loss_curve.png", "loss curve")}
+    return metrics, metadata
+
+
+def main() -> None:
+    with open_dagster_pipes() as pipes:
+        extras = dict(pipes.extras)
+        pipes.log.info(f"{extras['stage']} starting in process {os.getpid()} with recipe {extras['recipe'].get('profile')}")
+
+        def progress(event: dict) -> None:
+            pipes.log.info("progress " + json.dumps(event, default=str))
+
+        metrics, metadata = run_stage(extras, progress)
+        pipes.report_asset_materialization(metadata=metadata)
+        pipes.log.info(f"{extras['stage']} finished: " + json.dumps({k: _number(v) for k, v in metrics.items() if _number(v) is not None}))
+
+
+if __name__ == "__main__":
+    main()
