@@ -64,11 +64,11 @@ PRODUCER = "c64-pipeline sample_manuals"
 DEFAULT_SCAN_DPI = 170
 DEFAULT_SCAN_SEED = 64
 SKEW_RANGE_DEG = (0.3, 1.0)
-NOISE_SIGMA = 6.0
-BLUR_RADIUS = 0.55
+NOISE_SIGMA = 5.0
+BLUR_RADIUS = 0.6
 PAPER_LEVEL = 242.0  # gray level of the paper
 INK_LEVEL = 22.0  # gray level of the ink
-JPEG_QUALITY = 82
+JPEG_QUALITY = 75
 
 KINDS = ("digital", "scanned", "mixed", "markdown")
 
@@ -271,6 +271,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     """Temporary file in the same folder, then os.replace (see c64_pipeline.atomic)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+        tmp.chmod(0o644)  # mkstemp creates 0600; these are ordinary data files
 
 
 def render_pdf(spec: DocumentSpec, sources_dir: Path, css: str, page_size: tuple[float, float]) -> bytes:
