@@ -19,6 +19,7 @@ def atomic_path(target: Path):
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600 files; outputs are meant to be read by others
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         run = materialize_data_half(defs, instance, paths.manuals_dir)
     else:
         run = materialize_graph(defs, instance, paths.manuals_dir)
-    print(f"documents: {len(run.ingest)} (new {len(run.added)}, removed {len(run.removed)})")
+    print(f"documents: {len(instance.get_dynamic_partitions('manuals'))} (new {len(run.added)}, removed {len(run.removed)})")
     for key, result in run.ingest.items():
         print(f"  ingest {key}: {'ok' if result.success else 'FAILED'}")
     print("checks:")

@@ -45,7 +45,7 @@ def _hex(value: int) -> str:
 
 
 def _clean_description(text: str) -> str:
-    text = re.sub(r"\s*\|\s*", " ", text)
+    text = re.sub(r"\(\s*\)", " ", text)  # "( )" left where an address in brackets was taken out
     text = re.sub(r"\s+", " ", text).strip(" |:-–,;")
     previous = None
     while previous != text:
@@ -53,35 +53,74 @@ def _clean_description(text: str) -> str:
     return text.rstrip(".")
 
 
-def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] | None:
-    """(address, end address, decimal agrees, name, description) for a line that states one address fact."""
-    ranges = list(_RANGE.finditer(line))
-    if len(ranges) != 1:
+_HEX_CELL = re.compile(r"^" + _RANGE.pattern + r"$")
+_SIZE_CELL = re.compile(r"^\d+\s*(?:bytes?|KB|K)$", re.IGNORECASE)
+_ROUTINE_SENTENCE = re.compile(r"^([A-Z][A-Z0-9]{2,7})\s+(?:at|\(|=)\s*" + _HEX + r"\)?[,:]?\s+(.+)$")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def _cells(line: str) -> list[str] | None:
+    """Cells of a table row: ' | ' from the layout step, or runs of 2+ spaces in plain-text references."""
+    if " | " in line:
+        return [c.strip() for c in line.split("|")]
+    if re.search(r"\S {2,}\S", line):
+        return [c.strip() for c in re.split(r" {2,}", line.strip())]
+    return None
+
+
+def _readable(description: str) -> bool:
+    """Reject OCR debris ("466.16 oe ee 7647"): at least two real words, mostly words with a vowel."""
+    words = _WORD.findall(description)
+    vowels = [w for w in words if re.search(r"[aeiouyAEIOUY]", w)]
+    return len(words) >= 2 and len(vowels) >= 0.6 * len(words) and len(description) <= 160
+
+
+def _from_cells(cells: list[str]) -> tuple[int, int | None, bool, str | None, str] | None:
+    hex_cells = [i for i, c in enumerate(cells) if _HEX_CELL.match(c)]
+    if len(hex_cells) != 1:
         return None
-    match = ranges[0]
+    match = _HEX_CELL.match(cells[hex_cells[0]])
     address = int(match.group(1), 16)
     end = int(match.group(2), 16) if match.group(2) else None
     if end is not None and end <= address:
         return None
-    rest = line[: match.start()] + " " + line[match.end() :]
-    decimal_confirmed = False
-    for dec in _DECIMAL.finditer(rest):
-        if int(dec.group(1)) == address and (end is None or (dec.group(2) and int(dec.group(2)) == end)):
+    rest, decimal_confirmed, name = [], False, None
+    for i, cell in enumerate(cells):
+        if i == hex_cells[0] or not cell:
+            continue
+        dec = _DECIMAL.fullmatch(cell)
+        if dec and int(dec.group(1)) == address and (end is None or (dec.group(2) and int(dec.group(2)) == end)):
             decimal_confirmed = True
-            rest = rest[: dec.start()] + " " + rest[dec.end() :]
-            break
-    name = None
-    for candidate in _NAME.finditer(rest):
-        token = candidate.group(1)
-        if token not in _NOT_NAMES and not re.fullmatch(r"[0-9A-F]{2,4}", token):
-            name = token
-            rest = rest[: candidate.start()] + " " + rest[candidate.end() :]
-            break
-    description = _clean_description(rest)
-    words = re.findall(r"[A-Za-z]{2,}", description)
-    if len(words) < 2 or len(description) > 160:
-        return None
+        elif _SIZE_CELL.match(cell):
+            continue
+        elif name is None and re.fullmatch(r"[A-Z][A-Z0-9]{2,7}", cell) and cell not in _NOT_NAMES:
+            name = cell
+        else:
+            rest.append(cell)
+    description = _clean_description(" ".join(rest))
+    if name is None:  # "SHFLAG Shift key state": a name glued to the start of the description cell
+        glued = re.match(r"^([A-Z][A-Z0-9]{2,7})\s+(?=[A-Z][a-z])", description)
+        if glued and glued.group(1) not in _NOT_NAMES:
+            name, description = glued.group(1), description[glued.end():]
     return address, end, decimal_confirmed, name, description
+
+
+def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] | None:
+    """(address, end address, decimal agrees, name, description) for a line that states one address fact: a table
+    row with exactly one address cell, or a sentence "NAME at $XXXX does something". Wrapped prose is skipped: its
+    line breaks cut sentences at random."""
+    line = line.strip()
+    cells = _cells(line)
+    if cells:
+        parsed = _from_cells(cells)
+    else:
+        sentence = _ROUTINE_SENTENCE.match(line)
+        if not sentence or len(_RANGE.findall(line)) != 1:
+            return None
+        parsed = (int(sentence.group(2), 16), None, False, sentence.group(1), _clean_description(sentence.group(3)))
+    if parsed is None or not _readable(parsed[4]):
+        return None
+    return parsed
 
 
 def mine_facts(pages: Iterable[dict]) -> list[Fact]:

@@ -40,15 +40,20 @@ def _bucket(doc_id: str, settings: SplitSettings) -> str:
 
 
 def assign_splits(
-    doc_ids: Iterable[str], previous: Mapping[str, str] | None = None, settings: SplitSettings = SplitSettings()
+    doc_ids: Iterable[str],
+    previous: Mapping[str, str] | None = None,
+    settings: SplitSettings = SplitSettings(),
+    sizes: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """Return (doc_id -> split, notes). Existing assignments are kept; new documents first fill an empty split
-    (train, then validation, then test), then go by a hash of their id."""
+    (train, then validation, then test; the largest new document first, so train gets the most text), then go by
+    a hash of their id."""
     ids = sorted(set(doc_ids))
     previous = previous or {}
+    sizes = sizes or {}
     assignment = {d: previous[d] for d in ids if previous.get(d) in SPLITS}
     notes: list[str] = []
-    new = sorted((d for d in ids if d not in assignment), key=lambda d: _unit_hash(d, settings.seed))
+    new = sorted((d for d in ids if d not in assignment), key=lambda d: (-sizes.get(d, 0), _unit_hash(d, settings.seed)))
     for doc_id in new:
         filled = set(assignment.values())
         empty = [s for s in SPLITS if s not in filled]

@@ -63,3 +63,19 @@ def test_builder_is_deterministic_and_not_templated():
     stats = think_stats(first)
     assert stats.coverage == 1.0 and stats.distinct_ratio == 1.0
     assert stats.top_skeleton_share < 0.5
+
+
+def test_rows_from_ocr_debris_and_wrapped_prose_are_not_facts():
+    assert parse_fact_line("466.16 | 7938 | $1F02 | oe | ee 7647") is None
+    assert parse_fact_line("columns and bit 3 of $D011 reduces") is None
+    assert parse_fact_line("sits in the upper four bits of $D417.") is None
+
+
+def test_table_layouts_of_real_references():
+    # plain-text reference with space-aligned columns (as in Mapping the C64)
+    assert parse_fact_line("$D020        EXTCOL       Border Color Register") == (
+        0xD020, None, False, "EXTCOL", "Border Color Register")
+    # a size column is not part of the description; an empty bracket left by an address is dropped
+    assert parse_fact_line("$0200-$02FF | 512-767 | 256 bytes | BASIC input buffer (  )")[4] == "BASIC input buffer"
+    # a register name glued to the start of the description cell
+    assert parse_fact_line("$028D | 653 | SHFLAG Shift key state")[3:] == ("SHFLAG", "Shift key state")

@@ -34,3 +34,9 @@ def test_removal_that_empties_a_split_refills_it_and_says_so():
 def test_bad_shares_are_refused():
     with pytest.raises(ValueError):
         SplitSettings(validation_share=0.6, test_share=0.5)
+
+
+def test_the_largest_new_documents_fill_train_first():
+    sizes = {"small-md": 500, "big-pdf": 90_000, "mid-pdf": 40_000, "tiny-txt": 100}
+    assignment, _ = assign_splits(sizes, sizes=sizes)
+    assert (assignment["big-pdf"], assignment["mid-pdf"], assignment["small-md"]) == ("train", "validation", "test")

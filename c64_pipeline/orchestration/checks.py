@@ -37,6 +37,18 @@ def validation_not_empty(validation_report: dict) -> AssetCheckResult:
     )
 
 
+@asset_check(asset=validation_report, blocking=True, description="DAPT and SFT train splits each hold at least one row.")
+def train_not_empty(validation_report: dict) -> AssetCheckResult:
+    train = validation_report["splits"]["train"]
+    return _result(
+        train["dapt_chunks"] > 0 and train["sft_conversations"] > 0,
+        f"train split: {train['dapt_chunks']} DAPT chunks, {train['sft_conversations']} SFT conversations "
+        f"from {len(train['documents'])} document(s)",
+        dapt_train_rows=train["dapt_chunks"], sft_train_rows=train["sft_conversations"],
+        train_documents=len(train["documents"]),
+    )
+
+
 @asset_check(asset=validation_report, blocking=True,
              description="Assistant turns have exactly one balanced, non-empty THINK block and a non-empty answer.")
 def think_coverage(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
@@ -86,4 +98,4 @@ def split_leakage(validation_report: dict, thresholds: QualityThresholds) -> Ass
     )
 
 
-data_checks = [coverage_ratio, validation_not_empty, think_coverage, think_diversity, split_leakage]
+data_checks = [coverage_ratio, validation_not_empty, train_not_empty, think_coverage, think_diversity, split_leakage]

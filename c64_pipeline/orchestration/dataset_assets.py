@@ -101,9 +101,10 @@ class SplitConfig(Config):
 def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
     ledger = paths.processed / "splits.json"
     previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
-    accepted = sorted(_accepted(page_text))
+    accepted = _accepted(page_text)
+    sizes = {doc_id: sum(p["chars"] for p in result["pages"]) for doc_id, result in accepted.items()}
     settings = SplitSettings(config.validation_share, config.test_share, config.seed)
-    assignment, notes = assign_splits(accepted, previous, settings)
+    assignment, notes = assign_splits(sorted(accepted), previous, settings, sizes)
     removed = sorted(set(previous) - set(assignment))
     atomic.write_json(ledger, {"assignment": assignment})
     for note in notes:
