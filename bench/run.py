@@ -57,7 +57,7 @@ def scanned_pages(folders: list[Path], limit: int) -> list[tuple[Path, int]]:
         for path in sorted(folder.glob("*.pdf")):
             with pymupdf.open(path) as doc:
                 for page in doc:
-                    if ocr_reason(page_signals(page, page.get_text()), ExtractionSettings()):
+                    if ocr_reason(page_signals(page, page.get_text(), ExtractionSettings()), ExtractionSettings()):
                         found.append((path, page.number))
     return found[:limit]
 
@@ -84,24 +84,30 @@ def bench_extraction(pdfs: list[Path], repeats: int) -> dict:
 
 
 def bench_ocr(pages: list[tuple[Path, int]], engine: str, dpi: int) -> dict:
-    from c64_pipeline.ocr import make_ocr_engine
+    import numpy as np
+
+    from c64_pipeline.ocr import _easyocr_reader, find_tessdata, make_ocr_engine
 
     engine_obj = make_ocr_engine(engine, dpi=dpi)
+    tessdata = find_tessdata() if engine == "tesseract" else None
 
     def bare_call(path: Path, number: int):
         with pymupdf.open(path) as doc:
             page = doc[number]
             if engine == "tesseract":
-                tp = page.get_textpage_ocr(dpi=dpi, full=True, language="eng", tessdata=engine_obj.tessdata_dir())
+                tp = page.get_textpage_ocr(dpi=dpi, full=True, language="eng", tessdata=tessdata)
                 return page.get_text(textpage=tp)
-            reader = engine_obj.reader()
-            pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
-            return reader.readtext(pix.tobytes("png"))
+            pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB, alpha=False)
+            return _easyocr_reader().readtext(np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n))
 
     def project_call(path: Path, number: int):
         with pymupdf.open(path) as doc:
             return engine_obj.page_blocks(doc[number])
 
+    if engine == "easyocr":
+        import torch
+
+        torch.set_num_threads(1)  # as the OCR workers run it
     project_call(*pages[0])  # warm up: model load (EasyOCR) is not per-page cost
     bare_cpu = project_cpu = 0.0
     bare_wall = project_wall = 0.0

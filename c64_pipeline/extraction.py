@@ -100,13 +100,14 @@ def _invisible_share(page: pymupdf.Page) -> float:
     return invisible / total if total else 0.0
 
 
-def page_signals(page: pymupdf.Page, text: str) -> PageSignals:
-    return PageSignals(
-        chars=len(text.strip()),
-        quality=text_quality(text),
-        image_share=round(_image_share(page), 4),
-        invisible_share=round(_invisible_share(page), 4),
-    )
+def page_signals(page: pymupdf.Page, text: str, settings: ExtractionSettings) -> PageSignals:
+    """Signals for the OCR decision. Image and invisible-text shares cost more than reading the text, so they are
+    measured only on pages whose text layer is short or poor (the only pages where they change the decision)."""
+    chars, quality = len(text.strip()), text_quality(text)
+    suspicious = chars < settings.min_chars or quality < settings.min_quality
+    image_share = round(_image_share(page), 4) if suspicious else 0.0
+    invisible_share = round(_invisible_share(page), 4) if suspicious and chars else 0.0
+    return PageSignals(chars=chars, quality=quality, image_share=image_share, invisible_share=invisible_share)
 
 
 def ocr_reason(signals: PageSignals, settings: ExtractionSettings) -> str | None:
@@ -114,7 +115,8 @@ def ocr_reason(signals: PageSignals, settings: ExtractionSettings) -> str | None
     if signals.chars == 0:
         return "no text layer" if signals.image_share > 0 else None
     if signals.quality < settings.min_quality:
-        return f"garbage text layer (quality {signals.quality:.2f})"
+        layer = "existing OCR layer (invisible text)" if signals.invisible_share > 0.5 else "text layer"
+        return f"garbage {layer} (quality {signals.quality:.2f})"
     if signals.chars < settings.min_chars and signals.image_share >= settings.image_share_for_ocr:
         return f"text layer has {signals.chars} characters on a page that is {signals.image_share:.0%} image"
     return None
@@ -128,11 +130,11 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
         reasons: list[str | None] = []
         for page in doc:
             try:
-                blocks = blocks_from_page(page)
+                blocks = blocks_from_page(page, textpage=page.get_textpage())
             except Exception as exc:
                 raise DocumentRejected(f"{path.name}: page {page.number + 1} cannot be read ({exc})") from exc
             raw = "\n".join(block.text for block in blocks)
-            sig = page_signals(page, raw)
+            sig = page_signals(page, raw, settings)
             page_blocks.append(blocks)
             signals.append(sig)
             reasons.append(ocr_reason(sig, settings))

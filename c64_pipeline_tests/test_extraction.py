@@ -1,0 +1,69 @@
+import pymupdf
+import pytest
+
+from c64_pipeline.documents import DocumentRejected
+from c64_pipeline.extraction import ExtractionSettings, PageSignals, extract_document, ocr_reason, text_quality
+
+SETTINGS = ExtractionSettings(ocr_workers=1)
+
+
+def _page(doc, body, header="C64 REFERENCE", footer=None):
+    page = doc.new_page(width=504, height=684)
+    page.insert_text((50, 30), header, fontsize=9)
+    page.insert_textbox(pymupdf.Rect(50, 60, 454, 620), body, fontsize=11)
+    page.insert_text((240, 670), footer or f"Page {doc.page_count}", fontsize=9)
+    return page
+
+
+def test_quality_separates_text_from_garbage():
+    assert text_quality("POKE 53280,0 sets the border colour at $D020 to black.") > 0.9
+    assert text_quality("\ufffd\ufffd\x01\x02 \ufffdq\ufffd zxcvbnm qwrtp") < 0.3
+    assert text_quality("") == 0.0
+
+
+def test_ocr_decision_and_reasons():
+    assert ocr_reason(PageSignals(0, 0.0, 0.95, 0.0), SETTINGS) == "no text layer"
+    assert ocr_reason(PageSignals(0, 0.0, 0.0, 0.0), SETTINGS) is None  # a blank page: nothing to read
+    assert "garbage" in ocr_reason(PageSignals(500, 0.2, 0.0, 0.0), SETTINGS)
+    assert "existing OCR layer" in ocr_reason(PageSignals(500, 0.2, 0.9, 0.95), SETTINGS)
+    assert "characters on a page that is" in ocr_reason(PageSignals(12, 0.9, 0.8, 0.0), SETTINGS)
+    assert ocr_reason(PageSignals(2000, 0.95, 0.4, 0.0), SETTINGS) is None
+
+
+def test_text_layer_pages_keep_symbols_and_lose_running_heads(tmp_path):
+    doc = pymupdf.open()
+    for i in range(4):
+        _page(doc, f"Section {i + 1}. POKE 53280,{i} changes the border; the register is $D020 (EXTCOL).")
+    doc.save(tmp_path / "ref.pdf")
+    pages = extract_document("ref-pdf", tmp_path / "ref.pdf", "pdf", SETTINGS)
+    assert [p.method for p in pages] == ["text_layer"] * 4
+    assert "POKE 53280,2 changes the border; the register is $D020 (EXTCOL)." in pages[2].text
+    assert all("C64 REFERENCE" not in p.text and "Page" not in p.text for p in pages)
+
+
+def test_scanned_page_goes_to_ocr_and_says_why(tmp_path):
+    source = pymupdf.open()
+    _page(source, "The SID master volume sits in the low four bits of $D418, decimal 54296.")
+    pix = source[0].get_pixmap(dpi=200, colorspace=pymupdf.csGRAY)
+    scan = pymupdf.open()
+    scan.new_page(width=504, height=684).insert_image(pymupdf.Rect(0, 0, 504, 684), pixmap=pix)
+    scan.save(tmp_path / "scan.pdf")
+    (page,) = extract_document("scan-pdf", tmp_path / "scan.pdf", "pdf", SETTINGS)
+    assert page.method == "ocr" and page.ocr_reason == "no text layer"
+    assert "$D418" in page.text and "54296" in page.text
+
+
+def test_blank_pdf_is_rejected_with_its_name(tmp_path):
+    doc = pymupdf.open()
+    doc.new_page()
+    doc.new_page()
+    doc.save(tmp_path / "blank.pdf")
+    with pytest.raises(DocumentRejected, match=r"blank\.pdf: blank document"):
+        extract_document("blank-pdf", tmp_path / "blank.pdf", "pdf", SETTINGS)
+
+
+def test_text_documents_keep_their_line_breaks(tmp_path):
+    path = tmp_path / "kernal.txt"
+    path.write_bytes("CHROUT  $FFD2  Output a character\r\nGETIN   $FFE4  Get a character\r\n".encode("latin-1"))
+    (page,) = extract_document("kernal-txt", path, "txt", SETTINGS)
+    assert page.text.splitlines() == ["CHROUT  $FFD2  Output a character", "GETIN   $FFE4  Get a character"]
