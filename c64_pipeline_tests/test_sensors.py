@@ -86,3 +86,22 @@ def test_failed_checks_alert_once(workspace):
     (payload,) = hook.payloads
     assert payload["figures"]["coverage_ratio"] == 1.0 and payload["figures"]["threshold"] == 1.01
     assert payload["asset"] == "validation_report" and payload["run_url"].startswith("http://127.0.0.1:3000/runs/")
+
+
+def test_nightly_rescan_catches_what_the_sensor_missed(workspace):
+    from dagster import build_schedule_context
+
+    from c64_pipeline.orchestration.sensors import nightly_manuals_rescan
+
+    write_small_corpus(workspace.manuals, ["vic_registers.md", "sid_registers.md", "cia_registers.md"])
+    # a schedule context reopens the instance from its reference, so this one lives on disk
+    (workspace.root / "dagster_home").mkdir()
+    with DagsterInstance.local_temp(tempdir=str(workspace.root / "dagster_home")) as instance:
+        workspace.run(instance)
+        write_small_corpus(workspace.manuals, ["kernal_routines.md"])  # dropped while the sensor was off
+        context = build_schedule_context(instance=instance, resources={"paths": workspace.resources()["paths"]})
+        requests = nightly_manuals_rescan(context)
+        assert [r.partition_key for r in requests] == ["kernal_routines-md"]
+        assert "kernal_routines-md" in instance.get_dynamic_partitions("manuals")
+        again = nightly_manuals_rescan(context)  # the same plan again: same run key, so no duplicate run
+        assert [r.run_key for r in again] == [r.run_key for r in requests]

@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
@@ -10,13 +11,16 @@ from dagster import (
     AssetRecordsFilter,
     ConfigurableResource,
     DagsterEventType,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
     EventRecordsFilter,
     RunFailureSensorContext,
     RunRequest,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     run_failure_sensor,
+    schedule,
     sensor,
 )
 
@@ -62,27 +66,29 @@ def _last_ingested_sha(instance, key: str) -> str | None:
     return hashes.value.get(key) if hashes is not None else None
 
 
-@sensor(
-    jobs=[ingest_job, dataset_job],
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Watches the manuals folder: adds a partition per new file and reads it, re-reads edited files, "
-    "and removes the partitions of deleted files (then rebuilds the datasets without them).",
-)
-def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -> SensorResult:
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    files = discover_documents(Path(paths.manuals_dir))
+@dataclass
+class ManualChanges:
+    new: list[str]
+    changed: list[str]
+    removed: list[str]
+    hashes: dict[str, str]
+    run_requests: list[RunRequest]
+
+
+def plan_manual_changes(instance, manuals_dir: Path, seen: dict[str, str]) -> ManualChanges:
+    """Compare the folder with the known partitions and the content hashes seen before (falling back to the hashes
+    the last ingest recorded); plan one batched ingest run per contiguous range of new or changed documents, and a
+    dataset rebuild when documents were removed."""
+    files = discover_documents(manuals_dir)
     current = {key: sha256_of(path) for key, path in files.items()}
-    known = list(context.instance.get_dynamic_partitions(manual_partitions.name))
-    new = [key for key in current if key not in known]
+    known = list(instance.get_dynamic_partitions(manual_partitions.name))
+    new = sorted(key for key in current if key not in known)
     removed = [key for key in known if key not in current]
-    changed = []
-    for key in known:
-        if key in current:
-            before = seen.get(key) or _last_ingested_sha(context.instance, key)
-            if before != current[key]:
-                changed.append(key)
-    ordered = [key for key in known if key in current] + sorted(new)
+    changed = [
+        key for key in known
+        if key in current and (seen.get(key) or _last_ingested_sha(instance, key)) != current[key]
+    ]
+    ordered = [key for key in known if key in current] + new
     requests = []
     for start, end in contiguous_ranges(ordered, set(new) | set(changed)):
         keys = ordered[ordered.index(start) : ordered.index(end) + 1]
@@ -93,14 +99,49 @@ def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -
             requests.append(RunRequest(job_name=ingest_job.name, tags=range_tags(start, end), run_key=run_key))
     if removed:
         requests.append(RunRequest(job_name=dataset_job.name, run_key="removed:" + ",".join(sorted(removed))))
+    return ManualChanges(new, changed, removed, current, requests)
+
+
+@sensor(
+    jobs=[ingest_job, dataset_job],
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Watches the manuals folder: adds a partition per new file and reads it, re-reads edited files, "
+    "and removes the partitions of deleted files (then rebuilds the datasets without them).",
+)
+def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -> SensorResult:
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), seen)
     partition_requests = []
-    if new:
-        partition_requests.append(manual_partitions.build_add_request(sorted(new)))
-    if removed:
-        partition_requests.append(manual_partitions.build_delete_request(removed))
-    if new or changed or removed:
-        context.log.info(f"new: {sorted(new)}, changed: {changed}, removed: {removed}")
-    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=json.dumps(current, sort_keys=True))
+    if plan.new:
+        partition_requests.append(manual_partitions.build_add_request(plan.new))
+    if plan.removed:
+        partition_requests.append(manual_partitions.build_delete_request(plan.removed))
+    if plan.new or plan.changed or plan.removed:
+        context.log.info(f"new: {plan.new}, changed: {plan.changed}, removed: {plan.removed}")
+    return SensorResult(run_requests=plan.run_requests, dynamic_partitions_requests=partition_requests,
+                        cursor=json.dumps(plan.hashes, sort_keys=True))
+
+
+@schedule(
+    cron_schedule=os.environ.get("C64_RESCAN_CRON", "0 1 * * *"),
+    job=ingest_job,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Nightly safety net: rescans the manuals folder against what was last ingested and reads new or "
+    "edited manuals the sensor missed (cron from C64_RESCAN_CRON). Removals are left to the sensor, which also "
+    "rebuilds the datasets without them.",
+)
+def nightly_manuals_rescan(context: ScheduleEvaluationContext, paths: PipelinePaths) -> list[RunRequest]:
+    plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), seen={})
+    # a schedule cannot return partition requests as a sensor does, so it adds the partitions itself
+    if plan.new:
+        context.instance.add_dynamic_partitions(manual_partitions.name, plan.new)
+    if plan.removed:
+        context.log.info(f"removed manuals left to new_manuals_sensor: {plan.removed}")
+    return [
+        RunRequest(partition_key=r.partition_key, tags=r.tags, run_key=f"rescan:{r.run_key}")
+        for r in plan.run_requests if r.job_name == ingest_job.name
+    ]
 
 
 def _figures(evaluation: AssetCheckEvaluation) -> dict:
