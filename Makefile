@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-packages demo ui test test-fast bench clean
+.PHONY: setup system-packages test-packages demo ui test test-fast bench clean
 
 setup: system-packages $(STAMP)
 
@@ -37,11 +37,15 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: setup
+test: setup test-packages
 	$(PY) -m pytest
 
-test-fast: setup
+test-fast: setup test-packages
 	$(PY) -m pytest -m "not slow"
+
+# Debian packages only the tests need: Chromium (web UI test), docker-compose (compose file check), PostgreSQL
+test-packages:
+	@bash scripts/install_test_packages.sh
 
 bench: setup
 	$(PY) -m bench.run
