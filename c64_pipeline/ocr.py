@@ -98,6 +98,18 @@ def find_tessdata(tessdata: str | None = None, language: str = "eng") -> str:
     )
 
 
+MAX_OCR_PIXELS = 40_000_000  # an A4 page at 300 dpi is 8.7 MP; a hostile 200-inch page would be 3.6 GP
+
+
+def safe_dpi(page: pymupdf.Page, dpi: int, max_pixels: int = MAX_OCR_PIXELS) -> int:
+    """The requested dpi, lowered for pages so large that rendering them would exhaust memory."""
+    width_in, height_in = page.rect.width / 72.0, page.rect.height / 72.0
+    pixels = width_in * height_in * dpi * dpi
+    if pixels <= max_pixels:
+        return dpi
+    return max(1, int(dpi * (max_pixels / pixels) ** 0.5))
+
+
 @dataclass(frozen=True)
 class TesseractEngine:
     """Tesseract through PyMuPDF's built-in OCR (``page.get_textpage_ocr``, full page)."""
@@ -112,7 +124,7 @@ class TesseractEngine:
         try:
             tp = page.get_textpage_ocr(
                 flags=pymupdf.TEXTFLAGS_TEXT,
-                dpi=self.dpi,
+                dpi=safe_dpi(page, self.dpi),
                 full=True,
                 language=self.language,
                 tessdata=tessdata,
@@ -235,12 +247,13 @@ class EasyOcrEngine:
             import numpy as np
 
             reader = _easyocr_reader()
-            pix = page.get_pixmap(dpi=self.dpi, colorspace=pymupdf.csRGB, alpha=False)
+            dpi = safe_dpi(page, self.dpi)
+            pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB, alpha=False)
             img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
             results = reader.readtext(img)
         except Exception as exc:
             raise OcrError(f"EasyOCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
-        scale = 72.0 / self.dpi
+        scale = 72.0 / dpi
         ox, oy = page.rect.x0, page.rect.y0
         segments = []
         for box, text, _conf in results:

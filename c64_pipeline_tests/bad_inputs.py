@@ -43,3 +43,22 @@ def make_bad_inputs(folder: Path) -> dict[str, str]:
         "encrypted.pdf": "encrypted",
         "blank.pdf": "blank",
     }
+
+
+def hostile_pdf(path: Path) -> Path:
+    """A PDF that tries its luck: a JavaScript open action and a 200 x 200 inch image-only page (a naive OCR
+    render at 300 dpi would need gigabytes), followed by one ordinary page."""
+    doc = pymupdf.open()
+    huge = doc.new_page(width=14400, height=14400)
+    pix = pymupdf.Pixmap(pymupdf.csGRAY, pymupdf.IRect(0, 0, 64, 64), False)
+    pix.clear_with(255)
+    huge.insert_image(huge.rect, pixmap=pix)
+    doc.new_page().insert_text((72, 72), "CHROUT at $FFD2 prints the character in the accumulator.")
+    doc.set_metadata({"title": "hostile"})
+    doc.save(path)
+    doc.close()
+    doc = pymupdf.open(path)
+    doc.xref_set_key(doc.pdf_catalog(), "OpenAction", "<</S/JavaScript/JS(app.alert\\('hi'\\))>>")
+    doc.saveIncr()
+    doc.close()
+    return path

@@ -67,3 +67,11 @@ def test_text_documents_keep_their_line_breaks(tmp_path):
     path.write_bytes("CHROUT  $FFD2  Output a character\r\nGETIN   $FFE4  Get a character\r\n".encode("latin-1"))
     (page,) = extract_document("kernal-txt", path, "txt", SETTINGS)
     assert page.text.splitlines() == ["CHROUT  $FFD2  Output a character", "GETIN   $FFE4  Get a character"]
+
+
+def test_hostile_pdf_is_read_without_running_anything_or_exhausting_memory(tmp_path):
+    from c64_pipeline_tests.bad_inputs import hostile_pdf
+
+    pages = extract_document("hostile-pdf", hostile_pdf(tmp_path / "hostile.pdf"), "pdf", SETTINGS)
+    assert pages[0].ocr_reason == "no text layer" and pages[0].method == "none"  # a blank image: nothing to read
+    assert "CHROUT at $FFD2" in pages[1].text

@@ -232,3 +232,17 @@ def test_repair_hex_ranges_only_touches_address_ranges():
     assert repair_hex_ranges("DS00-DSFF and FOOO-FFFF") == "D500-D5FF and F000-FFFF"
     for unchanged in ("DEAD-BEEF", "CODE-BASE", "1982-1984", "FFFF-0000", "page 12-13"):
         assert repair_hex_ranges(unchanged) == unchanged
+
+
+def test_huge_pages_are_rendered_at_a_lower_dpi():
+    import pymupdf
+
+    from c64_pipeline.ocr import MAX_OCR_PIXELS, safe_dpi
+
+    doc = pymupdf.open()
+    doc.new_page(width=595, height=842)
+    doc.new_page(width=14400, height=14400)  # the largest page PDF allows: 200 x 200 inches
+    a4, hostile = doc[0], doc[1]
+    assert safe_dpi(a4, 300) == 300
+    dpi = safe_dpi(hostile, 300)
+    assert dpi < 40 and (200 * dpi) ** 2 <= MAX_OCR_PIXELS
