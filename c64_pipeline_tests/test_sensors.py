@@ -74,7 +74,9 @@ def test_only_the_new_manual_is_read_again(workspace):
 
 def test_failed_checks_alert_once(workspace):
     write_small_corpus(workspace.manuals)
-    with DagsterInstance.ephemeral() as instance, RecordingWebhook() as hook:
+    (workspace.root / "dagster_home").mkdir()
+    # on disk, as under `make ui`: SQLite's run-sharded event storage is the one that must work
+    with DagsterInstance.local_temp(tempdir=str(workspace.root / "dagster_home")) as instance, RecordingWebhook() as hook:
         workspace.run(instance, thresholds=QualityThresholds(min_coverage_ratio=1.01))
         sink = AlertSink(alerts_file=str(workspace.root / "alerts" / "alerts.jsonl"), webhook_url=hook.url, backoff_seconds=0.01)
         context = build_sensor_context(instance=instance, resources={"alert_sink": sink})

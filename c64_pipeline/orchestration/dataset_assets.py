@@ -48,7 +48,7 @@ def _accepted(page_results: dict | None) -> dict[str, dict]:
     return {r["doc_id"]: r for r in (page_results or {}).values() if not r["error"] and r["pages"]}
 
 
-@asset(group_name="dataset", automation_condition=REFRESH, description="Tokenizer and model directory every later step uses: the tiny demo "
+@asset(group_name="dataset", automation_condition=AutomationCondition.on_missing(), description="Tokenizer and model directory every later step uses: the tiny demo "
        "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
 def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
     model_dir = Path(model_source.model_dir)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckKey,
     AssetKey,
     AssetRecordsFilter,
     ConfigurableResource,
-    DagsterEventType,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     RunRequest,
     ScheduleEvaluationContext,
@@ -155,38 +154,50 @@ def _figures(evaluation: AssetCheckEvaluation) -> dict:
     return out
 
 
+def _project_check_keys() -> list[AssetCheckKey]:
+    from c64_pipeline.orchestration.checks import data_checks
+    from c64_pipeline.orchestration.training_checks import training_checks
+
+    return [key for check in data_checks + training_checks for key in check.check_keys]
+
+
 @sensor(
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Sends each failed asset check (ERROR or WARN, blocking or not) once to the alert sink.",
 )
 def check_failure_alerts(context: SensorEvaluationContext, alert_sink: AlertSink) -> SensorResult:
-    after = int(context.cursor) if context.cursor else None
-    records = context.instance.event_log_storage.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=200, ascending=True,
-    )
-    cursor = after
-    for record in records:
-        cursor = record.storage_id
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.passed:
-            continue
-        alert = Alert(
-            kind="check_failed",
-            title=f"check {evaluation.check_name} failed",
-            severity=evaluation.severity.value,
-            asset=evaluation.asset_key.to_user_string(),
-            check=evaluation.check_name,
-            partition=evaluation.partition,
-            run_id=record.run_id,
-            run_url=alert_sink.run_url(record.run_id),
-            figures=_figures(evaluation),
-            description=evaluation.description,
-        )
-        delivery = alert_sink.send(alert)
-        context.log.info(f"alert for {evaluation.check_name}: webhook {delivery.webhook_status}")
-    return SensorResult(cursor=str(cursor) if cursor is not None else context.cursor)
+    # cursor: the id of the last execution seen per check. Each check's own execution history is read, which
+    # works on every event storage (SQLite's run-sharded one cannot page through all check events at once).
+    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    repository = getattr(context, "repository_def", None)
+    keys = list(repository.asset_graph.asset_check_keys) if repository else _project_check_keys()
+    storage = context.instance.event_log_storage
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        name = key.to_user_string()
+        history = storage.get_asset_check_execution_history(key, limit=50)
+        for record in sorted(history, key=lambda r: r.id):
+            if record.id <= seen.get(name, 0) or record.event is None:
+                continue
+            seen[name] = record.id
+            evaluation = record.event.dagster_event.event_specific_data
+            if not isinstance(evaluation, AssetCheckEvaluation) or evaluation.passed:
+                continue
+            alert = Alert(
+                kind="check_failed",
+                title=f"check {evaluation.check_name} failed",
+                severity=evaluation.severity.value,
+                asset=evaluation.asset_key.to_user_string(),
+                check=evaluation.check_name,
+                partition=evaluation.partition,
+                run_id=record.run_id,
+                run_url=alert_sink.run_url(record.run_id),
+                figures=_figures(evaluation),
+                description=evaluation.description,
+            )
+            delivery = alert_sink.send(alert)
+            context.log.info(f"alert for {name}: webhook {delivery.webhook_status}")
+    return SensorResult(cursor=json.dumps(seen, sort_keys=True))
 
 
 @run_failure_sensor(default_status=DefaultSensorStatus.RUNNING, description="Alerts on every failed run.")

@@ -96,6 +96,7 @@ def lora_config(recipe: TrainingRecipe, architecture: str):
         lora_alpha=recipe.lora_alpha,
         lora_dropout=recipe.lora_dropout,
         target_modules=lora_target_modules(architecture, recipe.lora_target_modules),
+        modules_to_save=list(recipe.lora_modules_to_save) or None,
         bias="none",
     )
 

@@ -20,6 +20,9 @@ class TrainingRecipe:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = LORA_TARGETS
+    # Modules trained in full beside the LoRA matrices. Empty for the real model; the demo model's randomly
+    # initialised output layer needs it to produce anything sharper than noise in a few hundred steps.
+    lora_modules_to_save: tuple[str, ...] = ()
     # Precision: "auto" is bf16 where the hardware has it (CUDA with bf16), fp32 otherwise (CPU).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     # None: on where there is a GPU (memory), off on CPU (where it only costs time).
@@ -77,13 +80,15 @@ class TrainingRecipe:
     def as_dict(self) -> dict:
         data = asdict(self)
         data["lora_target_modules"] = list(self.lora_target_modules)
+        data["lora_modules_to_save"] = list(self.lora_modules_to_save)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainingRecipe:
         data = dict(data)
-        if "lora_target_modules" in data:
-            data["lora_target_modules"] = tuple(data["lora_target_modules"])
+        for key in ("lora_target_modules", "lora_modules_to_save"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def replace(self, **changes) -> TrainingRecipe:
@@ -118,6 +123,7 @@ def demo_profile() -> TrainingRecipe:
     """The tiny demo model on 2 CPU cores: short sequences, small batches, a high learning rate, bounded steps."""
     return TrainingRecipe(
         profile="demo",
+        lora_modules_to_save=("lm_head",),
         precision="fp32",
         gradient_checkpointing=False,
         max_length=512,
