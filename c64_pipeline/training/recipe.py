@@ -141,5 +141,5 @@ def demo_profile() -> TrainingRecipe:
         save_total_limit=2,
         logging_steps=10,
         eval_max_prompts=12,
-        eval_max_new_tokens=96,
+        eval_max_new_tokens=320,  # assistant turns of the sample data run to ~220 tokens
     )
