@@ -25,28 +25,25 @@ def coverage_ratio(validation_report: dict, thresholds: QualityThresholds) -> As
     )
 
 
+def _split_has_rows(report: dict, split: str) -> AssetCheckResult:
+    rows = report["splits"][split]
+    return _result(
+        rows["dapt_chunks"] > 0 and rows["sft_conversations"] > 0,
+        f"{split} split: {rows['dapt_chunks']} DAPT chunks, {rows['sft_conversations']} SFT conversations "
+        f"from {len(rows['documents'])} document(s)",
+        **{f"dapt_{split}_rows": rows["dapt_chunks"], f"sft_{split}_rows": rows["sft_conversations"],
+           f"{split}_documents": len(rows["documents"])},
+    )
+
+
 @asset_check(asset=validation_report, blocking=True, description="DAPT and SFT validation splits each hold at least one row.")
 def validation_not_empty(validation_report: dict) -> AssetCheckResult:
-    val = validation_report["splits"]["validation"]
-    return _result(
-        val["dapt_chunks"] > 0 and val["sft_conversations"] > 0,
-        f"validation split: {val['dapt_chunks']} DAPT chunks, {val['sft_conversations']} SFT conversations "
-        f"from {len(val['documents'])} document(s)",
-        dapt_validation_rows=val["dapt_chunks"], sft_validation_rows=val["sft_conversations"],
-        validation_documents=len(val["documents"]),
-    )
+    return _split_has_rows(validation_report, "validation")
 
 
 @asset_check(asset=validation_report, blocking=True, description="DAPT and SFT train splits each hold at least one row.")
 def train_not_empty(validation_report: dict) -> AssetCheckResult:
-    train = validation_report["splits"]["train"]
-    return _result(
-        train["dapt_chunks"] > 0 and train["sft_conversations"] > 0,
-        f"train split: {train['dapt_chunks']} DAPT chunks, {train['sft_conversations']} SFT conversations "
-        f"from {len(train['documents'])} document(s)",
-        dapt_train_rows=train["dapt_chunks"], sft_train_rows=train["sft_conversations"],
-        train_documents=len(train["documents"]),
-    )
+    return _split_has_rows(validation_report, "train")
 
 
 @asset_check(asset=validation_report, blocking=True,
