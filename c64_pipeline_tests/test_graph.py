@@ -125,3 +125,26 @@ def test_curated_conversations_are_validated(workspace):
     assert [(r["line"], "THINK" in r["reason"] or "JSON" in r["reason"]) for r in rejections] == [(2, True), (3, True)]
     train = workspace.sft_rows("train")
     assert any(r["origin"] == "curated:mine.jsonl" for r in train)
+
+
+def test_two_runs_give_identical_datasets(tmp_path, tiny_model_dir):
+    import pymupdf
+
+    source = pymupdf.open()  # one scanned page, so OCR is part of what must repeat exactly
+    source.new_page(width=504, height=684).insert_textbox(
+        pymupdf.Rect(50, 60, 454, 620), "$D418 | 54296 | SIGVOL | Master volume and filter mode", fontsize=11)
+    scan = pymupdf.open()
+    scan.new_page(width=504, height=684).insert_image(
+        pymupdf.Rect(0, 0, 504, 684), pixmap=source[0].get_pixmap(dpi=200, colorspace=pymupdf.csGRAY))
+    scan.save(tmp_path / "scanned_sid.pdf")
+    outputs = []
+    for name in ("first", "second"):
+        ws = Workspace.create(tmp_path / name, tiny_model_dir)
+        write_small_corpus(ws.manuals)
+        shutil.copy(tmp_path / "scanned_sid.pdf", ws.manuals)
+        with DagsterInstance.ephemeral() as instance:
+            assert ws.run(instance).datasets.success
+        files = sorted(p for p in ws.processed.rglob("*") if p.is_file())
+        outputs.append({p.relative_to(ws.processed).as_posix(): p.read_bytes() for p in files})
+    assert set(outputs[0]) >= {"dapt/train.parquet", "sft/train.jsonl", "validation_report.json", "splits.json"}
+    assert outputs[0] == outputs[1]
