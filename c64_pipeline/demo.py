@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {paths.models_dir / rel}")
     print(f"Dagster storage: {paths.dagster_home}")
     print("Open the web UI on the same storage with: make ui   (dagster dev -w workspace.yaml -h 127.0.0.1, http://127.0.0.1:3000)")
+    for result in run.failed_results:
+        print(f"\nFAILED (non-blocking) {result}; see {paths.models_dir / 'evaluation' / 'report.md'}")
     if failed:
         print("\nFAILED: " + ", ".join(failed), file=sys.stderr)
         return 1

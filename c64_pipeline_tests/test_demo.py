@@ -41,7 +41,12 @@ def test_demo_materializes_the_data_half_into_its_dagster_home(tmp_path):
                 "sft/train.jsonl", "sft/validation.jsonl", "sft/test.jsonl", "validation_report.json"):
         assert (processed / rel).is_file(), rel
     assert (tmp_path / "docs" / "data_qc_report.md").is_file()
-    assert (tmp_path / "models" / "c64-tiny-ministral3" / "model.safetensors").is_file()
+    models = tmp_path / "models"
+    assert (models / "c64-tiny-ministral3" / "model.safetensors").is_file()
+    for stage in ("fine-tuned-dapt", "fine-tuned-sft"):
+        assert (models / stage / "adapter_model.safetensors").is_file() and (models / stage / "run_manifest.json").is_file()
+    evaluation = json.loads((models / "evaluation" / "report.json").read_text())
+    assert set(evaluation["models"]) == {"base", "base+dapt", "base+dapt+sft"}
 
     report = json.loads((processed / "validation_report.json").read_text())
     kinds = {d["kind"] for d in report["documents"]}
@@ -50,9 +55,16 @@ def test_demo_materializes_the_data_half_into_its_dagster_home(tmp_path):
     assert report["totals"]["coverage_ratio"] >= 0.9
 
     # the runs are in the project's Dagster storage, so `make ui` shows them
-    from dagster import AssetKey, DagsterInstance
+    from dagster import AssetCheckKey, AssetKey, DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster_home"))) as instance:
-        assert instance.get_latest_materialization_event(AssetKey("validation_report")) is not None
+        for asset in ("validation_report", "dapt_adapter", "sft_adapter", "model_evaluation"):
+            assert instance.get_latest_materialization_event(AssetKey(asset)) is not None, asset
         assert len(instance.get_dynamic_partitions("manuals")) == len(report["documents"])
+        contract = instance.get_latest_asset_check_evaluation_record(
+            AssetCheckKey(AssetKey("model_evaluation"), "reasoning_contract"))
+        rate = evaluation["models"]["base+dapt+sft"]["format_rate"]
+        assert contract.event.dagster_event.event_specific_data.passed == (rate >= 0.9)
+    if rate < 0.9:  # reported as a failed result, not hidden
+        assert "FAILED (non-blocking) model_evaluation reasoning_contract" in result.stdout

@@ -23,13 +23,25 @@ class DataHalfRun:
 
     @property
     def failures(self) -> list[str]:
+        """Failed runs and failed blocking checks (gates)."""
         failed = [f"ingest {keys}" for keys, result in self.ingest.items() if not result.success]
         for name, result in (("build_datasets", self.datasets), ("train_and_evaluate", self.training)):
             if result is not None:
                 if not result.success:
                     failed.append(name)
-                failed += [f"check {e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed]
+                failed += [
+                    f"check {e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed and e.blocking
+                ]
         return failed
+
+    @property
+    def failed_results(self) -> list[str]:
+        """Non-blocking checks that failed: results to act on (e.g. the reasoning format rate), not broken runs."""
+        return [
+            f"{e.asset_key.to_user_string()} {e.check_name}: {e.description}"
+            for result in (self.datasets, self.training) if result is not None
+            for e in result.get_asset_check_evaluations() if not e.passed and not e.blocking
+        ]
 
 
 def materialize_data_half(
