@@ -15,10 +15,11 @@ from c64_pipeline.settings import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_workspace_loads_for_the_web_ui():
+def test_workspace_loads_for_the_web_ui(tmp_path):
     result = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
