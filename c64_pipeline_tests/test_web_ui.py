@@ -34,6 +34,7 @@ TEMPLATE_CHECK = "chat_template_has_generation_blocks"  # on base_model, part of
 DATASET_ASSETS = {"base_model", "token_chunks", "document_splits", "dapt_dataset", "sft_dataset", "validation_report"}
 INGEST_TIMEOUT = 240  # s from the webserver answering to every manual read by the sensor's run
 QUIET_TIMEOUT = 120  # s for runs the automation sensor started meanwhile to end
+REFRESH_TIMEOUT = 300  # s for the dataset automation to build the datasets after the ingest, without a click
 RUN_TIMEOUT = 240  # s for the run launched from the UI
 UI_TIMEOUT_MS = 30_000
 
@@ -118,7 +119,13 @@ def _wait_for_sensor_ingest(instance, server, partitions: set[str]) -> None:
     assert set(instance.get_dynamic_partitions("manuals")) == partitions
     assert not [r for r in instance.get_runs() if r.tags.get("dagster/from_ui")], "nothing was launched from the UI yet"
 
-    # the dataset automation may have started a refresh meanwhile; let it end so the click starts from a quiet instance
+    # still without a click, the dataset automation builds the base model and the datasets from what was read
+    wait_until(lambda: instance.get_latest_materialization_event(AssetKey("validation_report")) is not None,
+               REFRESH_TIMEOUT, "validation_report materialized by the dataset automation",
+               describe=lambda: _runs_summary(instance) + "\n" + server.log_tail())
+    assert not [r for r in instance.get_runs() if r.tags.get("dagster/from_ui")], "the refresh came from the automation"
+
+    # let the automation's runs end so the click starts from a quiet instance
     wait_until(lambda: all(r.is_finished for r in instance.get_runs()), QUIET_TIMEOUT, "no run in progress",
                describe=lambda: _runs_summary(instance) + "\n" + server.log_tail())
 

@@ -30,6 +30,11 @@ from c64_pipeline.think_metrics import think_stats
 
 # Re-run once the per-document work they read has finished (declarative automation).
 REFRESH = AutomationCondition.eager()
+# The base model has no inputs: build it whenever it is missing (on_missing only fires when it *becomes* missing,
+# which never happens on a fresh instance), unless a build is running or the last one failed (no retry loop).
+BUILD_WHEN_MISSING = (
+    AutomationCondition.missing() & ~AutomationCondition.in_progress() & ~AutomationCondition.execution_failed()
+)
 SAMPLE_SOURCES = PROJECT_ROOT / "data" / "sample_manuals"
 DAPT_SCHEMA = pa.schema(
     [
@@ -48,7 +53,7 @@ def _accepted(page_results: dict | None) -> dict[str, dict]:
     return {r["doc_id"]: r for r in (page_results or {}).values() if not r["error"] and r["pages"]}
 
 
-@asset(group_name="dataset", automation_condition=AutomationCondition.on_missing(), description="Tokenizer and model directory every later step uses: the tiny demo "
+@asset(group_name="dataset", automation_condition=BUILD_WHEN_MISSING, description="Tokenizer and model directory every later step uses: the tiny demo "
        "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
 def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
     model_dir = Path(model_source.model_dir)
