@@ -107,3 +107,32 @@ def test_nightly_rescan_catches_what_the_sensor_missed(workspace):
         assert "kernal_routines-md" in instance.get_dynamic_partitions("manuals")
         again = nightly_manuals_rescan(context)  # the same plan again: same run key, so no duplicate run
         assert [r.run_key for r in again] == [r.run_key for r in requests]
+
+
+def test_a_crashed_run_raises_an_alert(tmp_path):
+    from dagster import DagsterEventType, build_run_status_sensor_context, job, op
+
+    from c64_pipeline.orchestration.sensors import run_failure_alerts
+
+    @op
+    def train_step():
+        raise RuntimeError("CUDA out of memory (simulated crash)")
+
+    @job
+    def crashing_training():
+        train_step()
+
+    with DagsterInstance.ephemeral() as instance, RecordingWebhook() as hook:
+        result = crashing_training.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
+        sink = AlertSink(alerts_file=str(tmp_path / "alerts.jsonl"), webhook_url=hook.url, backoff_seconds=0.01)
+        context = build_run_status_sensor_context(
+            sensor_name="run_failure_alerts", dagster_event=failure, dagster_instance=instance,
+            dagster_run=result.dagster_run, resources={"alert_sink": sink},
+        ).for_run_failure()
+        run_failure_alerts(context)
+    (payload,) = hook.payloads
+    assert payload["kind"] == "run_failed" and payload["run_id"] == result.run_id
+    assert "crashing_training" in payload["text"] and payload["run_url"].endswith(result.run_id)
+    assert json.loads((tmp_path / "alerts.jsonl").read_text())["kind"] == "run_failed"
