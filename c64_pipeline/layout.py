@@ -40,6 +40,9 @@ class TextBlock:
     x1: float
     y1: float  # PDF points, page coordinates
     text: str  # lines joined with "\n"
+    # (y0, y1) of each line of `text` where the extractor gave them; without them lines are spread evenly over the
+    # block, which misplaces rows when a block is a table column whose neighbouring cells wrap
+    line_spans: tuple[tuple[float, float], ...] = ()
 
     @property
     def width(self) -> float:
@@ -203,6 +206,7 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
                     max(p[2] for p in g),
                     max(p[3] for p in g),
                     "\n".join(p[4] for p in g),
+                    tuple((p[1], p[3]) for p in g),
                 )
             )
     return out
@@ -289,11 +293,10 @@ def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
         parts = b.text.split("\n")
         n = len(parts)
         h = (b.y1 - b.y0) / n if n else 0
+        spans = b.line_spans if len(b.line_spans) == n else [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
         kept = [(i, p.strip()) for i, p in enumerate(parts) if p.strip()]
         for k, (i, text) in enumerate(kept):
-            out.append(
-                _Line(b.x0, b.y0 + i * h, b.x1, b.y0 + (i + 1) * h, text, bi, k == 0, len(kept))
-            )
+            out.append(_Line(b.x0, spans[i][0], b.x1, spans[i][1], text, bi, k == 0, len(kept)))
     return out
 
 

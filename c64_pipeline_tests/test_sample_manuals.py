@@ -94,6 +94,24 @@ def test_digital_pdf_has_text_on_every_page(rendered):
             assert any(_two_columns(page) for page in doc)
 
 
+def test_digital_register_table_is_read_row_by_row(rendered):
+    """Every register row of the digital manual comes out with its own name, also where a neighbouring row's
+    description wraps (the address column is one extractor block whose lines are not evenly spaced)."""
+    import re
+
+    from c64_pipeline.extraction import ExtractionSettings, extract_pdf
+
+    _, paths = rendered
+    source = (DEFAULT_SOURCES_DIR / "memory_video.html").read_text(encoding="utf-8")
+    rows = re.findall(r'<tr><td class="a">(\$[0-9A-F]{4})</td><td>(\d+)</td><td>([A-Z][A-Z0-9]+)</td>', source)
+    assert len(rows) >= 40
+    (path,) = [p for p in _by_kind(paths)["digital"] if "memory" in p.name]
+    lines = [line for page in extract_pdf("m", path, ExtractionSettings()) for line in page.text.split("\n")]
+    for address, decimal, name in rows:
+        found = [line for line in lines if line.startswith(f"{address} | {decimal} |")]
+        assert found and name in found[0], (address, name, found)
+
+
 def _rows_with(page: pymupdf.Page, token: str) -> list[list[str]]:
     words = page.get_text("words")
     rows = []
