@@ -37,7 +37,7 @@ class Fact:
     name: str | None
     description: str
     method: str  # how the page text was obtained: text_layer or ocr
-    neighbours: tuple[str, ...] = ()  # descriptions of the rows just before and after, for context
+    neighbours: tuple[str, ...] = ()  # the rows just before and after, as "$D020" or "$D020 (EXTCOL)", for context
 
 
 def _hex(value: int) -> str:
@@ -135,8 +135,10 @@ def mine_facts(pages: Iterable[dict]) -> list[Fact]:
             if parsed:
                 rows.append((line_no, line.strip(), parsed))
         for i, (line_no, line, (address, end, confirmed, name, description)) in enumerate(rows):
+            # addresses and names only: whole neighbouring rows would double the reasoning without grounding more
             neighbours = tuple(
-                f"{_hex(rows[j][2][0])} {rows[j][2][4]}" for j in (i - 1, i + 1) if 0 <= j < len(rows)
+                _hex(rows[j][2][0]) + (f" ({rows[j][2][3]})" if rows[j][2][3] else "")
+                for j in (i - 1, i + 1) if 0 <= j < len(rows)
             )
             facts.append(
                 Fact(page["doc_id"], page["page"], line_no, line, address, end, confirmed, name, description,
@@ -288,37 +290,38 @@ def _ref(fact: Fact) -> dict:
 
 
 def build_conversations(facts: Sequence[Fact], system_prompt: str, multi_turn_every: int = 4) -> list[dict]:
-    """One conversation per fact; every `multi_turn_every`-th fact with a next row on the same page gets a
-    follow-up turn about that row, so some conversations are multi-turn."""
+    """Conversations asking every question kind that fits each fact (the same fact asked from several sides, as a
+    reader would look it up: by description, by address, in decimal), each (fact, kind) exactly once. Every
+    `multi_turn_every`-th fact with a next row on the same page opens a conversation with a follow-up turn about that
+    row, whose own conversations then skip the kind the follow-up already asked."""
     conversations: list[dict] = []
-    used_as_follow_up: set[int] = set()
+    asked_in_follow_up: dict[int, str] = {}
     for i, fact in enumerate(facts):
-        if i in used_as_follow_up:
-            continue
-        kinds = question_kinds(fact)
-        kind = kinds[int(hashlib.sha256(f"{fact.doc_id}:{fact.page}:{fact.line_no}".encode()).hexdigest(), 16) % len(kinds)]
-        first = build_turn(fact, kind)
-        messages = [
-            {"role": "system", "content": system_prompt},
-            {"role": "user", "content": first.question},
-            {"role": "assistant", "content": assistant_content(first)},
-        ]
-        refs = [_ref(fact)]
         nxt = facts[i + 1] if i + 1 < len(facts) else None
-        if (
-            multi_turn_every
+        follow_up = (
+            bool(multi_turn_every)
             and i % multi_turn_every == 0
             and nxt is not None
             and (nxt.doc_id, nxt.page) == (fact.doc_id, fact.page)
-        ):
-            follow = build_turn(nxt, "routine_meaning" if is_routine(nxt) else "meaning")
-            question = f"And the entry listed next to it, {_hex(nxt.address)}?"
-            reasoning = f"The follow-up points at the next row after {_hex(fact.address)} on the same page. " + follow.reasoning
-            messages += [
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{follow.answer}"},
+        )
+        kinds = [k for k in question_kinds(fact) if k != asked_in_follow_up.get(i)]
+        for number, kind in enumerate(kinds):
+            turn = build_turn(fact, kind)
+            messages = [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": turn.question},
+                {"role": "assistant", "content": assistant_content(turn)},
             ]
-            refs.append(_ref(nxt))
-            used_as_follow_up.add(i + 1)
-        conversations.append({"messages": messages, "source_refs": refs, "doc_id": fact.doc_id, "origin": "mined"})
+            refs = [_ref(fact)]
+            if follow_up and number == 0:
+                follow_kind = "routine_meaning" if is_routine(nxt) else "meaning"
+                follow = build_turn(nxt, follow_kind)
+                reasoning = f"The follow-up points at the next row after {_hex(fact.address)} on the same page. " + follow.reasoning
+                messages += [
+                    {"role": "user", "content": f"And the entry listed next to it, {_hex(nxt.address)}?"},
+                    {"role": "assistant", "content": f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{follow.answer}"},
+                ]
+                refs.append(_ref(nxt))
+                asked_in_follow_up[i + 1] = follow_kind
+            conversations.append({"messages": messages, "source_refs": refs, "doc_id": fact.doc_id, "origin": "mined"})
     return conversations

@@ -1,6 +1,13 @@
 import re
 
-from c64_pipeline.sft_builder import build_conversations, build_turn, is_routine, mine_facts, parse_fact_line
+from c64_pipeline.sft_builder import (
+    build_conversations,
+    build_turn,
+    is_routine,
+    mine_facts,
+    parse_fact_line,
+    question_kinds,
+)
 from c64_pipeline.think_metrics import parse_assistant_turn, think_stats
 
 PAGE = """VIC-II registers
@@ -45,6 +52,16 @@ def test_mined_examples_are_grounded_and_well_formed():
                 # the answer carries the address the evidence row gives
                 evidence = " ".join(r["evidence"] for r in conversation["source_refs"])
                 assert set(re.findall(r"\$[0-9A-F]{4}", parsed.answer)) <= set(re.findall(r"\$[0-9A-F]{4}", evidence))
+
+
+def test_every_fact_is_asked_from_every_side_once():
+    facts = mine_facts([{"doc_id": "vic-pdf", "page": 7, "text": PAGE, "method": "text_layer"}])
+    conversations = build_conversations(facts, "SYSTEM", multi_turn_every=2)
+    turns = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "assistant"]
+    assert len(turns) == len(set(turns)) == sum(len(question_kinds(f)) for f in facts)
+    questions = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "user"]
+    assert any("$D020" in q for q in questions) and any("border colour" in q.lower() for q in questions)
+    assert any("POKE" in q or "decimal" in q for q in questions)
 
 
 def test_reasoning_walks_the_arithmetic():
