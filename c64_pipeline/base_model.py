@@ -32,10 +32,13 @@ class TinyModelSettings:
     vocab_size: int = 4096
     hidden_size: int = 64
     intermediate_size: int = 192
-    num_hidden_layers: int = 2
+    # Depth, not width, is what lets a model this small keep track of where it is in a reply ([THINK] reasoning or
+    # final answer): with 2 or 4 layers about 1 in 6 held-out prompts lost the format, with 6 none did.
+    num_hidden_layers: int = 6
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 4096
+    rope_theta: float = 1_000_000.0
     seed: int = 0
 
 
@@ -144,7 +147,7 @@ def build_demo_model(out_dir: Path, texts: list[str], settings: TinyModelSetting
         # the real model's rope layout (YaRN with Llama 4 query scaling), at factor 1 for the short demo context
         rope_parameters={
             "rope_type": "yarn",
-            "rope_theta": 1_000_000.0,
+            "rope_theta": settings.rope_theta,
             "factor": 1.0,
             "original_max_position_embeddings": settings.max_position_embeddings,
             "beta_fast": 32.0,

@@ -65,7 +65,10 @@ def test_demo_materializes_the_whole_graph_into_its_dagster_home(tmp_path):
         assert len(instance.get_dynamic_partitions("manuals")) == len(report["documents"])
         contract = instance.get_latest_asset_check_evaluation_record(
             AssetCheckKey(AssetKey("model_evaluation"), "reasoning_contract"))
-        rate = evaluation["models"]["base+dapt+sft"]["format_rate"]
-        assert contract.event.dagster_event.event_specific_data.passed == (rate >= 0.9)
-    if rate < 0.9:  # reported as a failed result, not hidden
-        assert "FAILED (non-blocking) model_evaluation reasoning_contract" in result.stdout
+        assert contract.event.dagster_event.event_specific_data.passed
+    # the demo model learns the reasoning format: at least 0.9 of the held-out prompts, checked on token ids
+    after_sft = evaluation["models"]["base+dapt+sft"]
+    assert after_sft["prompts"] >= 30 and after_sft["format_rate"] >= 0.9, after_sft["contract_problems"]
+    assert evaluation["models"]["base"]["format_ok"] == 0
+    assert after_sft["sft_test_loss"] < evaluation["models"]["base"]["sft_test_loss"]
+    assert "model_evaluation reasoning_contract: passed" in result.stdout

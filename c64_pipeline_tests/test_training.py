@@ -25,7 +25,7 @@ from c64_pipeline.base_model import (
 from c64_pipeline.settings import PROJECT_ROOT
 from c64_pipeline.training.common import NonFiniteLossError, TrainingDataError, require_trainable
 from c64_pipeline.training.dapt import train_dapt
-from c64_pipeline.training.evaluation import ReasoningContract, evaluate, facts_found, key_facts
+from c64_pipeline.training.evaluation import ReasoningContract, evaluate, facts_found, key_facts, spread
 from c64_pipeline.training.model_loading import StrictLoadingError, load_base_model, lora_target_modules
 from c64_pipeline.training.recipe import LORA_TARGETS, TrainingRecipe, demo_profile
 from c64_pipeline.training.sft import ChatTemplateError, filter_long, strict_template_check, train_sft
@@ -144,8 +144,11 @@ def test_founding_recipe_and_demo_profile_are_data():
     assert recipe.lora_target_modules == LORA_TARGETS
     assert (recipe.max_length, recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps) == (2048, 2, 16)
     assert (recipe.learning_rate, recipe.num_train_epochs, recipe.eval_strategy) == (2e-5, 3.0, "epoch")
+    assert demo_profile("dapt").max_steps < demo_profile("sft").max_steps
+    with pytest.raises(ValueError, match="stage"):
+        demo_profile("pretraining")
     demo = demo_profile()
-    assert demo.max_length <= 512 and demo.gradient_accumulation_steps == 1 and 0 < demo.max_steps <= 300
+    assert demo.max_length < recipe.max_length and demo.gradient_accumulation_steps == 1 and 0 < demo.max_steps <= 600
     data = json.loads(json.dumps(demo.as_dict()))
     assert TrainingRecipe.from_dict(data) == demo
     with pytest.raises(ValueError, match="eval_steps"):
@@ -443,6 +446,11 @@ def test_key_facts_of_a_reference_answer():
     assert facts_found(facts, "It is $D0200 or 532800.") == set()
 
 
+def test_held_out_prompts_are_spread_over_the_test_split():
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7]
+    assert spread(list(range(3)), 5) == [0, 1, 2]
+
+
 def test_evaluation_report_for_the_three_stages(model_dir, data_dir, dapt_run, sft_run, tmp_path):
     report = evaluate(model_dir, dapt_run[0], sft_run[0], data_dir / "dapt", data_dir / "sft", tmp_path,
                       quick(), max_prompts=2, max_new_tokens=8)
@@ -457,8 +465,8 @@ def test_evaluation_report_for_the_three_stages(model_dir, data_dir, dapt_run, s
 @pytest.mark.slow
 def test_demo_profile_teaches_the_reasoning_format(model_dir, tmp_path):
     data = write_datasets(tmp_path / "data")
-    recipe = demo_profile()
-    train_dapt(model_dir, data / "dapt", tmp_path / "dapt", recipe)
+    recipe = demo_profile("sft")
+    train_dapt(model_dir, data / "dapt", tmp_path / "dapt", demo_profile("dapt"))
     train_sft(model_dir, tmp_path / "dapt", data / "sft", tmp_path / "sft", recipe)
     report = evaluate(model_dir, tmp_path / "dapt", tmp_path / "sft", data / "dapt", data / "sft", tmp_path / "eval",
                       recipe)

@@ -45,11 +45,11 @@ class TrainingConfig(Config):
     seed: int | None = None
     resume: bool = True
 
-    def recipe(self, model_mode: str) -> TrainingRecipe:
+    def recipe(self, model_mode: str, stage: str) -> TrainingRecipe:
         profile = self.profile if self.profile != "auto" else ("demo" if model_mode == "demo" else "founding")
         if profile not in ("demo", "founding"):
             raise ValueError(f"profile must be 'auto', 'demo' or 'founding', not {self.profile!r}")
-        base = demo_profile() if profile == "demo" else founding_recipe()
+        base = demo_profile(stage) if profile == "demo" else founding_recipe()
         overrides = {k: v for k, v in self.model_dump().items() if k not in ("profile", "resume") and v is not None}
         return base.replace(**overrides) if overrides else base
 
@@ -99,7 +99,7 @@ def dapt_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mo
                  model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                  pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     require_data_gates(context)
-    recipe = config.recipe(model_source.mode)
+    recipe = config.recipe(model_source.mode, "dapt")
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "dapt", "recipe": recipe.as_dict(), "resume": config.resume,
         "model_dir": str(_model_dir(base_model)), "dapt_dir": dapt_dataset["dir"],
@@ -119,7 +119,7 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     require_data_gates(context)
-    recipe = config.recipe(model_source.mode)
+    recipe = config.recipe(model_source.mode, "sft")
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "sft", "recipe": recipe.as_dict(), "resume": config.resume,
         "model_dir": str(_model_dir(base_model)), "sft_dir": sft_dataset["dir"],
@@ -139,7 +139,7 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
 def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode)
+    recipe = config.recipe(model_source.mode, "evaluation")
     models = Path(paths.models_dir)
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "evaluation", "recipe": recipe.as_dict(),

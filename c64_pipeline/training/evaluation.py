@@ -143,6 +143,14 @@ def assistant_labelled(tokenizer, conversation: list[dict]) -> tuple[list[int], 
 # ---------------------------------------------------------------------------------------------------- generations
 
 
+def spread(items: list, count: int) -> list:
+    """`count` items evenly spaced over `items` (all of them if there are fewer): a test split is ordered by document
+    and page, so its first rows would all ask about one page."""
+    if count >= len(items):
+        return list(items)
+    return [items[i * len(items) // count] for i in range(count)]
+
+
 def prompt_messages(conversation: list[dict]) -> list[dict]:
     """The turns before the first assistant turn (system + user)."""
     first = next(i for i, m in enumerate(conversation) if m["role"] == "assistant")
@@ -263,7 +271,7 @@ def evaluate(
     chunks = [(ids, ids) for ids in windows]
     conversations = [c for c in read_conversations(sft_test) if conversation_length(tokenizer, c) <= recipe.max_length]
     labelled = [assistant_labelled(tokenizer, c) for c in conversations[:max_sft_examples]]
-    prompts = conversations[:max_prompts]
+    prompts = spread(conversations, max_prompts)
     contract = ReasoningContract.from_tokenizer(tokenizer)
 
     started = time.perf_counter()
