@@ -33,7 +33,7 @@ class TinyModelSettings:
     hidden_size: int = 64
     intermediate_size: int = 192
     # Depth, not width, is what lets a model this small keep track of where it is in a reply ([THINK] reasoning or
-    # final answer): with 2 or 4 layers about 1 in 6 held-out prompts lost the format, with 6 none did.
+    # final answer): with 2 or 4 layers 15-25% of held-out prompts lost the format, with 6 about 1%.
     num_hidden_layers: int = 6
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
