@@ -30,7 +30,7 @@ class Fact:
     doc_id: str
     page: int
     line_no: int
-    evidence: str  # the line as it stands on the page
+    evidence: str  # the line as it stands on the page (with the lines its description wrapped onto)
     address: int
     end_address: int | None
     decimal_confirmed: bool  # the row also printed the decimal value, and it agrees with the hex
@@ -123,6 +123,40 @@ def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] 
     return parsed
 
 
+# A line that ends like this has not finished its sentence.
+_OPEN_END = re.compile(r"(?:[,;:(]|\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|when|which|that)|\$[0-9A-Fa-f]{2,4})$",
+                       re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def _wrapped(line: str, description: str, following: list[str]) -> tuple[str, int]:
+    """`description` completed with the lines its cell or sentence wrapped onto ("Sprite vertical expansion, bit n
+    doubles the height" + "of sprite n"), and how many of `following` lines (a blank one included) that took. A
+    continuation starts in lower case or follows an unfinished line; it is never another fact, table row or heading."""
+    if _SENTENCE_END.search(line.rstrip()[-1:]):
+        return description, 0
+    parts: list[str] = []
+    used = 0
+    for k, raw in enumerate(following[:4]):
+        text = raw.strip()
+        if not text:
+            if parts or k > 0:
+                break
+            continue
+        current = " ".join([description, *parts])
+        if _cells(text) or parse_fact_line(text) or not (text[0].islower() or text[0] == "(" or _OPEN_END.search(current)):
+            break
+        end = _SENTENCE_END.search(text)
+        parts.append(text[: end.start()] if end else text)
+        used = k + 1
+        if end:
+            break
+    joined = _clean_description(" ".join([description, *parts]))
+    if not parts or not _readable(joined):
+        return description, 0
+    return joined, used
+
+
 def mine_facts(pages: Iterable[dict]) -> list[Fact]:
     """Facts from page records ({doc_id, page, text, method}), in page and line order."""
     facts: list[Fact] = []
@@ -130,10 +164,13 @@ def mine_facts(pages: Iterable[dict]) -> list[Fact]:
         if page.get("method") == "none":
             continue
         rows = []
-        for line_no, line in enumerate(page["text"].split("\n"), start=1):
+        lines = page["text"].split("\n")
+        for line_no, line in enumerate(lines, start=1):
             parsed = parse_fact_line(line.strip())
             if parsed:
-                rows.append((line_no, line.strip(), parsed))
+                description, used = _wrapped(line, parsed[4], lines[line_no : line_no + 4])
+                evidence = "\n".join(lines[line_no - 1 : line_no + used]).strip()
+                rows.append((line_no, evidence, (*parsed[:4], description)))
         for i, (line_no, line, (address, end, confirmed, name, description)) in enumerate(rows):
             # addresses and names only: whole neighbouring rows would double the reasoning without grounding more
             neighbours = tuple(

@@ -64,6 +64,29 @@ def test_every_fact_is_asked_from_every_side_once():
     assert any("POKE" in q or "decimal" in q for q in questions)
 
 
+def test_descriptions_continue_onto_their_wrapped_lines():
+    text = "\n".join([
+        "$D017 | 53271 | YXPAND Sprite vertical expansion, bit n doubles the height",
+        "",
+        "of sprite n",
+        "$D018 | 53272 | VMCSB | Memory pointers",
+        "$028A | 650 | RPTFLG Key repeat mode: $80 repeats all keys, $40",
+        "no keys, 0 only cursor, space and delete",
+        "keys",
+        "$D020 | 53280 | EXTCOL | Border colour (bits 0-3)",
+        "The border is the frame around the text area.",
+        "PLOT at $FFF0 reads or sets the",
+        "cursor position. Called with the carry set, it returns the row in X.",
+    ])
+    facts = {f.name: f for f in mine_facts([{"doc_id": "m", "page": 1, "text": text, "method": "text_layer"}])}
+    assert facts["YXPAND"].description == "Sprite vertical expansion, bit n doubles the height of sprite n"
+    assert facts["YXPAND"].evidence in text and facts["YXPAND"].evidence.endswith("of sprite n")
+    assert facts["VMCSB"].description == "Memory pointers"
+    assert facts["RPTFLG"].description.endswith("$40 no keys, 0 only cursor, space and delete keys")
+    assert facts["EXTCOL"].description == "Border colour (bits 0-3)"  # the sentence below is not its continuation
+    assert facts["PLOT"].description == "reads or sets the cursor position"
+
+
 def test_reasoning_walks_the_arithmetic():
     facts = mine_facts([{"doc_id": "m", "page": 1, "text": "$A000-$BFFF | 40960-49151 | BASIC interpreter ROM", "method": "text_layer"}])
     reasoning = build_turn(facts[0], "range").reasoning
