@@ -133,7 +133,7 @@ def _wrapped(line: str, description: str, following: list[str]) -> tuple[str, in
     """`description` completed with the lines its cell or sentence wrapped onto ("Sprite vertical expansion, bit n
     doubles the height" + "of sprite n"), and how many of `following` lines (a blank one included) that took. A
     continuation starts in lower case or follows an unfinished line; it is never another fact, table row or heading."""
-    if _SENTENCE_END.search(line.rstrip()[-1:]):
+    if line.rstrip().endswith((".", "!", "?")):
         return description, 0
     parts: list[str] = []
     used = 0

@@ -139,7 +139,7 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
 def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "evaluation")
+    recipe = config.recipe(model_source.mode, "sft")  # the settings the SFT model was trained with
     models = Path(paths.models_dir)
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "evaluation", "recipe": recipe.as_dict(),

@@ -119,7 +119,7 @@ def founding_recipe() -> TrainingRecipe:
     return TrainingRecipe()
 
 
-DEMO_MAX_STEPS = {"dapt": 200, "sft": 900, "evaluation": 900}
+DEMO_MAX_STEPS = {"dapt": 200, "sft": 900}
 
 
 def demo_profile(stage: str = "sft") -> TrainingRecipe:
