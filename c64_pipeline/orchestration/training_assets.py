@@ -43,6 +43,7 @@ class TrainingConfig(Config):
     lora_r: int | None = None
     lora_alpha: int | None = None
     seed: int | None = None
+    allow_cpu: bool | None = None  # expert override: train the founding recipe without a bf16 GPU (fp32, slow)
     resume: bool = True
 
     def recipe(self, model_mode: str, stage: str) -> TrainingRecipe:

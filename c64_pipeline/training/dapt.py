@@ -125,6 +125,7 @@ def train_dapt(
     from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
     recipe = recipe or TrainingRecipe()
+    precision = resolved_precision(recipe)  # first: a machine that cannot run the recipe refuses before any work
     model_dir, dapt_dir, out_dir = Path(model_dir), Path(dapt_dir), Path(out_dir)
     architecture = model_architecture(model_dir)
     files = [dapt_dir / "train.parquet", dapt_dir / "validation.parquet"]
@@ -138,7 +139,6 @@ def train_dapt(
     train_ids, split_train = token_windows(train_texts, tokenizer, recipe.max_length)
     eval_ids, split_eval = token_windows(eval_texts, tokenizer, recipe.max_length)
 
-    precision = resolved_precision(recipe)
     checkpointing = resolved_gradient_checkpointing(recipe)
     resumed_from = prepare_output_dir(out_dir, make_run_key(recipe, model_dir, files), resume, [model_dir, dapt_dir])
     model = load_base_model(model_dir, DTYPES[precision])

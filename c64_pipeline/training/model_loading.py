@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -55,11 +56,23 @@ def _model_class(architecture: str):
     return getattr(transformers, architecture)
 
 
+# Extra tensors some checkpoints carry that hold no learned weight (buffers recomputed at load): ignored, logged.
+HARMLESS_UNEXPECTED = (re.compile(r"(^|\.)rotary_emb\.inv_freq$"), re.compile(r"(^|\.)num_batches_tracked$"))
+
+
+def harmless(name: str) -> bool:
+    return any(pattern.search(name) for pattern in HARMLESS_UNEXPECTED)
+
+
 def check_loading_info(model_dir: Path, info: dict) -> None:
-    """Raise StrictLoadingError when the loading report lists missing, unexpected or mismatched weights."""
+    """Raise StrictLoadingError when the loading report lists missing, unexpected or mismatched weights
+    (unexpected buffers on the HARMLESS_UNEXPECTED allow-list are logged and ignored)."""
     problems = []
+    ignored = sorted(name for name in info.get("unexpected_keys") or () if harmless(name))
+    if ignored:
+        logger.info("ignoring %d harmless extra tensors in %s (e.g. %s)", len(ignored), model_dir, ignored[0])
     for key in ("missing_keys", "unexpected_keys"):
-        names = sorted(info.get(key) or ())
+        names = sorted(n for n in info.get(key) or () if not (key == "unexpected_keys" and harmless(n)))
         if names:
             shown = ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
             problems.append(f"{key.replace('_', ' ')}: {shown}")

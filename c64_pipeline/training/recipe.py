@@ -25,6 +25,9 @@ class TrainingRecipe:
     lora_modules_to_save: tuple[str, ...] = ()
     # Precision: "auto" is bf16 where the hardware has it (CUDA with bf16), fp32 otherwise (CPU).
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    # Expert override: let "auto" precision fall back to fp32 on a machine without a CUDA device with bf16. Off by
+    # default, so the founding recipe (an 8B model) never starts an fp32 run on the CPU that would never end.
+    allow_cpu: bool = False
     # None: on where there is a GPU (memory), off on CPU (where it only costs time).
     gradient_checkpointing: bool | None = None
     # Sequences
@@ -95,15 +98,33 @@ class TrainingRecipe:
         return replace(self, **changes)
 
 
-def resolved_precision(recipe: TrainingRecipe) -> Literal["bf16", "fp32"]:
-    """bf16 only where the hardware runs it natively (CUDA with bf16 support); fp32 elsewhere, e.g. on CPU."""
+class HardwareError(RuntimeError):
+    """The machine cannot run this recipe as asked (no CUDA device, or none with bf16); raised before loading."""
+
+
+def hardware_has_bf16() -> bool:
     import torch
 
-    has_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolved_precision(recipe: TrainingRecipe, has_bf16: bool | None = None) -> Literal["bf16", "fp32"]:
+    """bf16 where the hardware runs it natively (CUDA with bf16 support). "auto" on a machine without it refuses to
+    start, unless `allow_cpu` says an expert wants the fp32 fallback; the demo profile asks for fp32 outright."""
+    has_bf16 = hardware_has_bf16() if has_bf16 is None else has_bf16
     if recipe.precision == "bf16" and not has_bf16:
-        raise ValueError("recipe asks for bf16 but this machine has no CUDA device with bf16 support; use 'auto'")
+        raise HardwareError("the recipe asks for bf16 but this machine has no CUDA device with bf16 support")
     if recipe.precision == "auto":
-        return "bf16" if has_bf16 else "fp32"
+        if has_bf16:
+            return "bf16"
+        if not recipe.allow_cpu:
+            raise HardwareError(
+                f"the {recipe.profile} recipe needs a CUDA GPU with bf16 (an 8B model in fp32 on the CPU would never "
+                "finish), and this machine has none: torch.cuda.is_available() is False or the GPU lacks bf16 "
+                "(PyPI's torch is a CUDA 13 build that needs a recent NVIDIA driver: check `nvidia-smi`). Train "
+                "on a GPU machine, use the demo profile for the tiny model, or set allow_cpu=True to accept fp32."
+            )
+        return "fp32"
     return recipe.precision
 
 

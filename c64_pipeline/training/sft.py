@@ -149,6 +149,7 @@ def train_sft(
     from trl import SFTConfig, SFTTrainer
 
     recipe = recipe or TrainingRecipe()
+    precision = resolved_precision(recipe)  # first: a machine that cannot run the recipe refuses before any work
     model_dir, dapt_adapter_dir, sft_dir, out_dir = map(Path, (model_dir, dapt_adapter_dir, sft_dir, out_dir))
     architecture = model_architecture(model_dir)
     check_adapter_dir(dapt_adapter_dir)
@@ -167,7 +168,6 @@ def train_sft(
         if not kept:
             raise TrainingDataError(f"every conversation in {name} is longer than max_length={recipe.max_length}")
 
-    precision = resolved_precision(recipe)
     checkpointing = resolved_gradient_checkpointing(recipe)
     run_files = [*files, dapt_adapter_dir / "adapter_model.safetensors"]
     resumed_from = prepare_output_dir(
