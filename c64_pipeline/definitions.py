@@ -35,7 +35,7 @@ def default_resources() -> dict:
         "model_source": BaseModelSource.from_env(),
         "thresholds": QualityThresholds(),
         "alert_sink": AlertSink.from_env(env.processed_dir.parent),
-        "training_launcher": TrainingLauncher(),
+        "training_launcher": TrainingLauncher.from_env(),
         "pipes_subprocess_client": PipesSubprocessClient(),
     }
 
