@@ -144,17 +144,21 @@ def _read_lines(path: Path) -> Iterator[dict]:
 
 class AlertOutbox:
     """`alerts.jsonl` (every alert, once) and `alerts.delivered.jsonl` (the ids the webhook acknowledged or
-    refused for good) side by side; a lock file beside them keeps two deliveries from running at once."""
+    refused for good) side by side. Lock files beside them keep two recorders from adding the same alert and two
+    deliveries from running at once; recording never waits for a delivery (a reader skips a line still being
+    written, and sees it whole on its next round)."""
 
     def __init__(self, alerts_file: Path) -> None:
         self.alerts_file = Path(alerts_file)
         self.ledger_file = self.alerts_file.with_name(self.alerts_file.stem + ".delivered.jsonl")
-        self.lock_file = self.alerts_file.with_name(self.alerts_file.name + ".lock")
+        self.record_lock = self.alerts_file.with_name(self.alerts_file.name + ".lock")
+        self.delivery_lock = self.ledger_file.with_name(self.ledger_file.name + ".lock")
 
+    @staticmethod
     @contextmanager
-    def _locked(self, blocking: bool) -> Iterator[bool]:
-        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_file.open("a") as fh:
+    def _locked(lock_file: Path, blocking: bool) -> Iterator[bool]:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with lock_file.open("a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -175,7 +179,7 @@ class AlertOutbox:
         """Put each alert in the outbox unless it is there already; returns the ones that were new."""
         if not alerts:
             return []
-        with self._locked(blocking=True):
+        with self._locked(self.record_lock, blocking=True):
             known = self.recorded_ids()
             new = []
             for alert in alerts:
@@ -208,7 +212,7 @@ class AlertOutbox:
         started = time.monotonic()
         deadline = started + budget_s
         result = DeliveryRound()
-        with self._locked(blocking=False) as locked:
+        with self._locked(self.delivery_lock, blocking=False) as locked:
             if not locked:
                 result.stopped = "another delivery is running"
                 return result

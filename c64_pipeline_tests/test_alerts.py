@@ -191,3 +191,25 @@ def test_http_and_https_webhook_urls_are_accepted():
     assert validate_webhook_url(" https://hooks.slack.com/services/T0/B0/x ") == "https://hooks.slack.com/services/T0/B0/x"
     assert validate_webhook_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"
     assert validate_webhook_url("") == ""
+
+
+def test_a_second_delivery_while_one_runs_sends_nothing_and_recording_does_not_wait(tmp_path):
+    import threading
+
+    outbox = AlertOutbox(tmp_path / "alerts.jsonl")
+    outbox.record(_alerts(2))
+    with RecordingWebhook(hang=True) as hook:
+        first = threading.Thread(target=outbox.deliver, args=(hook.url,), kwargs={"budget_s": 10, "request_timeout_s": 2})
+        first.start()
+        deadline = time.monotonic() + 10
+        while not hook.unanswered and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert hook.unanswered, "the first delivery never started"
+        second = AlertOutbox(tmp_path / "alerts.jsonl").deliver(hook.url)  # e.g. another sensor's thread
+        assert second.stopped == "another delivery is running" and second.sent == []
+        assert len(outbox.record([ALERT])) == 1 and first.is_alive(), "recording does not wait for the delivery"
+        hook.answer()
+        first.join()
+        outbox.deliver(hook.url)
+    assert len(hook.unanswered) == 1
+    assert [p["id"] for p in hook.payloads] == [a.id for a in _alerts(2)] + [ALERT.id]
