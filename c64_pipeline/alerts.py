@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import time
@@ -108,7 +109,8 @@ def post_json(url: str, payload: dict, timeout: float, headers: dict | None = No
         return exc.code
 
 
-# (url, payload, timeout_s, headers) -> HTTP status; raises OSError (URLError, TimeoutError) on transport errors
+# (url, payload, timeout_s, headers) -> HTTP status; raises OSError (URLError, TimeoutError) or
+# http.client.HTTPException (a garbled answer) on transport errors
 Poster = Callable[[str, dict, float, dict], int]
 
 
@@ -220,8 +222,9 @@ class AlertOutbox:
             if not webhook_url:
                 # nothing to deliver to: settled as such, so a webhook set later does not replay the backlog
                 self._settle([record["id"] for record in queue], "not sent: no webhook")
+                result.seconds = time.monotonic() - started
                 return result
-            for index, record in enumerate(queue):
+            for record in queue:
                 left = deadline - time.monotonic()
                 if left < MIN_REQUEST_S:
                     result.stopped = f"time budget of {budget_s:g} s spent"
@@ -229,7 +232,7 @@ class AlertOutbox:
                 body = {k: v for k, v in record.items() if k != "at"}
                 try:
                     status = post(webhook_url, body, min(request_timeout_s, left), {"Idempotency-Key": record["id"]})
-                except (OSError, urllib.error.URLError) as exc:  # timeouts are OSErrors too
+                except (OSError, http.client.HTTPException) as exc:  # timeouts and URLErrors are OSErrors too
                     result.stopped = f"webhook unreachable: {getattr(exc, 'reason', exc)}"
                     break
                 if 200 <= status < 300:

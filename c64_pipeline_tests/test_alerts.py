@@ -213,3 +213,29 @@ def test_a_second_delivery_while_one_runs_sends_nothing_and_recording_does_not_w
         outbox.deliver(hook.url)
     assert len(hook.unanswered) == 1
     assert [p["id"] for p in hook.payloads] == [a.id for a in _alerts(2)] + [ALERT.id]
+
+
+def test_a_garbled_answer_ends_the_round_without_an_error_and_keeps_the_alert(tmp_path):
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_garbage():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"SSH-2.0-not-http\r\n\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    outbox = AlertOutbox(tmp_path / "alerts.jsonl")
+    outbox.record([ALERT])
+    try:
+        round_ = outbox.deliver(f"http://127.0.0.1:{server.getsockname()[1]}/hook", budget_s=3, request_timeout_s=1)
+    finally:
+        thread.join(5)
+        server.close()
+    assert round_.stopped.startswith("webhook unreachable") and round_.pending == 1
+    assert [r["id"] for r in outbox.pending()] == [ALERT.id]
