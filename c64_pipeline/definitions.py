@@ -13,9 +13,8 @@ from c64_pipeline.orchestration.dataset_assets import (
 from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
 from c64_pipeline.orchestration.io_managers import JsonAssetStore
 from c64_pipeline.orchestration.jobs import dataset_job, ingest_job, training_job
-from c64_pipeline.orchestration.sensors import (
-    AlertSink, check_failure_alerts, new_manuals_sensor, nightly_manuals_rescan, run_failure_alerts,
-)
+from c64_pipeline.orchestration.alerting import ALERT_SENSORS, AlertSink
+from c64_pipeline.orchestration.sensors import new_manuals_sensor, nightly_manuals_rescan
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
 from c64_pipeline.orchestration.training_assets import TrainingLauncher, dapt_adapter, model_evaluation, sft_adapter
 from c64_pipeline.orchestration.training_checks import training_checks
@@ -36,7 +35,7 @@ def default_resources() -> dict:
         "model_source": BaseModelSource.from_env(),
         "thresholds": QualityThresholds(),
         "alert_sink": AlertSink.from_env(env.processed_dir.parent),
-        "training_launcher": TrainingLauncher(),
+        "training_launcher": TrainingLauncher.from_env(),
         "pipes_subprocess_client": PipesSubprocessClient(),
     }
 
@@ -54,7 +53,7 @@ def build_definitions(resources: dict | None = None, extra_assets: list | None =
         assets=ASSETS + list(extra_assets or []),
         asset_checks=data_checks + training_checks,
         jobs=[ingest_job, dataset_job, training_job],
-        sensors=[new_manuals_sensor, check_failure_alerts, run_failure_alerts, automation_sensor],
+        sensors=[new_manuals_sensor, *ALERT_SENSORS, automation_sensor],
         schedules=[nightly_manuals_rescan],
         resources={**default_resources(), **(resources or {})},
     )

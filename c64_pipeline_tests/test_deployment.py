@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
+from dagster import (
+    AssetKey, DagsterEvent, DagsterEventType, DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus, RunsFilter,
+    build_sensor_context, validate_run_config,
+)
 from dagster._config import process_config
 from dagster._core.definitions.dynamic_partitions_request import AddDynamicPartitionsRequest
 from dagster._core.definitions.selector import InstigatorSelector
@@ -27,13 +33,17 @@ from dagster._core.scheduler.instigation import (
     DynamicPartitionsRequestResult, InstigatorState, InstigatorStatus, InstigatorType, SensorInstigatorData, TickData,
     TickStatus,
 )
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG, RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 from dagster._serdes.config_class import class_from_code_pointer
 from dagster_postgres import PostgresRunStorage
 from dagster_postgres.utils import pg_url_from_config
 
 from c64_pipeline.definitions import ASSETS, build_definitions
 from c64_pipeline.orchestration.partitions import manual_partitions
+from c64_pipeline.orchestration.training_assets import TRAINING_MODULE, Launcher, TrainingLauncher
 from c64_pipeline.orchestration.sensors import new_manuals_sensor
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 from c64_pipeline_tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 - fixture
@@ -49,11 +59,20 @@ INSTALL_HINT = "install it with `bash scripts/install_test_packages.sh`"
 # --- docker-compose.yml and the Dockerfile -------------------------------------------------------------------------
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess:
+COMPOSE_PASSWORD = "compose-test-password"
+
+
+def _compose(*args: str, password: str | None = COMPOSE_PASSWORD) -> subprocess.CompletedProcess:
+    """docker-compose on the project's file with only the given password in the environment (a .env file beside it
+    is ignored: an empty env file is passed instead)."""
     if not shutil.which("docker-compose"):
         pytest.skip(f"docker-compose is not installed: {INSTALL_HINT}")
-    return subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_POSTGRES_PASSWORD"}
+    if password is not None:
+        env["DAGSTER_POSTGRES_PASSWORD"] = password
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as empty_env:
+        return subprocess.run(["docker-compose", "--env-file", empty_env.name, "-f", str(COMPOSE_FILE), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +134,47 @@ def test_trainer_has_the_gpu_and_runs_the_runs(compose_config):
     assert [loc["grpc_server"]["location_name"] for loc in ui_workspace["load_from"]] == [LOCATION]
 
 
+def test_compose_refuses_to_start_without_the_postgres_password():
+    for missing in (None, ""):
+        done = _compose("config", "-q", password=missing)
+        assert done.returncode != 0 and "set DAGSTER_POSTGRES_PASSWORD" in done.stderr, done.stderr
+
+
+def test_every_service_uses_the_given_postgres_password_and_none_has_a_default(compose_config):
+    services = compose_config["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == COMPOSE_PASSWORD
+    for name in ("user-code", "webserver", "daemon", "trainer"):
+        assert services[name]["environment"]["DAGSTER_POSTGRES_PASSWORD"] == COMPOSE_PASSWORD, name
+    assert not re.search(r"PASSWORD[^\n]*:-", COMPOSE_FILE.read_text()), "no fallback password"
+
+
+def test_containers_run_as_an_unprivileged_user(compose_config):
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)\s*$", dockerfile, re.M)
+    assert users and users[-1] not in ("root", "0", "0:0"), "the image's last USER must not be root"
+    assert re.search(rf"useradd[^\n]*--uid \"?\$\{{?APP_UID\}}?\"?[^\n]* {re.escape(users[-1])}$", dockerfile, re.M)
+    assert re.search(r"^ARG APP_UID=(\d+)$", dockerfile, re.M).group(1) != "0"
+    # what Dagster writes in the image (its home: compute logs, history) belongs to that user; the code stays root's
+    assert re.search(rf"chown -R {users[-1]}:\S+ [^\n]*/opt/dagster/home", dockerfile)
+    for name, spec in compose_config["services"].items():
+        assert str(spec.get("user", "")).split(":")[0] not in ("root", "0"), name
+        assert not spec.get("privileged") and not spec.get("cap_add"), name
+        if name != "postgres":
+            assert spec["build"]["args"]["APP_UID"] == "1000", name
+            # every path the pipeline writes is on a mount, not in the root-owned code folder
+            env = spec["environment"]
+            assert env["C64_DATA_DIR"] == "/data" and env["C64_DOCS_DIR"].startswith("/data/"), name
+
+
+def test_the_alert_webhook_and_training_launcher_reach_only_the_code_servers(compose_config):
+    services = compose_config["services"]
+    for name in ("user-code", "trainer"):
+        env = services[name]["environment"]
+        assert env["C64_ALERT_WEBHOOK_URL"] == "" and env["C64_TRAINING_LAUNCHER"] == "python", name
+    for name in ("webserver", "daemon"):
+        assert "C64_ALERT_WEBHOOK_URL" not in services[name]["environment"], name
+
+
 def test_dockerfile_pins_torch_and_installs_the_project():
     dockerfile = (ROOT / "Dockerfile").read_text()
     pins = {}
@@ -167,6 +227,89 @@ def test_dagster_yaml_resolves_the_postgres_credentials_from_the_environment(mon
     assert resolved.success, resolved.errors
     assert pg_url_from_config(resolved.value) == "postgresql+psycopg2://dagster:secret@postgres:5432/dagster"
     assert isinstance(ref.run_coordinator, QueuedRunCoordinator)
+
+
+# --- run monitoring and per-run time limits (both instance configs) -------------------------------------------------
+
+INSTANCE_CONFIGS = ["dagster.yaml", "dagster.local.yaml"]
+
+
+@pytest.mark.parametrize("filename", INSTANCE_CONFIGS)
+def test_instance_configs_turn_on_run_monitoring(monkeypatch, filename):
+    for name, value in PG_ENV.items():
+        monkeypatch.setenv(name, value)
+    config, _ = dagster_instance_config(str(DEPLOY), config_filename=filename)  # validated against Dagster's schema
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] is True
+    for key in ("start_timeout_seconds", "cancel_timeout_seconds", "max_runtime_seconds",
+                "free_slots_after_run_end_seconds"):
+        assert monitoring[key] > 0, key
+    # every job's own limit is shorter than the catch-all one
+    jobs = build_definitions().resolve_all_job_defs()
+    for job in (j for j in jobs if not j.name.startswith("__")):
+        assert 0 < int(job.run_tags[MAX_RUNTIME_SECONDS_TAG]) <= monitoring["max_runtime_seconds"], job.name
+
+
+def test_the_local_instance_runs_the_monitoring_daemon(tmp_path):
+    ref = InstanceRef.from_dir(str(tmp_path), config_dir=str(DEPLOY), config_filename="dagster.local.yaml")
+    with DagsterInstance.from_ref(ref) as instance:
+        assert instance.run_monitoring_enabled and "MONITORING" in instance.get_required_daemon_types()
+        assert instance.run_monitoring_max_runtime_seconds > 0
+
+
+def test_a_run_left_started_by_a_killed_worker_or_past_its_limit_is_ended_by_run_monitoring(tmp_path):
+    """The state kill -9 leaves (a STARTED run, no worker), on the local instance config as it is: one pass of the
+    monitoring daemon ends the run once it is past its job's time limit, and leaves a run within its limit alone."""
+    ref = InstanceRef.from_dir(str(tmp_path), config_dir=str(DEPLOY), config_filename="dagster.local.yaml")
+    job = build_definitions().resolve_job_def("build_datasets")
+    limit = int(job.run_tags[MAX_RUNTIME_SECONDS_TAG])
+    with DagsterInstance.from_ref(ref) as instance:
+        runs = {}
+        for name, started_ago in (("stale", limit + 60), ("fresh", limit - 600)):
+            run = instance.create_run_for_job(job_def=job, tags=job.run_tags)  # tags as a launch merges them
+            start = DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=job.name)
+            instance.report_dagster_event(start, run.run_id, timestamp=time.time() - started_ago)
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+            runs[name] = run.run_id
+        with create_test_daemon_workspace_context(EmptyWorkspaceTarget(), instance) as workspace:
+            errors = [e for e in execute_run_monitoring_iteration(workspace, logging.getLogger(__name__)) if e]
+        assert not errors, errors
+        stale = instance.get_run_by_id(runs["stale"])
+        assert stale.status == DagsterRunStatus.FAILURE
+        messages = [e.message for e in instance.all_logs(runs["stale"]) if e.message]
+        assert any(f"maximum runtime of {limit} seconds" in m for m in messages), messages
+        assert instance.get_run_by_id(runs["fresh"]).status == DagsterRunStatus.STARTED
+
+
+# --- the Launchpad cannot choose the training command ---------------------------------------------------------------
+
+
+def test_the_launchpad_cannot_set_the_training_command():
+    job = build_definitions().resolve_job_def("train_and_evaluate")
+
+    def launchpad(config: dict) -> None:
+        validate_run_config(job, {"resources": {"training_launcher": {"config": config}}})
+
+    with pytest.raises(DagsterInvalidConfigError, match="command_prefix"):
+        launchpad({"command_prefix": ["/bin/sh", "-c", "id > /tmp/owned"]})
+    with pytest.raises(DagsterInvalidConfigError, match="module"):
+        launchpad({"module": "http.server"})
+    with pytest.raises(DagsterInvalidConfigError, match="not in enum"):
+        launchpad({"launcher": "/bin/sh"})
+    launchpad({"launcher": "torchrun", "processes": 4})  # an allowed launcher stays selectable
+    assert TrainingLauncher(launcher=Launcher.torchrun, processes=4).command() == [
+        "torchrun", "--nproc_per_node", "4", "-m", TRAINING_MODULE]
+    assert TrainingLauncher().command()[-2:] == ["-m", TRAINING_MODULE]
+
+
+def test_the_training_launcher_is_chosen_for_the_deployment_from_the_environment(monkeypatch):
+    monkeypatch.setenv("C64_TRAINING_LAUNCHER", "accelerate_fsdp")
+    monkeypatch.setenv("C64_TRAINING_PROCESSES", "2")
+    assert TrainingLauncher.from_env().command() == [
+        "accelerate", "launch", "--num_processes", "2", "--use_fsdp", "-m", TRAINING_MODULE]
+    monkeypatch.setenv("C64_TRAINING_LAUNCHER", "/bin/sh -c id")
+    with pytest.raises(ValueError, match="C64_TRAINING_LAUNCHER must be one of python, accelerate"):
+        TrainingLauncher.from_env()
 
 
 # --- the instance on a real PostgreSQL ------------------------------------------------------------------------------

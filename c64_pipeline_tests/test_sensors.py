@@ -1,16 +1,12 @@
-"""The new-manuals sensor and the alert sensors, evaluated against a real (ephemeral) Dagster instance."""
+"""The new-manuals sensor, evaluated against a real (ephemeral) Dagster instance (alert sensors: test_alerting.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 
-from c64_pipeline.orchestration.resources import QualityThresholds
-from c64_pipeline.orchestration.sensors import AlertSink, check_failure_alerts, new_manuals_sensor
+from c64_pipeline.orchestration.sensors import new_manuals_sensor
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
-from c64_pipeline_tests.http_sink import RecordingWebhook
 
 
 @pytest.fixture
@@ -72,24 +68,6 @@ def test_only_the_new_manual_is_read_again(workspace):
         assert read == {"kernal_routines-md"}
 
 
-def test_failed_checks_alert_once(workspace):
-    write_small_corpus(workspace.manuals)
-    (workspace.root / "dagster_home").mkdir()
-    # on disk, as under `make ui`: SQLite's run-sharded event storage is the one that must work
-    with DagsterInstance.local_temp(tempdir=str(workspace.root / "dagster_home")) as instance, RecordingWebhook() as hook:
-        workspace.run(instance, thresholds=QualityThresholds(min_coverage_ratio=1.01))
-        sink = AlertSink(alerts_file=str(workspace.root / "alerts" / "alerts.jsonl"), webhook_url=hook.url, backoff_seconds=0.01)
-        context = build_sensor_context(instance=instance, resources={"alert_sink": sink})
-        result = check_failure_alerts(context)
-        again = check_failure_alerts(build_sensor_context(instance=instance, cursor=result.cursor, resources={"alert_sink": sink}))
-        assert again.cursor == result.cursor
-    lines = [json.loads(line) for line in (workspace.root / "alerts" / "alerts.jsonl").read_text().splitlines()]
-    assert [line["check"] for line in lines] == ["coverage_ratio"]
-    (payload,) = hook.payloads
-    assert payload["figures"]["coverage_ratio"] == 1.0 and payload["figures"]["threshold"] == 1.01
-    assert payload["asset"] == "validation_report" and payload["run_url"].startswith("http://127.0.0.1:3000/runs/")
-
-
 def test_nightly_rescan_catches_what_the_sensor_missed(workspace):
     from dagster import build_schedule_context
 
@@ -107,32 +85,3 @@ def test_nightly_rescan_catches_what_the_sensor_missed(workspace):
         assert "kernal_routines-md" in instance.get_dynamic_partitions("manuals")
         again = nightly_manuals_rescan(context)  # the same plan again: same run key, so no duplicate run
         assert [r.run_key for r in again] == [r.run_key for r in requests]
-
-
-def test_a_crashed_run_raises_an_alert(tmp_path):
-    from dagster import DagsterEventType, build_run_status_sensor_context, job, op
-
-    from c64_pipeline.orchestration.sensors import run_failure_alerts
-
-    @op
-    def train_step():
-        raise RuntimeError("CUDA out of memory (simulated crash)")
-
-    @job
-    def crashing_training():
-        train_step()
-
-    with DagsterInstance.ephemeral() as instance, RecordingWebhook() as hook:
-        result = crashing_training.execute_in_process(instance=instance, raise_on_error=False)
-        assert not result.success
-        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
-        sink = AlertSink(alerts_file=str(tmp_path / "alerts.jsonl"), webhook_url=hook.url, backoff_seconds=0.01)
-        context = build_run_status_sensor_context(
-            sensor_name="run_failure_alerts", dagster_event=failure, dagster_instance=instance,
-            dagster_run=result.dagster_run, resources={"alert_sink": sink},
-        ).for_run_failure()
-        run_failure_alerts(context)
-    (payload,) = hook.payloads
-    assert payload["kind"] == "run_failed" and payload["run_id"] == result.run_id
-    assert "crashing_training" in payload["text"] and payload["run_url"].endswith(result.run_id)
-    assert json.loads((tmp_path / "alerts.jsonl").read_text())["kind"] == "run_failed"

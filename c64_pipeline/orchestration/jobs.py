@@ -4,16 +4,25 @@ from dagster import AssetSelection, define_asset_job
 
 from c64_pipeline.orchestration.partitions import manual_partitions
 
+# Per-run time limits (seconds), enforced by run monitoring (deploy/dagster*.yaml): a run stuck on a pathological
+# input ends as a failed run instead of hanging. Ingest runs batch every new document, OCR included, hence hours.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+INGEST_MAX_RUNTIME_S = 12 * 3600
+DATASET_MAX_RUNTIME_S = 4 * 3600
+TRAINING_MAX_RUNTIME_S = 48 * 3600
+
 INGEST_ASSETS = AssetSelection.assets("raw_pdfs", "page_text")
 DATASET_ASSETS = AssetSelection.groups("dataset")
 
 ingest_job = define_asset_job(
     "ingest_documents", selection=INGEST_ASSETS, partitions_def=manual_partitions,
     description="Read one document: identity, then page text (OCR where needed).",
+    tags={MAX_RUNTIME_TAG: str(INGEST_MAX_RUNTIME_S)},
 )
 dataset_job = define_asset_job(
     "build_datasets", selection=DATASET_ASSETS,
     description="Chunks, splits, DAPT and SFT datasets and the validation report, with the blocking data checks.",
+    tags={MAX_RUNTIME_TAG: str(DATASET_MAX_RUNTIME_S)},
 )
 
 TRAINING_ASSETS = AssetSelection.groups("training", "evaluation")
@@ -21,4 +30,5 @@ TRAINING_ASSETS = AssetSelection.groups("training", "evaluation")
 training_job = define_asset_job(
     "train_and_evaluate", selection=TRAINING_ASSETS,
     description="DAPT then SFT LoRA adapters, then the evaluation; refused unless every blocking data check passed.",
+    tags={MAX_RUNTIME_TAG: str(TRAINING_MAX_RUNTIME_S)},
 )

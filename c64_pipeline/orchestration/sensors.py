@@ -1,4 +1,4 @@
-"""Sensors: new or changed manuals start their own ingestion; failed checks and failed runs raise alerts."""
+"""Sensors: new or changed manuals start their own ingestion (the alert sensors are in orchestration/alerting.py)."""
 
 import json
 import os
@@ -6,53 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
-    AssetCheckEvaluation,
-    AssetCheckKey,
     AssetKey,
     AssetRecordsFilter,
-    ConfigurableResource,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    RunFailureSensorContext,
     RunRequest,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
-    run_failure_sensor,
     schedule,
     sensor,
 )
 
-from c64_pipeline.alerts import Alert, AlertDelivery, send_alert
 from c64_pipeline.documents import discover_documents, sha256_of
 from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
 from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
 from c64_pipeline.orchestration.resources import PipelinePaths
-
-
-class AlertSink(ConfigurableResource):
-    """Where alerts go: always a line in `alerts_file`, and a webhook POST when `webhook_url` is set
-    (default: the C64_ALERT_WEBHOOK_URL environment variable)."""
-
-    alerts_file: str
-    webhook_url: str = ""
-    ui_base_url: str = "http://127.0.0.1:3000"
-    attempts: int = 4
-    backoff_seconds: float = 0.5
-
-    @classmethod
-    def from_env(cls, data_dir: Path) -> "AlertSink":
-        return cls(
-            alerts_file=str(data_dir / "alerts" / "alerts.jsonl"),
-            webhook_url=os.environ.get("C64_ALERT_WEBHOOK_URL", ""),
-            ui_base_url=os.environ.get("C64_UI_BASE_URL", "http://127.0.0.1:3000"),
-        )
-
-    def run_url(self, run_id: str) -> str:
-        return f"{self.ui_base_url.rstrip('/')}/runs/{run_id}"
-
-    def send(self, alert: Alert) -> AlertDelivery:
-        return send_alert(alert, Path(self.alerts_file), self.webhook_url or None, self.attempts, self.backoff_seconds)
 
 
 def _last_ingested_sha(instance, key: str) -> str | None:
@@ -141,76 +110,3 @@ def nightly_manuals_rescan(context: ScheduleEvaluationContext, paths: PipelinePa
         RunRequest(partition_key=r.partition_key, tags=r.tags, run_key=f"rescan:{r.run_key}")
         for r in plan.run_requests if r.job_name == ingest_job.name
     ]
-
-
-def _figures(evaluation: AssetCheckEvaluation) -> dict:
-    out = {}
-    for key, value in evaluation.metadata.items():
-        raw = getattr(value, "value", value)
-        if isinstance(raw, (int, float, str, bool)) or raw is None:
-            out[key] = raw
-        else:
-            out[key] = json.loads(json.dumps(raw, default=str))
-    return out
-
-
-def _project_check_keys() -> list[AssetCheckKey]:
-    from c64_pipeline.orchestration.checks import data_checks
-    from c64_pipeline.orchestration.training_checks import training_checks
-
-    return [key for check in data_checks + training_checks for key in check.check_keys]
-
-
-@sensor(
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Sends each failed asset check (ERROR or WARN, blocking or not) once to the alert sink.",
-)
-def check_failure_alerts(context: SensorEvaluationContext, alert_sink: AlertSink) -> SensorResult:
-    # cursor: the id of the last execution seen per check. Each check's own execution history is read, which
-    # works on every event storage (SQLite's run-sharded one cannot page through all check events at once).
-    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    repository = getattr(context, "repository_def", None)
-    keys = list(repository.asset_graph.asset_check_keys) if repository else _project_check_keys()
-    storage = context.instance.event_log_storage
-    for key in sorted(keys, key=lambda k: k.to_user_string()):
-        name = key.to_user_string()
-        history = storage.get_asset_check_execution_history(key, limit=50)
-        for record in sorted(history, key=lambda r: r.id):
-            if record.id <= seen.get(name, 0) or record.event is None:
-                continue
-            seen[name] = record.id
-            evaluation = record.event.dagster_event.event_specific_data
-            if not isinstance(evaluation, AssetCheckEvaluation) or evaluation.passed:
-                continue
-            alert = Alert(
-                kind="check_failed",
-                title=f"check {evaluation.check_name} failed",
-                severity=evaluation.severity.value,
-                asset=evaluation.asset_key.to_user_string(),
-                check=evaluation.check_name,
-                partition=evaluation.partition,
-                run_id=record.run_id,
-                run_url=alert_sink.run_url(record.run_id),
-                figures=_figures(evaluation),
-                description=evaluation.description,
-            )
-            delivery = alert_sink.send(alert)
-            context.log.info(f"alert for {name}: webhook {delivery.webhook_status}")
-    return SensorResult(cursor=json.dumps(seen, sort_keys=True))
-
-
-@run_failure_sensor(default_status=DefaultSensorStatus.RUNNING, description="Alerts on every failed run.")
-def run_failure_alerts(context: RunFailureSensorContext, alert_sink: AlertSink) -> None:
-    run = context.dagster_run
-    alert_sink.send(
-        Alert(
-            kind="run_failed",
-            title=f"run of {run.job_name} failed",
-            severity="ERROR",
-            partition=run.tags.get("dagster/partition"),
-            run_id=run.run_id,
-            run_url=alert_sink.run_url(run.run_id),
-            description=(context.failure_event.message or "")[:500],
-        )
-    )

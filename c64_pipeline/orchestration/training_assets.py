@@ -3,7 +3,9 @@
 Each runs c64_pipeline.training in its own process through Dagster Pipes (logs and metrics stream back), in the
 `gpu` pool, and only after every blocking data check on the validation report has passed."""
 
+import os
 import sys
+from enum import Enum
 from pathlib import Path
 
 from dagster import (
@@ -18,6 +20,7 @@ from dagster import (
     PipesSubprocessClient,
     asset,
 )
+from pydantic import field_validator
 
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
@@ -55,15 +58,49 @@ class TrainingConfig(Config):
         return base.replace(**overrides) if overrides else base
 
 
-class TrainingLauncher(ConfigurableResource):
-    """How a training process starts. Default: this Python. For several GPUs, e.g.
-    ["accelerate", "launch", "--num_processes", "4", "-m"] (the module name is appended)."""
+class Launcher(str, Enum):
+    """The programs a training process may be started with; the command line is built here, never taken from config."""
 
-    command_prefix: list[str] = [sys.executable, "-m"]
-    module: str = "c64_pipeline.orchestration.training_process"
+    python = "python"  # this Python, one process
+    accelerate = "accelerate"  # accelerate launch (its own config file, e.g. DeepSpeed, is read from its default place)
+    accelerate_fsdp = "accelerate_fsdp"  # accelerate launch --use_fsdp
+    torchrun = "torchrun"
+
+
+TRAINING_MODULE = "c64_pipeline.orchestration.training_process"
+
+
+class TrainingLauncher(ConfigurableResource):
+    """How a training process starts: one of the `Launcher`s with `processes` processes (the deployment sets them
+    with C64_TRAINING_LAUNCHER and C64_TRAINING_PROCESSES). There is no free-form command: whoever reaches the
+    Launchpad can pick an allowed launcher, not run a program of their own."""
+
+    launcher: Launcher = Launcher.python
+    processes: int = 1
+
+    @field_validator("processes")
+    @classmethod
+    def _processes_in_range(cls, value: int) -> int:
+        if not 1 <= value <= 64:
+            raise ValueError(f"processes must be between 1 and 64, not {value}")
+        return value
+
+    @classmethod
+    def from_env(cls) -> "TrainingLauncher":
+        name = os.environ.get("C64_TRAINING_LAUNCHER", "python").strip() or "python"
+        if name not in Launcher.__members__:
+            raise ValueError(f"C64_TRAINING_LAUNCHER must be one of {', '.join(Launcher.__members__)}, not {name!r}")
+        return cls(launcher=Launcher[name], processes=int(os.environ.get("C64_TRAINING_PROCESSES", "1")))
 
     def command(self) -> list[str]:
-        return [*self.command_prefix, self.module]
+        n = str(self.processes)
+        prefix = {
+            Launcher.python: [sys.executable, "-m"],
+            Launcher.accelerate: ["accelerate", "launch", "--num_processes", n, "-m"],
+            Launcher.accelerate_fsdp: ["accelerate", "launch", "--num_processes", n, "--use_fsdp", "-m"],
+            Launcher.torchrun: ["torchrun", "--nproc_per_node", n, "-m"],
+        }[Launcher(self.launcher)]
+        return [*prefix, TRAINING_MODULE]
 
 
 def require_data_gates(context: AssetExecutionContext) -> None:
