@@ -62,7 +62,24 @@ def run_stage(extras: dict, progress) -> tuple[dict, dict]:
     return metrics, metadata
 
 
+def _pipes_extras() -> dict:
+    """The Pipes extras, read without opening the message channel (for ranks other than the main one)."""
+    from dagster_pipes import PipesDefaultContextLoader, PipesEnvVarParamsLoader
+
+    params = PipesEnvVarParamsLoader().load_context_params()
+    with PipesDefaultContextLoader().load_context(params) as data:
+        return dict(data["extras"])
+
+
 def main() -> None:
+    from c64_pipeline.training.distributed import launched_distributed, launcher_rank
+
+    if launched_distributed() and launcher_rank() != 0:
+        # under accelerate/torchrun: every rank trains, only rank 0 talks to Dagster (logs, metrics, the
+        # materialization), so the run sees each figure once
+        if _pipes_extras()["stage"] != "evaluation":  # evaluation runs on the main process alone
+            run_stage(_pipes_extras(), progress=None)
+        return
     with open_dagster_pipes() as pipes:
         extras = dict(pipes.extras)
         pipes.log.info(f"{extras['stage']} starting in process {os.getpid()} with recipe {extras['recipe'].get('profile')}")

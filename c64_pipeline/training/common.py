@@ -17,6 +17,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
 from c64_pipeline.atomic import write_json, write_with
+from c64_pipeline.training import distributed
 from c64_pipeline.training.manifest import build_manifest, sha256_file, write_manifest
 from c64_pipeline.training.recipe import TrainingRecipe
 
@@ -119,6 +120,8 @@ class ReportProgress(TrainerCallback):
         self.progress = progress
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:  # every rank logs the same (gathered) figures: report them once
+            return
         self.progress({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, **(logs or {})})
 
 
@@ -169,7 +172,19 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[
     """Clear stale final outputs; return the checkpoint to resume from (None for a fresh start).
 
     Checkpoints made with another recipe, other data or another base model cannot be resumed: they are deleted and
-    the run starts over, with a warning."""
+    the run starts over, with a warning. Under a distributed launcher only the main process clears and decides; the
+    other ranks wait, then resume from whatever checkpoint it kept."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resumed = _prepare_output_dir(out_dir, run_key, resume, inputs) if distributed.is_main_process() else None
+    distributed.wait_for_everyone()
+    if not distributed.is_main_process():
+        checkpoints = Path(out_dir) / CHECKPOINTS
+        resumed = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    return resumed
+
+
+def _prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[Path]) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     out_dir = Path(out_dir)
@@ -271,11 +286,20 @@ def run_metrics(trainer, train_output, resumed_from: str | None) -> dict[str, An
         "resumed_from": resumed_from,
         "trainable_parameters": trainable,
         "total_parameters": all_params,
+        "world_size": distributed.world_size(),
     }
 
 
-def write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest_kwargs: dict, title: str) -> dict:
-    """Adapter + tokenizer (staged, then moved in), log history, loss curve, metrics.json, run_manifest.json."""
+def write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest_kwargs: dict, title: str) -> dict | None:
+    """Adapter + tokenizer (staged, then moved in), log history, loss curve, metrics.json, run_manifest.json: written
+    by the main process only (the others wait until it is done and get None)."""
+    manifest = _write_run_outputs(trainer, tokenizer, out_dir, metrics, manifest_kwargs, title) if (
+        distributed.is_main_process()) else None
+    distributed.wait_for_everyone()
+    return manifest
+
+
+def _write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest_kwargs: dict, title: str) -> dict:
     out_dir = Path(out_dir)
     staging = out_dir / ".final.tmp"
     shutil.rmtree(staging, ignore_errors=True)

@@ -275,7 +275,7 @@ def evaluate(
     contract = ReasoningContract.from_tokenizer(tokenizer)
 
     started = time.perf_counter()
-    model = load_base_model(model_dir, DTYPES[resolved_precision(recipe)])
+    model = load_base_model(model_dir, DTYPES[resolved_precision(recipe)], "cuda" if torch.cuda.is_available() else None)
     models: dict[str, dict] = {}
     for stage in STAGES:
         if stage == "base+dapt":

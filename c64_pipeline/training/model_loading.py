@@ -88,8 +88,10 @@ def check_loading_info(model_dir: Path, info: dict) -> None:
         )
 
 
-def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
-    """The base model for training (or evaluation), on CPU or the one GPU, with strict weight loading."""
+def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32, device: str | None = None):
+    """The base model with strict weight loading, on the CPU unless `device` is given. Training leaves it there: the
+    Trainer moves it to each rank's own device once the process group exists (moving it to "cuda" here would put
+    every rank on GPU 0)."""
     from transformers import AutoConfig
 
     model_dir = Path(model_dir)
@@ -102,9 +104,7 @@ def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32):
     except Exception as exc:  # corrupt files surface as OSError, ValueError, SafetensorError, ...
         raise ModelDirError(f"could not load the model in {model_dir}: {type(exc).__name__}: {exc}") from exc
     check_loading_info(model_dir, info)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model
+    return model.to(device) if device else model
 
 
 def check_adapter_dir(adapter_dir: Path) -> Path:
