@@ -2,7 +2,7 @@
 
 import json
 import os
-import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from dagster import (
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
+    RunsFilter,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -23,6 +24,8 @@ from dagster import (
     schedule,
     sensor,
 )
+
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from c64_pipeline.alerts import Alert, AlertDelivery, send_alert
 from c64_pipeline.documents import discover_documents, entry_fingerprint
@@ -110,17 +113,15 @@ def plan_manual_changes(instance, manuals_dir: Path, seen: dict[str, str], run_k
 @dataclass
 class ManualsCursor:
     """The new-manuals sensor's cursor: the fingerprint of every file it has planned for, and the generation, one
-    more for every tick that requested runs. Run keys start with `g<generation>`, so no two changes share one."""
+    more for every tick that requested runs. Run keys start with `g<generation>:`, so no two changes share one."""
 
     generation: int
     hashes: dict[str, str]
 
     @classmethod
-    def parse(cls, raw: str | None) -> "ManualsCursor":
+    def parse(cls, raw: str | None) -> "ManualsCursor | None":
         if not raw:
-            # no cursor yet, or it was reset: start past every generation used before (one a tick at most, and a
-            # tick takes 30 s or more), so a reset never brings back a run key Dagster would skip
-            return cls(int(time.time()), {})
+            return None
         data = json.loads(raw)
         if isinstance(data.get("hashes"), dict):
             return cls(int(data.get("generation", 0)), dict(data["hashes"]))
@@ -130,7 +131,22 @@ class ManualsCursor:
         return json.dumps({"generation": self.generation, "hashes": self.hashes}, sort_keys=True)
 
 
+GENERATION_RUN_KEY = re.compile(r"g(\d+):")
+
+
+def last_generation(instance, sensor_name: str) -> int:
+    """The highest generation in the run keys of the sensor's latest runs: where a cursor that was never written,
+    or was reset, starts counting, so that it never brings back a run key Dagster would skip."""
+    runs = instance.get_runs(RunsFilter(tags={SENSOR_NAME_TAG: sensor_name}), limit=50)
+    found = (GENERATION_RUN_KEY.match(run.tags.get(RUN_KEY_TAG, "")) for run in runs)
+    return max((int(match.group(1)) for match in found if match), default=0)
+
+
+SENSOR_NAME = "new_manuals_sensor"
+
+
 @sensor(
+    name=SENSOR_NAME,
     jobs=[ingest_job, dataset_job],
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
@@ -138,7 +154,7 @@ class ManualsCursor:
     "and removes the partitions of deleted files (then rebuilds the datasets without them).",
 )
 def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -> SensorResult:
-    cursor = ManualsCursor.parse(context.cursor)
+    cursor = ManualsCursor.parse(context.cursor) or ManualsCursor(last_generation(context.instance, SENSOR_NAME), {})
     generation = cursor.generation + 1
     plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), cursor.hashes, run_key_prefix=f"g{generation}")
     partition_requests = []
@@ -163,8 +179,7 @@ def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -
 )
 def nightly_manuals_rescan(context: ScheduleEvaluationContext, paths: PipelinePaths) -> list[RunRequest]:
     # one prefix per scheduled night: a retried tick repeats its run keys, the next night's never do
-    when = context.scheduled_execution_time
-    prefix = "rescan:" + (when.isoformat() if when is not None else "unscheduled")
+    prefix = f"rescan:{context.scheduled_execution_time.isoformat()}"
     plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), seen={}, run_key_prefix=prefix)
     # a schedule cannot return partition requests as a sensor does, so it adds the partitions itself
     if plan.new:
