@@ -131,3 +131,11 @@ def test_names_alike_keep_their_keys_and_splits_when_a_sibling_goes(tmp_path, ti
     assert after == {name: value for name, value in before.items() if name != "A b.txt"}
     ledger = json.loads((ws.processed / "splits.json").read_text())["assignment"]
     assert ledger == {doc_id: split for doc_id, split in after.values()}
+
+
+def test_sft_titles_leave_out_the_hash_of_the_name():
+    from c64_pipeline.sft_builder import doc_title
+
+    assert doc_title(partition_key("u1541_1541U2Doc.pdf")) == "u1541 1541u2doc"
+    assert doc_title(partition_key("A b.txt")) == "a b"
+    assert doc_title(partition_key("c64_memory_map.pdf")) == "c64 memory map"
