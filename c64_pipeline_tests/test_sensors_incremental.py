@@ -38,7 +38,8 @@ def _manual(title: str, rows: list[tuple[str, int, str, str]], note: str = "") -
     return "\n".join(lines) + "\n"
 
 
-VIC = _manual("VIC registers", [("$D020", 53280, "EXTCOL", "Border colour"), ("$D021", 53281, "BGCOL0", "Background colour 0")])
+VIC = _manual("VIC registers", [("$D020", 53280, "EXTCOL", "Border colour"),
+                                ("$D021", 53281, "BGCOL0", "Background colour 0")])
 SID = _manual("SID registers", [("$D418", 54296, "SIGVOL", "Master volume and filter mode select")])
 SID_EDITED = _manual("SID registers", [("$D418", 54296, "SIGVOL", "Master volume and filter mode select"),
                                        ("$D404", 54276, "VCREG1", "Voice 1 control register")], "Second edition.")

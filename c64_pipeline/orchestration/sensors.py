@@ -156,7 +156,7 @@ SENSOR_NAME = "new_manuals_sensor"
 def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -> SensorResult:
     cursor = ManualsCursor.parse(context.cursor) or ManualsCursor(last_generation(context.instance, SENSOR_NAME), {})
     generation = cursor.generation + 1
-    plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), cursor.hashes, run_key_prefix=f"g{generation}")
+    plan = plan_manual_changes(context.instance, Path(paths.manuals_dir), cursor.hashes, f"g{generation}")
     partition_requests = []
     if plan.new:
         partition_requests.append(manual_partitions.build_add_request(plan.new))
