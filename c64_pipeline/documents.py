@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,24 +43,85 @@ def slugify(file_name: str) -> str:
     return slug or "document"
 
 
+# A name whose slug is its own: lower-case letters, digits and '_' in '-'-separated words, one dot, then a supported
+# suffix ("c64_memory_map.pdf", "sound-io.html"). Its slug ends in the suffix, which no hexadecimal hash can be.
+CANONICAL_NAME = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*\.(?:" + "|".join(sorted(s[1:] for s in KINDS)) + ")")
+MAX_KEY_CHARS = 96  # keys name the interim files (<key>.json) and fill UI columns; file names may be 255 bytes
+NAME_HASH_CHARS = 10
+
+
+def partition_key(file_name: str) -> str:
+    """The document's partition key (and doc id), a function of its file name alone: a key never passes to another
+    file when a sibling comes or goes, so the split ledger keeps each document where it was.
+
+    A name in canonical form keeps its plain slug ("c64_memory_map.pdf" -> "c64_memory_map-pdf"); any other name
+    ("A b.txt", "a..b.txt", a name too long for a key) gets its slug plus a hash of the exact name, which ends the
+    key in hexadecimal where a canonical key ends in its suffix, so two names never share a key."""
+    slug = slugify(file_name)
+    if CANONICAL_NAME.fullmatch(file_name) and len(slug) <= MAX_KEY_CHARS:
+        return slug
+    digest = hashlib.sha256(os.fsencode(file_name)).hexdigest()[:NAME_HASH_CHARS]
+    return f"{slug[: MAX_KEY_CHARS - NAME_HASH_CHARS - 1].rstrip('-')}-{digest}"
+
+
 def discover_documents(folder: Path) -> dict[str, Path]:
-    """Map partition key -> file for every supported document directly in `folder` (hidden files skipped)."""
+    """Map partition key -> path for every entry directly in `folder` with a supported suffix (hidden names
+    skipped). Entries that are not regular files (symbolic links, FIFOs, devices, directories) are listed too, so
+    that they are rejected with a reason in the report rather than skipped unseen; nothing here opens them."""
     found: dict[str, Path] = {}
     if not folder.is_dir():
         return found
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in KINDS:
+        if path.name.startswith(".") or path.suffix.lower() not in KINDS:
             continue
-        key = slugify(path.name)
-        if key in found:  # two names that slug alike ("A b.pdf", "a-b.pdf"): keep both, apart
-            key = f"{key}-{hashlib.sha256(path.name.encode()).hexdigest()[:6]}"
-        found[key] = path
+        found[partition_key(path.name)] = path
     return found
 
 
+_ENTRY_TYPES = (
+    (stat.S_ISLNK, "a symbolic link, which is not followed"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why `path` must not be read, or None for a regular file. Only `lstat` is used: a symbolic link is never
+    followed (it may point outside the manuals folder) and a FIFO is never opened (reading it blocks)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # gone: reading it reports that
+    if stat.S_ISREG(mode):
+        return None
+    what = next((text for test, text in _ENTRY_TYPES if test(mode)), "not a regular file")
+    return f"{path.name}: {what}, not a regular file (only regular files inside the manuals folder are read)"
+
+
+def entry_fingerprint(path: Path) -> str:
+    """What a change detector compares with the sha256 that inspect_document recorded: the content hash of a regular
+    file, "" for any other entry (never opened; inspect_document records "" for it too), or why it could not be
+    hashed (a file that went away or cannot be opened meanwhile; reading it then reports the reason)."""
+    try:
+        mode = os.lstat(path).st_mode
+        return sha256_of(path) if stat.S_ISREG(mode) else ""
+    except DocumentRejected:
+        return ""
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+
+
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or a FIFO since it was checked is refused, not followed
+    # or waited on
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise DocumentRejected(f"{path.name}: not a regular file (only regular files are read)")
+        digest = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -99,6 +162,10 @@ def open_pdf(path: Path) -> pymupdf.Document:
 def inspect_document(doc_id: str, path: Path) -> SourceDocument:
     """Identity of one source file; a file that cannot be read comes back with status 'rejected' and the reason."""
     kind = KINDS.get(path.suffix.lower(), "unknown")
+    special = not_a_regular_file(path)  # before anything opens or follows it
+    if special is not None:
+        return SourceDocument(doc_id=doc_id, file_name=path.name, path=str(path), kind=kind, sha256="", size_bytes=0,
+                              pages=0, status="rejected", error=special)
     size = path.stat().st_size
     digest = sha256_of(path)
     base = dict(doc_id=doc_id, file_name=path.name, path=str(path), kind=kind, sha256=digest, size_bytes=size)

@@ -207,7 +207,8 @@ def _bit_note(description: str) -> str | None:
 
 
 def doc_title(doc_id: str) -> str:
-    stem = re.sub(r"-(pdf|md|txt|html?)$", "", doc_id)
+    # a key ends in its suffix, or for a name not in canonical form in a hash of the name (documents.partition_key)
+    stem = re.sub(r"(-(pdf|md|markdown|txt|html?))?(-[0-9a-f]{10})?$", "", doc_id)
     return stem.replace("_", " ").replace("-", " ")
 
 

@@ -414,7 +414,7 @@ def test_the_graph_on_postgres(postgres_server, monkeypatch, tmp_path, tiny_mode
         assert sorted(added.added_partitions) == partitions
         state = fresh.get_instigator_state(origin_id, selector_id)
         assert state.instigator_data.cursor == result.cursor
-        assert json.loads(state.instigator_data.cursor).keys() == set(partitions)
+        assert json.loads(state.instigator_data.cursor)["hashes"].keys() == set(partitions)
 
         # the next tick, from the stored cursor and partitions: nothing new, nothing to do
         quiet = new_manuals_sensor(build_sensor_context(instance=fresh, cursor=state.instigator_data.cursor,
