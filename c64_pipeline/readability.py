@@ -24,6 +24,7 @@ WORDLIST_DIR = Path(__file__).resolve().parent / "wordlists"
 MAX_RUN = 40  # a longer run of letters and digits is not a word, number or address
 MAX_WEIGHT = 8  # a run weighs by its length up to this many characters
 UNKNOWN_WORD = 0.7  # an unknown word whose trigrams all look like English counts this much (less, cubed, for each odd one)
+SHORT_UNKNOWN = 0.25  # an unknown lower-case word of up to 4 letters (every common short word is in the vocabulary)
 UNKNOWN_ACRONYM = 0.5  # an unknown all-capitals run (label, register name) counts at least this much
 MISSPELLING = 0.1  # an unknown word one edit away from a vocabulary word reads as a misread of it ("Bondar")
 MIN_MISSPELLING_LENGTH = 5  # shorter words are one edit away from too many others to tell
@@ -146,6 +147,8 @@ def word_score(word: str) -> float:
             return 1.0  # a hex byte or word of letters only (FF, DEAD)
         if len(word) <= 8:
             return max(UNKNOWN_ACRONYM, UNKNOWN_WORD * trigram_plausibility(low) ** 3)
+    if len(word) <= 4:
+        return SHORT_UNKNOWN
     if misspelled(low):
         return MISSPELLING
     return UNKNOWN_WORD * trigram_plausibility(low) ** 3
