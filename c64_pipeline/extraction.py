@@ -15,6 +15,11 @@ from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_
 from c64_pipeline.readability import readability
 from c64_pipeline.text_sources import read_text_pages
 
+# Flagged pages (still poor after OCR) scoring below this are left out of the DAPT chunks; flagged pages at or above
+# it are kept, and listed in the validation report with their flag. 0.3 is gibberish: a page with a few real words.
+DAPT_MIN_PAGE_QUALITY = 0.3
+
+
 @dataclass(frozen=True)
 class ExtractionSettings:
     min_chars: int = 40  # fewer characters than this and the page is a candidate for OCR
@@ -63,6 +68,20 @@ def quality_flag(method: str, quality: float, settings: ExtractionSettings) -> s
     if method == "none" or quality >= settings.min_quality:
         return None
     return f"low quality after OCR ({quality:.2f})" if method == "ocr" else f"low quality text ({quality:.2f})"
+
+
+def dapt_pages(pages: list[dict], min_quality: float = DAPT_MIN_PAGE_QUALITY) -> tuple[list[tuple[int, str]], list[int]]:
+    """(page number, text) of the pages that go into DAPT, and the numbers of flagged pages left out (quality below
+    `min_quality`). Pages without text are neither."""
+    kept, left_out = [], []
+    for p in pages:
+        if p["method"] == "none":
+            continue
+        if p.get("flag") and p["quality"] < min_quality:
+            left_out.append(p["page"])
+        else:
+            kept.append((p["page"], p["text"]))
+    return kept, left_out
 
 
 def _image_share(page: pymupdf.Page) -> float:
