@@ -17,6 +17,7 @@ in the length of the text (a run longer than `MAX_RUN` characters is rejected wi
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -76,26 +77,21 @@ def _trigrams() -> frozenset[str]:
     return frozenset(g for g, n in counts.items() if n >= MIN_TRIGRAM_COUNT)
 
 
-@lru_cache(maxsize=1)
-def _deletions() -> frozenset[str]:
-    """Every vocabulary word (of at least MIN_MISSPELLING_LENGTH - 1 letters) with one letter deleted."""
-    return frozenset(
-        w[:i] + w[i + 1 :] for w in vocabulary() if w.isalpha() and len(w) >= MIN_MISSPELLING_LENGTH - 1
-        for i in range(len(w))
-    )
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def misspelled(word: str) -> bool:
-    """`word` (lower case, unknown) is one letter inserted, deleted or substituted away from a vocabulary word."""
+    """`word` (lower case, unknown) is one letter deleted, inserted or substituted away from a vocabulary word."""
     if len(word) < MIN_MISSPELLING_LENGTH:
         return False
-    vocab, deletions = vocabulary(), _deletions()
-    if word in deletions:
-        return True
-    for i in range(len(word)):
-        shorter = word[:i] + word[i + 1 :]
-        if shorter in vocab or shorter in deletions:
+    vocab = vocabulary()
+    for i in range(len(word) + 1):
+        head, tail = word[:i], word[i:]
+        if tail and head + tail[1:] in vocab:
             return True
+        for letter in _LETTERS:
+            if head + letter + tail in vocab or (tail and head + letter + tail[1:] in vocab):
+                return True
     return False
 
 
@@ -172,6 +168,7 @@ def _mixed_score(run: str) -> float:
     return 0.0
 
 
+@lru_cache(maxsize=1 << 16)  # runs repeat (words, registers): each distinct one is judged once
 def run_score(run: str) -> float:
     """0..1: how plausible one run (a match of `_RUN`) is to a reader of technical text."""
     prefix = ""
@@ -204,9 +201,11 @@ def readability(text: str) -> float:
     if not stripped:
         return 0.0
     good = total = 0.0
-    for match in _RUN.finditer(stripped):
-        run = match.group()
-        weight = len(run) if len(run) > MAX_RUN else min(len(run), MAX_WEIGHT)  # a blob weighs all it covers
+    for run, count in Counter(_RUN.findall(stripped)).items():  # counted in C; each distinct run judged once
+        if len(run) > MAX_RUN:
+            total += len(run) * count  # no word at all, and it weighs all it covers; scores 0 (kept out of the cache)
+            continue
+        weight = min(len(run), MAX_WEIGHT) * count
         total += weight
         good += weight * run_score(run)
     junk = len(_JUNK.findall(stripped)) + INNER_JUNK_WEIGHT * len(_INNER_JUNK.findall(stripped))
