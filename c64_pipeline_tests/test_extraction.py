@@ -123,3 +123,13 @@ def test_garbled_text_file_page_is_flagged_and_a_clean_one_is_not(tmp_path):
     clean, garbled = extract_document("mixed-txt", path, "txt", SETTINGS)
     assert clean.flag is None
     assert garbled.method == "text_layer" and garbled.flag == f"low quality text ({garbled.quality:.2f})"
+
+
+@pytest.mark.timeout(120)
+def test_one_megabyte_single_line_text_file_is_read_in_linear_time_and_flagged(tmp_path):
+    """A run of letters ending in a digit made the old plausibility regex quadratic (91 s for 100 kB); now
+    the file is read in one pass, and its one page is flagged as unreadable."""
+    path = tmp_path / "blob.txt"
+    path.write_text("POKE 53280,0 sets the border colour. " + "a" * 1_000_000 + "1\n")
+    (page,) = extract_document("blob-txt", path, "txt", SETTINGS)
+    assert page.quality < 0.1 and page.flag == f"low quality text ({page.quality:.2f})"
