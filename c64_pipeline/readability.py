@@ -1,17 +1,18 @@
 """Does page text read as technical English? A score in 0..1 of what a reader would see.
 
 The text is cut into runs of letters and digits (with a `$`, `#$`, `0x` or `%` prefix). Each run is judged the
-way a reader of a C64 manual would: a word of the bundled vocabulary (20,000 common English words plus C64/6502
-terms, `wordlists/`), a number, a hex address or byte, a register name or acronym, a part number; an unknown word
-counts in part, as far as its letter trigrams look like English. Runs weigh by their length (up to 8; a run
-longer than `MAX_RUN`, no word at all, weighs its whole length). Stray
-symbols a reader sees as noise (`~^{}` and non-letter symbols outside a small typographic set) weigh against the
-score, and so do control and replacement characters. Garbage from a bad OCR layer or a corrupted page is mostly
-made of runs no reader would accept ("bqrdcr", "c0l0ur", "S$DO2O") and scores low; register tables, hex dumps,
-BASIC and assembly listings score high.
+way a reader of a C64 manual would: a word of the bundled vocabulary (`wordlists/`: about 40,000 common English
+words plus C64/6502 terms), a number, a hex address or byte, a register name or acronym, a part number. An unknown
+word counts in part: little when it is short (every common short word is in the vocabulary) or one letter away
+from a vocabulary word (a misread: "Bondar", "Mebory"), otherwise as far as its letter trigrams look like English.
+Runs weigh by their length (up to 8; a run longer than `MAX_RUN`, no word at all, weighs its whole length).
+Stray symbols a reader sees as noise (`~^{}`, non-letter symbols outside a small typographic set, a symbol inside
+a word: "t:e") weigh against the score, and so do control and replacement characters. Garbage from a bad OCR
+layer or a corrupted page is mostly made of runs no reader would accept ("bqrdcr", "c0l0ur", "S$DO2O") and
+scores low; register tables, hex dumps, BASIC and assembly listings score high.
 
-Every step is a single regex scan or a loop over runs whose cost is bounded per character, so the score is linear
-in the length of the text (a run longer than `MAX_RUN` characters is rejected without looking at it).
+Every step is a single regex scan or a loop over distinct runs whose cost is bounded per character, so the score
+is linear in the length of the text (a run longer than `MAX_RUN` characters scores 0 without looking at it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 WORDLIST_DIR = Path(__file__).resolve().parent / "wordlists"
 MAX_RUN = 40  # a longer run of letters and digits is not a word, number or address
 MAX_WEIGHT = 8  # a run weighs by its length up to this many characters
-UNKNOWN_WORD = 0.7  # an unknown word whose trigrams all look like English counts this much (less, cubed, for each odd one)
+UNKNOWN_WORD = 0.7  # an unknown word counts this much times (share of its trigrams that English uses) cubed
 SHORT_UNKNOWN = 0.25  # an unknown lower-case word of up to 4 letters (every common short word is in the vocabulary)
 UNKNOWN_ACRONYM = 0.5  # an unknown all-capitals run (label, register name) counts at least this much
 MISSPELLING = 0.1  # an unknown word one edit away from a vocabulary word reads as a misread of it ("Bondar")

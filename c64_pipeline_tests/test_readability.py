@@ -72,6 +72,15 @@ def test_real_technical_text_scores_high(text):
     assert readability(text) >= 0.85
 
 
+def test_garbled_register_table_scores_below_the_threshold():
+    garbled = """Addrcss  Dccirnal  Narne   Dcscniptiori
+SDO2O    5328O    EXTCO1  8ondcr eo1our
+SDO2l    5328l    8GCO1O  8ackqnouricl eo1our O
+SD4l8    S4296    SlGVO1  Vo1urnc qrid fi1fcr rnodcs
+SDCOO    S632O    ClAPRA  Dqfq porf A (kcyboqrd, joysfick 2)"""
+    assert readability(garbled) < THRESHOLD <= readability(REGISTER_TABLE)
+
+
 def test_garbled_ocr_layer_scores_below_the_threshold():
     garbled = ("ED020 2280 EXTCOL Bondar colour\nSO2l 5328l 8GCO1O Bcckqrovrid eo1our O\n"
                "S$DOOA l4oc2 qnd ihc 5lD fi1fcr rnodcs. Wrifirig fo ihc frcqucricv rcqisfcns chorigcs ihc pifeh")
