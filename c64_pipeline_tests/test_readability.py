@@ -2,10 +2,10 @@
 
 import random
 import statistics
-import string
 
 import pytest
 
+from bench.quality import ocr_confusions, substitute
 from c64_pipeline.readability import readability
 from c64_pipeline.settings import PROJECT_ROOT
 from c64_pipeline.text_sources import decode_bytes, html_to_text, split_pages
@@ -32,30 +32,6 @@ loop:   LDX $DC00
         RTS"""
 PROSE = ("The SID chip has three voices. Each voice has its own oscillator, envelope generator and waveform "
          "selection; the filter is shared. Writing to the frequency registers changes the pitch of a voice.")
-
-CONFUSIONS = {"o": "0", "O": "0", "0": "O", "l": "1", "1": "l", "I": "l", "e": "c", "S": "5", "5": "S", "B": "8",
-              "a": "o", "h": "b", "u": "v", "n": "ri", "m": "rn", "i": "l", "t": "f", "c": "e", "D": "O", "$": "S",
-              "r": "n", "g": "q", "E": "F", "d": "cl", "w": "vv", "y": "v"}
-PRINTABLE = string.ascii_letters + string.digits + string.punctuation
-
-
-def substitute(text: str, rate: float, rng: random.Random) -> str:
-    """Random character substitutions, as a corrupted text layer has them."""
-    return "".join(rng.choice(PRINTABLE) if not c.isspace() and rng.random() < rate else c for c in text)
-
-
-def ocr_confusions(text: str, rate: float, rng: random.Random) -> str:
-    """OCR-like misreads: o/0, l/1, rn/m, e/c, S/5..., case flips and lost spaces."""
-    out = []
-    for c in text:
-        if c in CONFUSIONS and rng.random() < rate:
-            out.append(CONFUSIONS[c])
-        elif c.isalpha() and rng.random() < rate / 4:
-            out.append(c.swapcase())
-        elif c != " " or rng.random() >= rate / 3:
-            out.append(c)
-    return "".join(out)
-
 
 def sample_source_pages() -> list[str]:
     """Pages of the bundled sample manuals' sources (the text their PDFs are rendered from)."""
