@@ -5,8 +5,6 @@ Plain module (no Dagster): `extract_document` is what the `page_text` asset runs
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,26 +12,18 @@ import pymupdf
 
 from c64_pipeline.documents import DocumentRejected, open_pdf
 from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
+from c64_pipeline.readability import readability
 from c64_pipeline.text_sources import read_text_pages
 
-_TOKEN = re.compile(r"\S+")
-# A token that reads as language or as a technical symbol: a word with a vowel, an acronym/mnemonic,
-# a number or address ($D020, #$0F, 53280, 0-3), or punctuation around those.
-_PLAUSIBLE = re.compile(
-    r"""^[("'\[]*(
-        [A-Za-z]*[AEIOUYaeiouy][A-Za-z'\-]*   # word with a vowel
-      | [A-Z0-9]{1,8}                          # acronym, mnemonic, register name
-      | [#$%]*\$?[0-9A-Fa-f]+([.,:\-/][0-9A-Fa-f]+)*  # numbers, hex, ranges
-      | [^\w\s]{1,3}                           # a lone punctuation mark or bullet
-    )[)"'\].,;:!?]*$""",
-    re.VERBOSE,
-)
+# Flagged pages (still poor after OCR) scoring below this are left out of the DAPT chunks; flagged pages at or above
+# it are kept, and listed in the validation report with their flag. 0.3 is gibberish: a page with a few real words.
+DAPT_MIN_PAGE_QUALITY = 0.3
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
     min_chars: int = 40  # fewer characters than this and the page is a candidate for OCR
-    min_quality: float = 0.6  # text-layer quality below this is treated as garbage
+    min_quality: float = 0.6  # text-layer quality below this is garbage (OCR'd); any page below it after OCR is flagged
     image_share_for_ocr: float = 0.3  # a near-empty page with this much image area is a scan
     ocr_engine: str = "tesseract"
     ocr_options: dict = field(default_factory=dict)
@@ -51,6 +41,7 @@ class PageText:
     quality: float
     ocr_reason: str | None
     chars: int
+    flag: str | None = None  # why the page's text is still poor after OCR (low quality), or None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,19 +56,32 @@ class PageSignals:
 
 
 def text_quality(text: str) -> float:
-    """0..1: share of plausible tokens, discounted by replacement and control characters."""
-    stripped = text.strip()
-    if not stripped:
-        return 0.0
-    bad = sum(
-        1
-        for ch in stripped
-        if ch == "\ufffd" or (unicodedata.category(ch) in ("Cc", "Co", "Cs") and ch not in "\n\t")
-    )
-    tokens = _TOKEN.findall(stripped)
-    plausible = sum(1 for tok in tokens if _PLAUSIBLE.match(tok))
-    token_share = plausible / len(tokens) if tokens else 0.0
-    return round(max(0.0, 1.0 - 5.0 * bad / len(stripped)) * token_share, 4)
+    """0..1: how much of the text a reader of technical English would accept (words of the vocabulary, numbers,
+    addresses, register names, plausible unknown words), discounted by stray symbols, control and replacement
+    characters. Linear in the length of the text. See `c64_pipeline.readability`."""
+    return readability(text)
+
+
+def quality_flag(method: str, quality: float, settings: ExtractionSettings) -> str | None:
+    """Why a page's text is still poor after OCR (quality below `min_quality`), or None. Text-layer pages that
+    scored this low went to OCR, so a flagged page is an OCR result, or a text file, that nothing better exists for."""
+    if method == "none" or quality >= settings.min_quality:
+        return None
+    return f"low quality after OCR ({quality:.2f})" if method == "ocr" else f"low quality text ({quality:.2f})"
+
+
+def dapt_pages(pages: list[dict], min_quality: float = DAPT_MIN_PAGE_QUALITY) -> tuple[list[tuple[int, str]], list[int]]:
+    """(page number, text) of the pages that go into DAPT, and the numbers of flagged pages left out (quality below
+    `min_quality`). Pages without text are neither."""
+    kept, left_out = [], []
+    for p in pages:
+        if p["method"] == "none":
+            continue
+        if p.get("flag") and p["quality"] < min_quality:
+            left_out.append(p["page"])
+        else:
+            kept.append((p["page"], p["text"]))
+    return kept, left_out
 
 
 def _image_share(page: pymupdf.Page) -> float:
@@ -157,24 +161,26 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
         quality = text_quality(text)
         usable = bool(text.strip())
         method = ("ocr" if reasons[i] else "text_layer") if usable else "none"
-        pages.append(
-            PageText(doc_id, i + 1, text, method, quality, reasons[i], len(text.strip()))
-        )
+        flag = quality_flag(method, quality, settings)
+        pages.append(PageText(doc_id, i + 1, text, method, quality, reasons[i], len(text.strip()), flag))
     return pages
 
 
-def extract_text_document(doc_id: str, path: Path, kind: str) -> list[PageText]:
+def extract_text_document(doc_id: str, path: Path, kind: str, settings: ExtractionSettings | None = None) -> list[PageText]:
+    settings = settings or ExtractionSettings()
     pages = []
     for i, text in enumerate(read_text_pages(path, kind)):
         text = text.strip("\n")
         method = "text_layer" if text.strip() else "none"
-        pages.append(PageText(doc_id, i + 1, text, method, text_quality(text), None, len(text.strip())))
+        quality = text_quality(text)
+        flag = quality_flag(method, quality, settings)
+        pages.append(PageText(doc_id, i + 1, text, method, quality, None, len(text.strip()), flag))
     return pages
 
 
 def extract_document(doc_id: str, path: Path, kind: str, settings: ExtractionSettings) -> list[PageText]:
     """All pages of one document. Raises DocumentRejected (naming the file) when it cannot be read or holds no text."""
-    pages = extract_pdf(doc_id, path, settings) if kind == "pdf" else extract_text_document(doc_id, path, kind)
+    pages = extract_pdf(doc_id, path, settings) if kind == "pdf" else extract_text_document(doc_id, path, kind, settings)
     if not any(page.method != "none" for page in pages):
         raise DocumentRejected(f"{path.name}: blank document (no text on any of its {len(pages)} pages, OCR included)")
     return pages

@@ -45,9 +45,31 @@ def document_rows(documents: Sequence[dict], page_results: dict[str, dict], spli
                 "pages_ocr": methods["ocr"],
                 "pages_without_text": methods["none"],
                 "ocr_reasons": dict(Counter(p["ocr_reason"] for p in pages if p.get("ocr_reason"))),
+                **flagged_pages(pages),
             }
         )
     return rows
+
+
+# Pages still poor after OCR (PageText.flag): counted and listed per document, warned about, listed in the QC report.
+def flagged_pages(pages: Sequence[dict]) -> dict:
+    flagged = [{"page": p["page"], "quality": p["quality"], "flag": p["flag"]} for p in pages if p.get("flag")]
+    return {"pages_flagged": len(flagged), "flagged_pages": flagged}
+
+
+def flag_warnings(docs: Sequence[dict]) -> list[str]:
+    return [
+        f"{d['file_name']}: {d['pages_flagged']} page(s) flagged as low quality after OCR "
+        f"(pages {', '.join(str(p['page']) for p in d['flagged_pages'])})"
+        for d in docs
+        if d["status"] == "ok" and d.get("pages_flagged")
+    ]
+
+
+def flag_markdown(docs: Sequence[dict]) -> list[str]:
+    lines = ["", "## Flagged pages (low quality after OCR)", ""]
+    rows = [(d["file_name"], p) for d in docs if d["status"] == "ok" for p in d.get("flagged_pages", [])]
+    return lines + ([f"- {name} page {p['page']}: {p['flag']}" for name, p in rows] or ["- none"])
 
 
 def build_report(
@@ -79,6 +101,7 @@ def build_report(
             warnings.append(f"rejected {d['file_name']}: {d['error']}")
         elif d["pages_without_text"]:
             warnings.append(f"{d['file_name']}: {d['pages_without_text']} page(s) without usable text")
+    warnings += flag_warnings(docs)
     for doc_id in removed_documents:
         warnings.append(f"{doc_id} was removed from the manuals folder; its chunks and examples are gone from the datasets")
     too_long = {s: sum(1 for n in sft_token_counts.get(s, []) if n > sft_max_length) for s in SPLITS}
@@ -179,6 +202,7 @@ def render_markdown(report: dict) -> str:
         "",
     ]
     lines += [f"- {r['file_name']}: {r['reason']}" for r in report["rejected_documents"]] or ["- none"]
+    lines += flag_markdown(report["documents"])
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["- none"]
     return "\n".join(lines) + "\n"

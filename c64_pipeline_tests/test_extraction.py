@@ -75,3 +75,61 @@ def test_hostile_pdf_is_read_without_running_anything_or_exhausting_memory(tmp_p
     pages = extract_document("hostile-pdf", hostile_pdf(tmp_path / "hostile.pdf"), "pdf", SETTINGS)
     assert pages[0].ocr_reason == "no text layer" and pages[0].method == "none"  # a blank image: nothing to read
     assert "CHROUT at $FFD2" in pages[1].text
+
+
+GARBLED = ("ED020 2280 EXTCOL Bondar colour. Tbe SlD cbip bqs tbree voiccs; cach voicc bas ifs owri osci1lotor, "
+           "cnvc1opc gcricrotor qrid wovcforrn sc1cctiori. Wrifirig fo ihc frcqucricv rcqisfcns chorigcs ihc pifeh.")
+CLEAN = ("The SID chip has three voices. Each voice has its own oscillator, envelope generator and waveform "
+         "selection; the filter is shared. Writing to the frequency registers changes the pitch of a voice.")
+
+
+def _scan_page(doc, text):
+    """An image-only page showing `text` (rendered, then rasterised)."""
+    source = pymupdf.open()
+    _page(source, text)
+    pix = source[0].get_pixmap(dpi=200, colorspace=pymupdf.csGRAY)
+    page = doc.new_page(width=504, height=684)
+    page.insert_image(pymupdf.Rect(0, 0, 504, 684), pixmap=pix)
+    return page
+
+
+def test_quality_sees_a_garbled_ocr_layer_that_old_token_shapes_accepted():
+    assert text_quality(GARBLED) < SETTINGS.min_quality <= text_quality(CLEAN)
+
+
+def test_page_with_a_garbage_invisible_ocr_layer_is_ocred_again(tmp_path):
+    doc = pymupdf.open()
+    page = _scan_page(doc, CLEAN)
+    page.insert_textbox(pymupdf.Rect(50, 60, 454, 620), GARBLED * 3, fontsize=11, render_mode=3)
+    doc.save(tmp_path / "layer.pdf")
+    (result,) = extract_document("layer-pdf", tmp_path / "layer.pdf", "pdf", SETTINGS)
+    assert result.method == "ocr" and result.ocr_reason.startswith("garbage existing OCR layer (invisible text)")
+    assert "oscillator" in result.text and result.flag is None and result.quality >= SETTINGS.min_quality
+
+
+def test_page_still_poor_after_ocr_is_flagged(tmp_path):
+    doc = pymupdf.open()
+    _scan_page(doc, GARBLED)
+    _scan_page(doc, CLEAN)
+    doc.save(tmp_path / "poor.pdf")
+    poor, good = extract_document("poor-pdf", tmp_path / "poor.pdf", "pdf", SETTINGS)
+    assert poor.method == "ocr" and poor.flag == f"low quality after OCR ({poor.quality:.2f})"
+    assert good.method == "ocr" and good.flag is None
+
+
+def test_garbled_text_file_page_is_flagged_and_a_clean_one_is_not(tmp_path):
+    path = tmp_path / "mixed.txt"
+    path.write_text(CLEAN + "\f" + GARBLED + "\n")
+    clean, garbled = extract_document("mixed-txt", path, "txt", SETTINGS)
+    assert clean.flag is None
+    assert garbled.method == "text_layer" and garbled.flag == f"low quality text ({garbled.quality:.2f})"
+
+
+@pytest.mark.timeout(120)
+def test_one_megabyte_single_line_text_file_is_read_in_linear_time_and_flagged(tmp_path):
+    """A run of letters ending in a digit made the old plausibility regex quadratic (91 s for 100 kB); now
+    the file is read in one pass, and its one page is flagged as unreadable."""
+    path = tmp_path / "blob.txt"
+    path.write_text("POKE 53280,0 sets the border colour. " + "a" * 1_000_000 + "1\n")
+    (page,) = extract_document("blob-txt", path, "txt", SETTINGS)
+    assert page.quality < 0.1 and page.flag == f"low quality text ({page.quality:.2f})"

@@ -19,6 +19,7 @@ from c64_pipeline.base_model import (
     TinyModelSettings,
 )
 from c64_pipeline.chunking import chunk_documents
+from c64_pipeline.extraction import DAPT_MIN_PAGE_QUALITY, dapt_pages
 from c64_pipeline.near_duplicates import cross_split_near_duplicates
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.report import build_report, render_markdown
@@ -74,15 +75,17 @@ def base_model(context: AssetExecutionContext, model_source: BaseModelSource) ->
 class ChunkingConfig(Config):
     max_tokens: int = 2048
     overlap: int = 128
+    min_page_quality: float = DAPT_MIN_PAGE_QUALITY  # flagged pages (poor after OCR) below this stay out of DAPT
 
 
 @asset(group_name="dataset", automation_condition=REFRESH,
        description="Token windows over each accepted document (never truncated), with document id and page range.")
 def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict) -> Output[list[dict]]:
-    documents = {
-        doc_id: [(p["page"], p["text"]) for p in result["pages"] if p["method"] != "none"]
-        for doc_id, result in _accepted(page_text).items()
-    }
+    selected = {doc_id: dapt_pages(r["pages"], config.min_page_quality) for doc_id, r in _accepted(page_text).items()}
+    documents = {doc_id: kept for doc_id, (kept, _) in selected.items()}
+    left_out = {doc_id: pages for doc_id, (_, pages) in selected.items() if pages}
+    for doc_id, pages in left_out.items():
+        context.log.warning(f"{doc_id}: pages {pages} left out of DAPT (flagged, quality below {config.min_page_quality})")
     tokenizer = load_tokenizer(Path(base_model["model_dir"]))
     chunks = [c.as_dict() for c in chunk_documents(documents, tokenizer, config.max_tokens, config.overlap)]
     return Output(chunks, metadata={
@@ -91,6 +94,7 @@ def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_te
         "tokens": sum(c["token_count"] for c in chunks),
         "max_tokens": config.max_tokens,
         "overlap": config.overlap,
+        "pages_left_out": sum(len(p) for p in left_out.values()),
     })
 
 
