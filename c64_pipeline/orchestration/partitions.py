@@ -11,18 +11,6 @@ from c64_pipeline.documents import discover_documents
 manual_partitions = DynamicPartitionsDefinition(name="manuals")
 
 
-def sync_manual_partitions(instance: DagsterInstance, manuals_dir: Path) -> tuple[list[str], list[str]]:
-    """Make the partitions match the folder; return (added, removed) partition keys."""
-    present = set(discover_documents(manuals_dir))
-    known = set(instance.get_dynamic_partitions(manual_partitions.name))
-    added, removed = sorted(present - known), sorted(known - present)
-    if added:
-        instance.add_dynamic_partitions(manual_partitions.name, added)
-    for key in removed:
-        instance.delete_dynamic_partition(manual_partitions.name, key)
-    return added, removed
-
-
 def contiguous_ranges(ordered_keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
     """Group `wanted` partitions into as few [start, end] ranges of `ordered_keys` as possible, so that a batch
     of manuals is read in one run (a run costs seconds to start) rather than one run per file."""

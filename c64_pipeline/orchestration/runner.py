@@ -8,9 +8,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
 
-from c64_pipeline.orchestration.partitions import (
-    contiguous_ranges, manual_partitions, range_tags, sync_manual_partitions,
-)
+from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
 
 
 @dataclass
@@ -47,18 +45,29 @@ class DataHalfRun:
 def materialize_data_half(
     defs: Definitions, instance: DagsterInstance, manuals_dir: Path, only: list[str] | None = None
 ) -> DataHalfRun:
-    """Sync partitions with the folder, ingest each document (or only the given partition keys), build datasets."""
-    added, removed = sync_manual_partitions(instance, manuals_dir)
-    run = DataHalfRun(added, removed)
+    """The sensor's own plan, run in-process: partitions follow the folder, new and edited documents are ingested in
+    the same batched runs the sensor would request (or exactly the partition keys in `only`), then the datasets are
+    built. The demo and the tests thus take the path `new_manuals_sensor` takes in production."""
+    from c64_pipeline.orchestration.sensors import plan_manual_changes
+
+    plan = plan_manual_changes(instance, manuals_dir, seen={}, run_key_prefix="in-process")
+    if plan.new:
+        instance.add_dynamic_partitions(manual_partitions.name, plan.new)
+    for key in plan.removed:
+        instance.delete_dynamic_partition(manual_partitions.name, key)
+    run = DataHalfRun(plan.new, plan.removed)
     ingest = defs.resolve_job_def("ingest_documents")
-    ordered = list(instance.get_dynamic_partitions(manual_partitions.name))
-    wanted = set(ordered if only is None else only)
-    for start, end in contiguous_ranges(ordered, wanted):
-        if start == end:
-            result = ingest.execute_in_process(instance=instance, raise_on_error=False, partition_key=start)
-        else:
-            result = ingest.execute_in_process(instance=instance, raise_on_error=False, tags=range_tags(start, end))
-        run.ingest[start if start == end else f"{start}...{end}"] = result
+    if only is None:
+        requests = [(r.partition_key, r.tags) for r in plan.run_requests if r.job_name == ingest.name]
+    else:
+        ordered = list(instance.get_dynamic_partitions(manual_partitions.name))
+        requests = [(start, {}) if start == end else (None, range_tags(start, end))
+                    for start, end in contiguous_ranges(ordered, set(only))]
+    for partition_key, tags in requests:
+        result = ingest.execute_in_process(instance=instance, raise_on_error=False, partition_key=partition_key,
+                                           tags=dict(tags or {}))
+        label = partition_key or f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
+        run.ingest[label] = result
     run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
     return run
 
