@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from dagster import DagsterInstance, DynamicPartitionsDefinition
-
-from c64_pipeline.documents import discover_documents
+from dagster import DynamicPartitionsDefinition
 
 manual_partitions = DynamicPartitionsDefinition(name="manuals")
 
