@@ -34,7 +34,7 @@ def default_resources() -> dict:
         "page_reader": PageReader(),
         "model_source": BaseModelSource.from_env(),
         "thresholds": QualityThresholds(),
-        "alert_sink": AlertSink.from_env(env.processed_dir.parent),
+        "alert_sink": AlertSink.from_env(),
         "training_launcher": TrainingLauncher.from_env(),
         "pipes_subprocess_client": PipesSubprocessClient(),
     }

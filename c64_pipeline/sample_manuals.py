@@ -307,6 +307,12 @@ def render_pdf(spec: DocumentSpec, sources_dir: Path, css: str, page_size: tuple
         doc.close()
 
 
+def sample_file_names(sources_dir: Path | None = None) -> set[str]:
+    """The file names the sample manuals are rendered to."""
+    _, specs = load_manifest(Path(sources_dir) if sources_dir is not None else DEFAULT_SOURCES_DIR)
+    return {spec.output for spec in specs}
+
+
 def render_sample_manuals(out_dir: Path, sources_dir: Path | None = None) -> list[Path]:
     """Render every document of the manifest into ``out_dir``; returns the written paths."""
     sources_dir = Path(sources_dir) if sources_dir is not None else DEFAULT_SOURCES_DIR

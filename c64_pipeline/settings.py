@@ -1,4 +1,8 @@
-"""Where things live. Every path can be moved with an environment variable (see the README)."""
+"""Every setting that comes from the environment, read here and nowhere else (see the README's table).
+
+`paths_from_env()` gives the folders, `deployment_from_env()` the rest (alerts, schedules, training launcher). Other
+modules take these records (or the Dagster resources built from them), never `os.environ`.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ def _path(var: str, default: Path) -> Path:
 
 @dataclass(frozen=True)
 class Paths:
+    data_dir: Path
     manuals_dir: Path
     curated_sft_dir: Path
     processed_dir: Path
@@ -31,7 +36,16 @@ class Paths:
     @property
     def storage_dir(self) -> Path:
         """Where Dagster's IO manager keeps the in-between asset values."""
-        return self.processed_dir.parent / "interim"
+        return self.data_dir / "interim"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.data_dir / "alerts" / "alerts.jsonl"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Log files of headless runs (the demo's full event log)."""
+        return self.data_dir / "logs"
 
 
 def paths_from_env() -> Paths:
@@ -42,6 +56,7 @@ def paths_from_env() -> Paths:
         raise ValueError(f"C64_MODEL_MODE must be 'demo' or 'real', not {mode!r}")
     default_model = models_dir / (DEMO_MODEL_NAME if mode == "demo" else REAL_MODEL_NAME)
     return Paths(
+        data_dir=data_dir,
         manuals_dir=_path("C64_MANUALS_DIR", data_dir / "raw" / "manuals"),
         curated_sft_dir=_path("C64_CURATED_SFT_DIR", data_dir / "raw" / "sft"),
         processed_dir=_path("C64_PROCESSED_DIR", data_dir / "processed"),
@@ -51,3 +66,33 @@ def paths_from_env() -> Paths:
         model_mode=mode,
         base_model_dir=_path("C64_BASE_MODEL_DIR", default_model),
     )
+
+
+ALERT_WEBHOOK_ENV = "C64_ALERT_WEBHOOK_URL"  # read by Dagster's EnvVar at run time, so the UI never shows the URL
+
+
+@dataclass(frozen=True)
+class Deployment:
+    alert_webhook_configured: bool
+    ui_base_url: str
+    rescan_cron: str
+    training_launcher: str
+    training_processes: int
+
+
+def deployment_from_env() -> Deployment:
+    processes = os.environ.get("C64_TRAINING_PROCESSES", "1").strip() or "1"
+    if not processes.isdigit():
+        raise ValueError(f"C64_TRAINING_PROCESSES must be a whole number, not {processes!r}")
+    return Deployment(
+        alert_webhook_configured=bool(os.environ.get(ALERT_WEBHOOK_ENV, "").strip()),
+        ui_base_url=os.environ.get("C64_UI_BASE_URL", "http://127.0.0.1:3000"),
+        rescan_cron=os.environ.get("C64_RESCAN_CRON", "0 1 * * *"),
+        training_launcher=os.environ.get("C64_TRAINING_LAUNCHER", "python").strip() or "python",
+        training_processes=int(processes),
+    )
+
+
+def user_chose_manuals_dir() -> bool:
+    """True when the manuals folder was pointed somewhere by the user (C64_MANUALS_DIR or C64_DATA_DIR)."""
+    return bool(os.environ.get("C64_MANUALS_DIR") or os.environ.get("C64_DATA_DIR"))

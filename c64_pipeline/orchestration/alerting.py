@@ -4,7 +4,6 @@ sends the outbox to the webhook within a time budget per tick (c64_pipeline.aler
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from dagster import (
@@ -22,9 +21,9 @@ from dagster import (
 )
 from pydantic import field_validator
 
+from c64_pipeline.settings import ALERT_WEBHOOK_ENV, deployment_from_env, paths_from_env
 from c64_pipeline.alerts import REQUEST_TIMEOUT_S, ROUND_BUDGET_S, Alert, AlertOutbox, DeliveryRound, validate_webhook_url
 
-WEBHOOK_ENV = "C64_ALERT_WEBHOOK_URL"
 # Dagster cancels a sensor tick after 60 s: a delivery round plus one request must end well before that.
 TICK_LIMIT_MARGIN_S = 45.0
 
@@ -60,11 +59,12 @@ class AlertSink(ConfigurableResource):
         return value
 
     @classmethod
-    def from_env(cls, data_dir: Path) -> "AlertSink":
+    def from_env(cls) -> "AlertSink":
+        paths, deployment = paths_from_env(), deployment_from_env()
         return cls(
-            alerts_file=str(data_dir / "alerts" / "alerts.jsonl"),
-            webhook_url=EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV, "").strip() else "",
-            ui_base_url=os.environ.get("C64_UI_BASE_URL", "http://127.0.0.1:3000"),
+            alerts_file=str(paths.alerts_file),
+            webhook_url=EnvVar(ALERT_WEBHOOK_ENV) if deployment.alert_webhook_configured else "",
+            ui_base_url=deployment.ui_base_url,
         )
 
     @property

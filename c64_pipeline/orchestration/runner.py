@@ -3,6 +3,8 @@ Used by `make demo` and by the integration tests, against any Dagster instance."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +44,12 @@ class DataHalfRun:
         ]
 
 
+RunHook = Callable[[str, ExecuteInProcessResult], None]
+
+
 def materialize_data_half(
-    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, only: list[str] | None = None
+    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, only: list[str] | None = None,
+    run_config: dict | None = None, on_run: RunHook | None = None,
 ) -> DataHalfRun:
     """The sensor's own plan, run in-process: partitions follow the folder, new and edited documents are ingested in
     the same batched runs the sensor would request (or exactly the partition keys in `only`), then the datasets are
@@ -65,19 +71,29 @@ def materialize_data_half(
                     for start, end in contiguous_ranges(ordered, set(only))]
     for partition_key, tags in requests:
         result = ingest.execute_in_process(instance=instance, raise_on_error=False, partition_key=partition_key,
-                                           tags=dict(tags or {}))
+                                           tags=dict(tags or {}), run_config=run_config or {})
         label = partition_key or f"{tags['dagster/asset_partition_range_start']}...{tags['dagster/asset_partition_range_end']}"
         run.ingest[label] = result
-    run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(instance=instance, raise_on_error=False)
+        if on_run:
+            on_run(f"ingest {label}", result)
+    run.datasets = defs.resolve_job_def("build_datasets").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config or {})
+    if on_run:
+        on_run("datasets", run.datasets)
     return run
 
 
 def materialize_graph(
-    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, training_run_config: dict | None = None
+    defs: Definitions, instance: DagsterInstance, manuals_dir: Path, training_run_config: dict | None = None,
+    run_config: dict | None = None, on_run: RunHook | None = None,
+    during_training: Callable[[], AbstractContextManager] = nullcontext,
 ) -> DataHalfRun:
     """The whole graph: the data half, then (in a run of its own, behind the data gates) training and evaluation."""
-    run = materialize_data_half(defs, instance, manuals_dir)
-    run.training = defs.resolve_job_def("train_and_evaluate").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=training_run_config or {}
-    )
+    run = materialize_data_half(defs, instance, manuals_dir, run_config=run_config, on_run=on_run)
+    with during_training():
+        run.training = defs.resolve_job_def("train_and_evaluate").execute_in_process(
+            instance=instance, raise_on_error=False, run_config={**(run_config or {}), **(training_run_config or {})}
+        )
+    if on_run:
+        on_run("training", run.training)
     return run

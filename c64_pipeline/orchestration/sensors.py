@@ -1,7 +1,6 @@
 """Sensors: new or changed manuals start their own ingestion (the alert sensors are in orchestration/alerting.py)."""
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from dagster import (
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from c64_pipeline.documents import discover_documents, entry_fingerprint
+from c64_pipeline.settings import deployment_from_env
 from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
 from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
 from c64_pipeline.orchestration.resources import PipelinePaths
@@ -139,7 +139,7 @@ def new_manuals_sensor(context: SensorEvaluationContext, paths: PipelinePaths) -
 
 
 @schedule(
-    cron_schedule=os.environ.get("C64_RESCAN_CRON", "0 1 * * *"),
+    cron_schedule=deployment_from_env().rescan_cron,
     job=ingest_job,
     default_status=DefaultScheduleStatus.RUNNING,
     description="Nightly safety net: rescans the manuals folder against what was last ingested and reads new or "

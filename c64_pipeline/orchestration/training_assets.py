@@ -3,7 +3,6 @@
 Each runs c64_pipeline.training in its own process through Dagster Pipes (logs and metrics stream back), in the
 `gpu` pool, and only after every blocking data check on the validation report has passed."""
 
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic import field_validator
 
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
+from c64_pipeline.settings import deployment_from_env
 from c64_pipeline.training.recipe import TrainingRecipe, demo_profile, founding_recipe
 
 TEMPLATE_GATE = AssetCheckKey(AssetKey("base_model"), "chat_template_has_generation_blocks")
@@ -87,10 +87,11 @@ class TrainingLauncher(ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "TrainingLauncher":
-        name = os.environ.get("C64_TRAINING_LAUNCHER", "python").strip() or "python"
+        deployment = deployment_from_env()
+        name = deployment.training_launcher
         if name not in Launcher.__members__:
             raise ValueError(f"C64_TRAINING_LAUNCHER must be one of {', '.join(Launcher.__members__)}, not {name!r}")
-        return cls(launcher=Launcher[name], processes=int(os.environ.get("C64_TRAINING_PROCESSES", "1")))
+        return cls(launcher=Launcher[name], processes=deployment.training_processes)
 
     def command(self) -> list[str]:
         n = str(self.processes)
