@@ -23,7 +23,7 @@ from c64_pipeline.near_duplicates import cross_split_near_duplicates, document_f
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.report import build_report, render_markdown
 from c64_pipeline.settings import PROJECT_ROOT
-from c64_pipeline.sft_builder import build_conversations, mine_facts
+from c64_pipeline.sft_coverage import mine_document
 from c64_pipeline.curated_sft import load_curated_conversations
 from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
 from c64_pipeline.think_metrics import think_stats
@@ -106,15 +106,6 @@ def _document_text(result: dict) -> str:
     return "\n".join(p["text"] for p in result["pages"] if p["method"] != "none")
 
 
-def _mined_conversations(pages: list[dict], system_prompt: str, multi_turn_every: int) -> tuple[list[dict], dict]:
-    """One document's mined SFT conversations and what the builder says about it: `candidates` (facts mined) and,
-    where the builder exposes them, `rejections` ({reason: count}) for rows it refused. The one place both the
-    splitter (for weights) and the SFT dataset call the builder."""
-    facts = mine_facts(pages)
-    conversations = build_conversations(facts, system_prompt, multi_turn_every)
-    return conversations, {"candidates": len(facts), "conversations": len(conversations), "rejections": {}}
-
-
 @asset(group_name="dataset", automation_condition=REFRESH,
        description="Train/validation/test assignment by whole document and by family of near-duplicate documents "
        "(a scan and a digital copy share a split), balanced by text and SFT conversations; stable as manuals are "
@@ -124,7 +115,7 @@ def document_splits(context: AssetExecutionContext, config: SplitConfig, page_te
     previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
     accepted = _accepted(page_text)
     sizes = {doc_id: sum(p["chars"] for p in result["pages"]) for doc_id, result in accepted.items()}
-    sft_sizes = {doc_id: len(_mined_conversations(result["pages"], "", SftConfig().multi_turn_every)[0])
+    sft_sizes = {doc_id: len(mine_document(result["pages"], "", SftConfig().multi_turn_every)[0])
                  for doc_id, result in accepted.items()}
     settings = SplitSettings(config.validation_share, config.test_share, config.seed, config.near_duplicate_containment)
     texts = {doc_id: _document_text(result) for doc_id, result in accepted.items()}
@@ -183,7 +174,7 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     outcomes: dict[str, dict] = {}
     for doc_id in sorted(accepted):
-        conversations, outcomes[doc_id] = _mined_conversations(accepted[doc_id]["pages"], system_prompt, config.multi_turn_every)
+        conversations, outcomes[doc_id] = mine_document(accepted[doc_id]["pages"], system_prompt, config.multi_turn_every)
         rows[assignment[doc_id]].extend(conversations)
     curated, rejections = load_curated_conversations(Path(paths.curated_sft_dir), system_prompt)
     for conversation in curated:
