@@ -1,6 +1,10 @@
+import random
+
 import pytest
 
-from c64_pipeline.splits import SplitSettings, assign_splits
+from c64_pipeline.near_duplicates import document_families
+from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
+from c64_pipeline_tests.conftest import ocr_noise
 
 
 def test_every_split_gets_a_document_once_there_are_three():
@@ -45,11 +49,6 @@ def test_a_few_new_documents_fill_train_with_the_most_text_and_every_split_gets_
 
 # --- near-duplicate families and balance -----------------------------------------------------------------------
 
-import random
-import re
-
-from c64_pipeline.near_duplicates import document_families
-from c64_pipeline.splits import SPLITS, split_shares
 
 _TOPICS = ["sprite", "raster", "border", "voice", "filter", "timer", "keyboard", "joystick", "cassette", "serial",
            "bank", "charset", "bitmap", "interrupt", "stack", "vector", "cursor", "colour", "envelope", "paddle"]
@@ -68,22 +67,9 @@ def _manual(seed: int, paragraphs: int) -> str:
     return "\n".join(lines)
 
 
-def _ocr_noise(text: str, rate: float, seed: int) -> str:
-    """What a scan of `text` reads like: look-alike characters swapped, some letters dropped, rows re-wrapped."""
-    rng = random.Random(seed)
-    swaps = {"o": "0", "l": "1", "e": "c", "S": "5", "B": "8", "m": "rn", "h": "b", "i": "l"}
-    out = []
-    for ch in text:
-        if rng.random() < rate:
-            out.append(swaps.get(ch, rng.choice(".,:~ ") if ch.isalnum() else ch))
-        else:
-            out.append(ch)
-    return re.sub(r"\s{2,}", " | ", "".join(out)).replace(". ", ".\n")
-
-
 def test_a_scan_and_its_digital_copy_are_one_family_and_share_a_split():
     texts = {f"manual-{i:02d}": _manual(i, 30 + 7 * i) for i in range(12)}
-    texts["mapping-scan-pdf"] = _ocr_noise(texts["manual-03"], 0.03, seed=7)  # a 3% character error rate
+    texts["mapping-scan-pdf"] = ocr_noise(texts["manual-03"], 0.03, seed=7)  # a 3% character error rate
     texts["manual-05-excerpt"] = texts["manual-05"][: len(texts["manual-05"]) // 3]
     families = document_families(texts, SplitSettings().near_duplicate_containment)
     grouped = [f for f in families if len(f) > 1]
