@@ -124,6 +124,18 @@ def assign_splits(
         return (sum(n) - overshoot) / len(n)
 
     new_groups.sort(key=lambda g: (-sum(weight(g)), _unit_hash(g[0], settings.seed)))
+    # An empty held-out split is seeded with the new family whose weight is closest to its target share (one that
+    # yields SFT, when any does), not with whatever the largest-first order leaves over, as long as a family is left
+    # for an empty train split.
+    if len(groups) >= len(SPLITS):
+        for split in ("validation", "test"):
+            train_waiting = "train" not in assignment.values()
+            if split in assignment.values() or len(new_groups) <= int(train_waiting):
+                continue
+            pool = [g for g in new_groups if all(weight(g))] or new_groups
+            seed = min(pool, key=lambda g: (sum(abs(w - targets[split]) for w in weight(g)), _unit_hash(g[0], settings.seed)))
+            new_groups.remove(seed)
+            place(seed, split)
     for k, members in enumerate(new_groups):
         w = weight(members)
         filled = set(assignment.values())

@@ -149,3 +149,12 @@ def test_the_same_weighted_inputs_give_the_same_assignment():
     sizes = {d: (i * 7919) % 5000 + 100 for i, d in enumerate(ids)}
     first = assign_splits(ids, sizes=sizes, families=[["m1", "m2"]])
     assert first == assign_splits(list(reversed(ids)), sizes=dict(reversed(list(sizes.items()))), families=[["m2", "m1"]])
+
+
+def test_an_empty_held_out_split_is_seeded_with_a_document_near_its_share_that_yields_sft():
+    sizes = {"memory": 29_734, "kernal": 27_922, "sound": 27_522, "basic": 11_139, "history": 9_000}
+    sft = {"memory": 176, "kernal": 126, "sound": 120, "basic": 33, "history": 0}
+    assignment, _ = assign_splits(sizes, sizes=sizes, sft_sizes=sft)
+    assert assignment["basic"] == "validation"  # about 10% of the text and 7% of the conversations
+    assert assignment["history"] != "validation"  # as near in text, but it would leave validation without SFT
+    assert set(assignment.values()) == set(SPLITS)
