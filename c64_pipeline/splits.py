@@ -22,6 +22,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from c64_pipeline.near_duplicates import NEAR_DUPLICATE_CONTAINMENT
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -31,7 +33,7 @@ class SplitSettings:
     test_share: float = 0.1
     seed: str = "c64-pipeline"
     # share of the smaller document's word 3-shingles found in the other at which two documents are one family
-    near_duplicate_containment: float = 0.45
+    near_duplicate_containment: float = NEAR_DUPLICATE_CONTAINMENT
 
     def __post_init__(self) -> None:
         if not (0 <= self.validation_share < 1 and 0 <= self.test_share < 1 and self.validation_share + self.test_share < 1):

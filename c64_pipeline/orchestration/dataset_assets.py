@@ -99,7 +99,7 @@ class SplitConfig(Config):
     test_share: float = 0.1
     seed: str = "c64-pipeline"
     # two documents whose word 3-shingles overlap this much (share of the smaller one's) are one family
-    near_duplicate_containment: float = 0.45
+    near_duplicate_containment: float = SplitSettings().near_duplicate_containment
 
 
 def _document_text(result: dict) -> str:
