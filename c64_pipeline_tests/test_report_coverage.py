@@ -6,7 +6,7 @@ from dagster import AssetCheckSeverity
 
 from c64_pipeline.orchestration.checks import sft_coverage, validation_not_empty
 from c64_pipeline.orchestration.resources import QualityThresholds
-from c64_pipeline.report import NO_STRUCTURE, build_report, render_markdown
+from c64_pipeline.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
 from c64_pipeline.sft_builder import build_conversations, mine_facts
 
 REGISTER_PAGE = "\n".join([
@@ -68,12 +68,10 @@ def test_coverage_counts_families_pages_cited_and_why_a_document_has_no_sft():
 
 def test_conversations_are_counted_under_the_family_the_builder_names():
     report = _report({"vic": [REGISTER_PAGE]}, {"vic": "train"})
-    rows = {"train": [dict(r, family="kernal") for r in build_conversations(mine_facts(
-        [{"doc_id": "vic", "page": 1, "text": REGISTER_PAGE, "method": "text_layer"}]), "system")]}
-    from c64_pipeline.report import sft_coverage as coverage
-
-    docs = report["documents"]
-    assert set(coverage(docs, rows, None)["conversations_per_family"]) == {"kernal"}
+    mined = build_conversations(mine_facts([{"doc_id": "vic", "page": 1, "text": REGISTER_PAGE, "method": "text_layer"}]), "system")
+    rows = {"train": [dict(r, family="kernal" if i % 2 else "register") for i, r in enumerate(mined)]}
+    per_family = coverage_of(report["documents"], rows, None)["conversations_per_family"]
+    assert per_family == {"kernal": len(mined) // 2, "register": len(mined) - len(mined) // 2}
 
 
 def test_sft_coverage_check_warns_by_default_and_blocks_when_configured():
