@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckSeverity
 
-from c64_pipeline.orchestration.checks import sft_coverage, validation_not_empty
+from c64_pipeline.orchestration.checks import sft_coverage, split_balance, validation_not_empty
 from c64_pipeline.orchestration.resources import QualityThresholds
 from c64_pipeline.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
 from c64_pipeline.sft_builder import build_conversations, mine_facts
@@ -102,8 +102,22 @@ def test_validation_share_is_judged_once_there_are_enough_documents():
     report = _report(docs, splits)
     thresholds = QualityThresholds(min_validation_sft_conversations=1)
     assert validation_not_empty(validation_report=report, thresholds=thresholds).passed
-    strict = QualityThresholds(min_validation_sft_conversations=1, min_validation_share=0.1)
+    strict = QualityThresholds(min_validation_sft_conversations=1, min_held_out_share=0.1)
     result = validation_not_empty(validation_report=report, thresholds=strict)
     assert not result.passed and "0.083 of SFT conversations" in result.description
-    few = QualityThresholds(min_validation_sft_conversations=1, min_validation_share=0.1, validation_share_from_documents=13)
+    few = QualityThresholds(min_validation_sft_conversations=1, min_held_out_share=0.1, held_out_share_from_documents=13)
     assert validation_not_empty(validation_report=report, thresholds=few).passed
+
+
+def test_split_balance_warns_when_a_held_out_split_is_too_small_or_too_large():
+    docs = {f"manual-{i:02d}": [REGISTER_PAGE] for i in range(12)}
+    splits = {d: "train" for d in docs}
+    splits["manual-00"] = "validation"  # 1 of 12: about 8%
+    splits.update({"manual-01": "test", "manual-02": "test", "manual-03": "test"})  # 3 of 12: 25%
+    report = _report(docs, splits)
+    result = split_balance(validation_report=report, thresholds=QualityThresholds())
+    assert not result.passed and result.severity == AssetCheckSeverity.WARN
+    assert "test_sft_share" in result.description and "validation_sft_share" not in result.description
+    assert split_balance(validation_report=report, thresholds=QualityThresholds(max_held_out_share=0.3)).passed
+    few = QualityThresholds(held_out_share_from_documents=20)
+    assert split_balance(validation_report=report, thresholds=few).passed

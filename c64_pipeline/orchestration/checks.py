@@ -46,13 +46,13 @@ def validation_not_empty(validation_report: dict, thresholds: QualityThresholds)
     documents = balance.get("documents_accepted", validation_report["totals"]["documents_accepted"])
     sft_share = (balance.get("sft_conversation_share") or {}).get("validation", 0.0)
     token_share = (balance.get("dapt_token_share") or {}).get("validation", 0.0)
-    floor = thresholds.min_validation_share
-    shares_apply = documents >= thresholds.validation_share_from_documents
+    floor = thresholds.min_held_out_share
+    shares_apply = documents >= thresholds.held_out_share_from_documents
     counts_ok = (rows["dapt_chunks"] >= max(1, thresholds.min_validation_dapt_chunks)
                  and rows["sft_conversations"] >= max(1, thresholds.min_validation_sft_conversations))
     shares_ok = not shares_apply or (sft_share >= floor and token_share >= floor)
     share_text = (f"; it holds {token_share:.3f} of DAPT tokens and {sft_share:.3f} of SFT conversations (min {floor}"
-                  + (")" if shares_apply else f", judged from {thresholds.validation_share_from_documents} documents on)"))
+                  + (")" if shares_apply else f", judged from {thresholds.held_out_share_from_documents} documents on)"))
     return _result(
         counts_ok and shares_ok,
         f"validation split: {rows['dapt_chunks']} DAPT chunks (min {thresholds.min_validation_dapt_chunks}), "
@@ -143,5 +143,29 @@ def sft_coverage(validation_report: dict, thresholds: QualityThresholds) -> Asse
     )
 
 
+@asset_check(asset=validation_report, blocking=True,
+             description="Once there are enough documents, validation and test each hold a share of the DAPT tokens and "
+             "of the SFT conversations within the thresholds (WARN: reported, training goes on).")
+def split_balance(validation_report: dict, thresholds: QualityThresholds) -> AssetCheckResult:
+    balance = validation_report["split_balance"]
+    low, high = thresholds.min_held_out_share, thresholds.max_held_out_share
+    applies = balance["documents_accepted"] >= thresholds.held_out_share_from_documents
+    shares = {f"{s}_{kind}": balance[key][s] for s in ("validation", "test")
+              for kind, key in (("dapt_token_share", "dapt_token_share"), ("sft_share", "sft_conversation_share"))}
+    outside = sorted(k for k, v in shares.items() if not low <= v <= high)
+    if applies:
+        verdict = f"outside [{low}, {high}]: {', '.join(outside)}" if outside else f"all within [{low}, {high}]"
+    else:
+        verdict = f"judged from {thresholds.held_out_share_from_documents} documents on ({balance['documents_accepted']} now)"
+    return AssetCheckResult(
+        passed=not applies or not outside, severity=AssetCheckSeverity.WARN,
+        description="held-out shares of DAPT tokens / SFT conversations: validation "
+        f"{shares['validation_dapt_token_share']:.3f} / {shares['validation_sft_share']:.3f}, test "
+        f"{shares['test_dapt_token_share']:.3f} / {shares['test_sft_share']:.3f}; {verdict}",
+        metadata={**shares, "documents_accepted": balance["documents_accepted"],
+                  "near_duplicate_families": MetadataValue.json(balance["near_duplicate_families"])},
+    )
+
+
 data_checks = [coverage_ratio, validation_not_empty, train_not_empty, think_coverage, think_diversity, split_leakage,
-               sft_coverage]
+               sft_coverage, split_balance]

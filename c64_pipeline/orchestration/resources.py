@@ -80,12 +80,15 @@ class QualityThresholds(ConfigurableResource):
     # above but still reuse a handful of skeletons
     min_distinct_skeleton_ratio: float = 0.5
     max_near_duplicate_pairs: int = 0
-    # validation_not_empty: the validation split holds at least this many rows, and, once this many documents are
-    # accepted, at least this share of the DAPT tokens and of the SFT conversations
+    # validation_not_empty: the validation split holds at least this many rows, and, once held_out_share_from_documents
+    # documents are accepted, at least min_held_out_share of the DAPT tokens and of the SFT conversations (ERROR);
+    # split_balance: validation and test each hold between min_ and max_held_out_share of both, from that many
+    # documents on (WARN: a held-out split too small to judge by, or so large it starves training)
     min_validation_sft_conversations: int = 5
     min_validation_dapt_chunks: int = 1
-    min_validation_share: float = 0.05
-    validation_share_from_documents: int = 10
+    min_held_out_share: float = 0.05
+    max_held_out_share: float = 0.2
+    held_out_share_from_documents: int = 10
     # sft_coverage: share of documents with text that yield an SFT conversation, and of their pages that SFT cites;
     # severity WARN (reported, training goes on) or ERROR (blocks training)
     min_sft_document_share: float = 0.9
