@@ -214,7 +214,7 @@ def no_sft_reason(outcome: Mapping | None) -> str:
 
 def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], outcomes: Mapping[str, dict] | None) -> dict:
     """Per accepted document and in total: conversations per family, pages cited by SFT source references out of
-    pages with text, and for documents with no SFT the reason."""
+    pages with text, for documents with no SFT the reason, and mined rows the builder rejected, by reason."""
     outcomes = outcomes or {}
     families: dict[str, Counter] = {}
     cited: dict[str, set] = {}
@@ -247,6 +247,9 @@ def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], o
     total_families: Counter = Counter()
     for fam in families.values():
         total_families.update(fam)
+    rejected: Counter = Counter()
+    for outcome in outcomes.values():
+        rejected.update((outcome or {}).get("rejections") or {})
     return {
         "documents_with_text": len(with_text),
         "documents_with_sft": len(covered),
@@ -256,6 +259,7 @@ def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], o
         "page_share": round(pages_cited / pages_with_text, 4) if pages_with_text else 0.0,
         "conversations_per_family": dict(sorted(total_families.items())),
         "no_sft_reasons": dict(Counter(r["no_sft_reason"] for r in per_doc if r["no_sft_reason"])),
+        "rows_rejected": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),
         "documents": per_doc,
     }
 
@@ -289,6 +293,7 @@ def render_sft_coverage(report: dict) -> list[str]:
         f"- Pages cited by SFT: {cov['pages_cited']} of {cov['pages_with_text']} with text ({cov['page_share']:.3f})",
         "- Conversations per family: " + (", ".join(f"{k} {v}" for k, v in cov["conversations_per_family"].items()) or "none"),
         "- Documents without SFT: " + (", ".join(f"{k} {v}" for k, v in cov["no_sft_reasons"].items()) or "none"),
+        "- Mined rows rejected: " + (", ".join(f"{k} {v}" for k, v in cov.get("rows_rejected", {}).items()) or "none reported"),
         "",
         "| document | conversations | families | pages cited / with text | no SFT because |",
         "|---|---:|---|---:|---|",

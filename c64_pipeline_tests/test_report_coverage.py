@@ -61,8 +61,10 @@ def test_coverage_counts_families_pages_cited_and_why_a_document_has_no_sft():
     assert per_doc["rejected-rows"]["no_sft_reason"] == "all 4 mined rows rejected (bit-column debris: 3, not a noun phrase: 1)"
     assert (cov["documents_with_sft"], cov["documents_with_text"], cov["pages_cited"], cov["pages_with_text"]) == (1, 3, 1, 4)
     assert cov["conversations_per_family"] == {"register": per_doc["vic"]["conversations"]}
+    assert cov["rows_rejected"] == {"bit-column debris": 3, "not a noun phrase": 1}
     markdown = render_markdown(report)
     assert "## SFT coverage" in markdown and "Pages cited by SFT: 1 of 4" in markdown
+    assert "Mined rows rejected: bit-column debris 3, not a noun phrase 1" in markdown
     assert f"| prose.md | 0 | - | 0 / 1 | {NO_STRUCTURE} |" in markdown
 
 
