@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import mean
 
 from c64_pipeline.splits import SPLITS
@@ -88,6 +88,8 @@ def build_report(
     curated_rejections: Sequence[dict],
     removed_documents: Sequence[str] = (),
     model: dict | None = None,
+    sft_outcomes: Mapping[str, dict] | None = None,
+    split_families: Sequence[Sequence[str]] = (),
 ) -> dict:
     docs = document_rows(documents, page_results, splits)
     accepted = [d for d in docs if d["status"] == "ok"]
@@ -145,6 +147,8 @@ def build_report(
             "near_duplicate_examples": list(near_duplicates[:10]),
         },
         "curated_sft_rejections": list(curated_rejections),
+        "sft_coverage": sft_coverage(docs, sft_rows, sft_outcomes),
+        "split_balance": split_balance(docs, chunk_rows, sft_rows, splits, split_families),
         "model": model or {},
         "warnings": warnings,
     }
@@ -190,6 +194,7 @@ def render_markdown(report: dict) -> str:
     ]
     for skeleton, count in th.get("top_skeletons", [])[:5]:
         lines.append(f"- {count} x `{skeleton[:160]}`")
+    lines += render_sft_coverage(report)
     lk = report["leakage"]
     lines += [
         "",
@@ -206,3 +211,125 @@ def render_markdown(report: dict) -> str:
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+# --- SFT coverage and split balance (issue 10) -----------------------------------------------------------------
+
+NO_TEXT = "no page with text"
+NO_STRUCTURE = "no minable structure"
+
+
+def sft_family(conversation: Mapping) -> str:
+    """The knowledge family of a conversation (memory/register rows until the builder names others)."""
+    if str(conversation.get("origin", "")).startswith("curated"):
+        return conversation.get("family", "curated")
+    return conversation.get("family", "register")
+
+
+def no_sft_reason(outcome: Mapping | None) -> str:
+    """Why a document with text yields no SFT, from what the builder reported about it (`candidates` mined,
+    `rejections` {reason: count}); a builder that reports nothing gives "no minable structure"."""
+    if not outcome or not outcome.get("candidates"):
+        return NO_STRUCTURE
+    rejections = outcome.get("rejections") or {}
+    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(rejections.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"all {outcome['candidates']} mined rows rejected" + (f" ({detail})" if detail else "")
+
+
+def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], outcomes: Mapping[str, dict] | None) -> dict:
+    """Per accepted document and in total: conversations per family, pages cited by SFT source references out of
+    pages with text, for documents with no SFT the reason, and mined rows the builder rejected, by reason."""
+    outcomes = outcomes or {}
+    families: dict[str, Counter] = {}
+    cited: dict[str, set] = {}
+    for rows in sft_rows.values():
+        for row in rows:
+            doc_id = row.get("doc_id")
+            families.setdefault(doc_id, Counter())[sft_family(row)] += 1
+            for ref in row.get("source_refs", []):
+                if ref.get("doc_id") and ref.get("page") is not None:
+                    cited.setdefault(ref["doc_id"], set()).add(ref["page"])
+    per_doc = []
+    for d in docs:
+        if d["status"] != "ok":
+            continue
+        fam = families.get(d["doc_id"], Counter())
+        pages_cited = min(len(cited.get(d["doc_id"], ())), d["pages_with_text"])
+        conversations = sum(fam.values())
+        reason = None
+        if not conversations:
+            reason = NO_TEXT if not d["pages_with_text"] else no_sft_reason(outcomes.get(d["doc_id"]))
+        per_doc.append({
+            "doc_id": d["doc_id"], "file_name": d["file_name"], "conversations": conversations,
+            "families": dict(sorted(fam.items())), "pages_with_text": d["pages_with_text"], "pages_cited": pages_cited,
+            "candidates": (outcomes.get(d["doc_id"]) or {}).get("candidates"), "no_sft_reason": reason,
+        })
+    with_text = [r for r in per_doc if r["pages_with_text"]]
+    covered = [r for r in with_text if r["conversations"]]
+    pages_with_text = sum(r["pages_with_text"] for r in with_text)
+    pages_cited = sum(r["pages_cited"] for r in with_text)
+    total_families: Counter = Counter()
+    for fam in families.values():
+        total_families.update(fam)
+    rejected: Counter = Counter()
+    for outcome in outcomes.values():
+        rejected.update((outcome or {}).get("rejections") or {})
+    return {
+        "documents_with_text": len(with_text),
+        "documents_with_sft": len(covered),
+        "document_share": round(len(covered) / len(with_text), 4) if with_text else 0.0,
+        "pages_with_text": pages_with_text,
+        "pages_cited": pages_cited,
+        "page_share": round(pages_cited / pages_with_text, 4) if pages_with_text else 0.0,
+        "conversations_per_family": dict(sorted(total_families.items())),
+        "no_sft_reasons": dict(Counter(r["no_sft_reason"] for r in per_doc if r["no_sft_reason"])),
+        "rows_rejected": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "documents": per_doc,
+    }
+
+
+def split_balance(docs: Sequence[dict], chunk_rows: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]],
+                  splits: Mapping[str, str], families: Sequence[Sequence[str]] = ()) -> dict:
+    """Share of DAPT tokens and of SFT conversations each split holds, and the near-duplicate families that were
+    kept in one split."""
+    tokens = {s: sum(c["token_count"] for c in chunk_rows if splits.get(c["doc_id"]) == s) for s in SPLITS}
+    conversations = {s: len(sft_rows.get(s, [])) for s in SPLITS}
+    all_tokens, all_conversations = sum(tokens.values()), sum(conversations.values())
+    return {
+        "documents_accepted": sum(1 for d in docs if d["status"] == "ok"),
+        "dapt_token_share": {s: round(tokens[s] / all_tokens, 4) if all_tokens else 0.0 for s in SPLITS},
+        "sft_conversation_share": {s: round(conversations[s] / all_conversations, 4) if all_conversations else 0.0
+                                   for s in SPLITS},
+        "near_duplicate_families": [list(f) for f in families],
+    }
+
+
+def render_sft_coverage(report: dict) -> list[str]:
+    """The QC report's SFT coverage and split balance sections."""
+    cov = report.get("sft_coverage")
+    if not cov:
+        return []
+    lines = [
+        "",
+        "## SFT coverage",
+        "",
+        f"- Documents with SFT: {cov['documents_with_sft']} of {cov['documents_with_text']} with text ({cov['document_share']:.3f})",
+        f"- Pages cited by SFT: {cov['pages_cited']} of {cov['pages_with_text']} with text ({cov['page_share']:.3f})",
+        "- Conversations per family: " + (", ".join(f"{k} {v}" for k, v in cov["conversations_per_family"].items()) or "none"),
+        "- Documents without SFT: " + (", ".join(f"{k} {v}" for k, v in cov["no_sft_reasons"].items()) or "none"),
+        "- Mined rows rejected: " + (", ".join(f"{k} {v}" for k, v in cov.get("rows_rejected", {}).items()) or "none reported"),
+        "",
+        "| document | conversations | families | pages cited / with text | no SFT because |",
+        "|---|---:|---|---:|---|",
+    ]
+    for d in cov["documents"]:
+        fams = ", ".join(f"{k} {v}" for k, v in d["families"].items()) or "-"
+        lines.append(f"| {d['file_name']} | {d['conversations']} | {fams} | {d['pages_cited']} / {d['pages_with_text']} | "
+                     f"{(d['no_sft_reason'] or '').replace('|', '/')} |")
+    bal = report.get("split_balance")
+    if bal:
+        lines += ["", "## Split balance", "", "| split | DAPT token share | SFT conversation share |", "|---|---:|---:|"]
+        lines += [f"| {s} | {bal['dapt_token_share'][s]:.3f} | {bal['sft_conversation_share'][s]:.3f} |" for s in SPLITS]
+        fams = bal["near_duplicate_families"]
+        lines += ["", "Near-duplicate families kept in one split: " + ("; ".join(" + ".join(f) for f in fams) or "none")]
+    return lines

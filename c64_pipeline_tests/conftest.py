@@ -45,3 +45,19 @@ def shared_corpus() -> Path:
     if not SHARED_CORPUS.is_dir():
         pytest.skip(f"the shared corpus is not at {SHARED_CORPUS}")
     return SHARED_CORPUS
+
+
+def ocr_noise(text: str, rate: float, seed: int) -> str:
+    """What a scan of `text` reads like: look-alike characters swapped, some letters lost, table rules re-read."""
+    import random
+    import re
+
+    rng = random.Random(seed)
+    swaps = {"o": "0", "l": "1", "e": "c", "S": "5", "B": "8", "m": "rn", "h": "b", "i": "l"}
+    out = []
+    for ch in text:
+        if rng.random() < rate:
+            out.append(swaps.get(ch, rng.choice(".,:~ ") if ch.isalnum() else ch))
+        else:
+            out.append(ch)
+    return re.sub(r"\s{2,}", " | ", "".join(out)).replace(". ", ".\n")

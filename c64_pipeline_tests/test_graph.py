@@ -13,7 +13,7 @@ from c64_pipeline.orchestration.resources import QualityThresholds
 from c64_pipeline_tests.bad_inputs import make_bad_inputs
 from c64_pipeline_tests.graph_helpers import Workspace, write_small_corpus
 
-CHECKS = {"chat_template_has_generation_blocks", "coverage_ratio", "validation_not_empty", "train_not_empty", "think_coverage", "think_diversity", "split_leakage"}
+CHECKS = {"chat_template_has_generation_blocks", "coverage_ratio", "validation_not_empty", "train_not_empty", "think_coverage", "think_diversity", "split_leakage", "sft_coverage", "split_balance"}
 
 
 @pytest.fixture

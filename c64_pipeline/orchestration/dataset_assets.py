@@ -20,13 +20,13 @@ from c64_pipeline.base_model import (
 )
 from c64_pipeline.chunking import chunk_documents
 from c64_pipeline.extraction import DAPT_MIN_PAGE_QUALITY, dapt_pages
-from c64_pipeline.near_duplicates import cross_split_near_duplicates
+from c64_pipeline.near_duplicates import cross_split_near_duplicates, document_families
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.report import build_report, render_markdown
 from c64_pipeline.settings import PROJECT_ROOT
-from c64_pipeline.sft_builder import build_conversations, mine_facts
+from c64_pipeline.sft_coverage import mine_document
 from c64_pipeline.curated_sft import load_curated_conversations
-from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits
+from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
 from c64_pipeline.think_metrics import think_stats
 
 # Re-run once the per-document work they read has finished (declarative automation).
@@ -102,26 +102,41 @@ class SplitConfig(Config):
     validation_share: float = 0.1
     test_share: float = 0.1
     seed: str = "c64-pipeline"
+    # two documents whose word 3-shingles overlap this much (share of the smaller one's) are one family
+    near_duplicate_containment: float = SplitSettings().near_duplicate_containment
+
+
+def _document_text(result: dict) -> str:
+    return "\n".join(p["text"] for p in result["pages"] if p["method"] != "none")
 
 
 @asset(group_name="dataset", automation_condition=REFRESH,
-       description="Train/validation/test assignment by whole document; stable as manuals are added "
-       "(kept in data/processed/splits.json).")
+       description="Train/validation/test assignment by whole document and by family of near-duplicate documents "
+       "(a scan and a digital copy share a split), balanced by text and SFT conversations; stable as manuals are "
+       "added (kept in data/processed/splits.json).")
 def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
     ledger = paths.processed / "splits.json"
     previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
     accepted = _accepted(page_text)
     sizes = {doc_id: sum(p["chars"] for p in result["pages"]) for doc_id, result in accepted.items()}
-    settings = SplitSettings(config.validation_share, config.test_share, config.seed)
-    assignment, notes = assign_splits(sorted(accepted), previous, settings, sizes)
+    sft_sizes = {doc_id: len(mine_document(result["pages"], "", SftConfig().multi_turn_every)[0])
+                 for doc_id, result in accepted.items()}
+    settings = SplitSettings(config.validation_share, config.test_share, config.seed, config.near_duplicate_containment)
+    texts = {doc_id: _document_text(result) for doc_id, result in accepted.items()}
+    families = [f for f in document_families(texts, settings.near_duplicate_containment) if len(f) > 1]
+    assignment, notes = assign_splits(sorted(accepted), previous, settings, sizes, sft_sizes=sft_sizes, families=families)
     removed = sorted(set(previous) - set(assignment))
-    atomic.write_json(ledger, {"assignment": assignment})
+    atomic.write_json(ledger, {"assignment": assignment, "families": families})
     for note in notes:
         context.log.warning(note)
     counts = {s: sum(1 for v in assignment.values() if v == s) for s in SPLITS}
+    text_shares, sft_shares = split_shares(assignment, sizes), split_shares(assignment, sft_sizes)
     return Output(
-        {"assignment": assignment, "notes": notes, "removed": removed},
+        {"assignment": assignment, "notes": notes, "removed": removed, "families": families},
         metadata={**{f"{s}_documents": n for s, n in counts.items()}, "removed": ", ".join(removed) or "none",
+                  **{f"{s}_text_share": text_shares[s] for s in SPLITS},
+                  **{f"{s}_sft_share": sft_shares[s] for s in SPLITS},
+                  "near_duplicate_families": MetadataValue.json(families),
                   "assignment": MetadataValue.json(assignment)},
     )
 
@@ -161,10 +176,10 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     system_prompt = compose_system_prompt(Path(base_model["model_dir"]))
     accepted = _accepted(page_text)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    outcomes: dict[str, dict] = {}
     for doc_id in sorted(accepted):
-        facts = mine_facts(accepted[doc_id]["pages"])
-        for conversation in build_conversations(facts, system_prompt, config.multi_turn_every):
-            rows[assignment[doc_id]].append(conversation)
+        conversations, outcomes[doc_id] = mine_document(accepted[doc_id]["pages"], system_prompt, config.multi_turn_every)
+        rows[assignment[doc_id]].extend(conversations)
     curated, rejections = load_curated_conversations(Path(paths.curated_sft_dir), system_prompt)
     for conversation in curated:
         rows[assignment.get(conversation.get("doc_id"), "train")].append(conversation)
@@ -178,7 +193,7 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     sample = rows["train"][0]["messages"][1:] if rows["train"] else []
     return Output(
         {"dir": str(out_dir), "rows": rows, "token_counts": token_counts, "curated_rejections": rejections,
-         "max_length": config.max_length},
+         "max_length": config.max_length, "outcomes": outcomes},
         metadata={
             **{f"{s}_conversations": len(rows[s]) for s in SPLITS},
             "curated_conversations": len(curated),
@@ -219,6 +234,8 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
         curated_rejections=sft_dataset["curated_rejections"],
         removed_documents=document_splits["removed"],
         model={k: base_model.get(k) for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
+        sft_outcomes=sft_dataset.get("outcomes"),
+        split_families=document_splits.get("families", []),
     )
     atomic.write_json(paths.processed / "validation_report.json", report)
     markdown = render_markdown(report)
@@ -230,8 +247,22 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
         "think_coverage": report["think"]["coverage"],
         "top_skeleton_share": report["think"]["top_skeleton_share"],
         "near_duplicate_pairs": report["leakage"]["near_duplicate_pairs"],
+        **_coverage_metadata(report),
         "qc_report": MetadataValue.md(markdown),
     })
+
+
+def _coverage_metadata(report: dict) -> dict:
+    cov, bal = report["sft_coverage"], report["split_balance"]
+    return {
+        "sft_documents_covered": f"{cov['documents_with_sft']} / {cov['documents_with_text']}",
+        "sft_document_share": cov["document_share"],
+        "sft_page_share": cov["page_share"],
+        "sft_conversations_per_family": MetadataValue.json(cov["conversations_per_family"]),
+        "documents_without_sft": MetadataValue.json({d["file_name"]: d["no_sft_reason"] for d in cov["documents"] if d["no_sft_reason"]}),
+        "validation_sft_share": bal["sft_conversation_share"]["validation"],
+        "validation_dapt_token_share": bal["dapt_token_share"]["validation"],
+    }
 
 
 def _asdict(obj) -> dict:

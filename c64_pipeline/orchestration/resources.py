@@ -80,5 +80,19 @@ class QualityThresholds(ConfigurableResource):
     # above but still reuse a handful of skeletons
     min_distinct_skeleton_ratio: float = 0.5
     max_near_duplicate_pairs: int = 0
+    # validation_not_empty: the validation split holds at least this many rows, and, once held_out_share_from_documents
+    # documents are accepted, at least min_held_out_share of the DAPT tokens and of the SFT conversations (ERROR);
+    # split_balance: validation and test each hold between min_ and max_held_out_share of both, from that many
+    # documents on (WARN: a held-out split too small to judge by, or so large it starves training)
+    min_validation_sft_conversations: int = 5
+    min_validation_dapt_chunks: int = 1
+    min_held_out_share: float = 0.05
+    max_held_out_share: float = 0.2
+    held_out_share_from_documents: int = 10
+    # sft_coverage: share of documents with text that yield an SFT conversation, and of their pages that SFT cites;
+    # severity WARN (reported, training goes on) or ERROR (blocks training)
+    min_sft_document_share: float = 0.9
+    min_sft_page_share: float = 0.5
+    sft_coverage_severity: str = "WARN"
     # after training: share of held-out prompts whose generation keeps [THINK]...[/THINK]answer</s>
     min_reasoning_format_rate: float = 0.9

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetCheckSeverity, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
 
@@ -23,24 +23,27 @@ class DataHalfRun:
 
     @property
     def failures(self) -> list[str]:
-        """Failed runs and failed blocking checks (gates)."""
+        """Failed runs and failed blocking checks (gates) of ERROR severity (a WARN check never stops a run)."""
         failed = [f"ingest {keys}" for keys, result in self.ingest.items() if not result.success]
         for name, result in (("build_datasets", self.datasets), ("train_and_evaluate", self.training)):
             if result is not None:
                 if not result.success:
                     failed.append(name)
                 failed += [
-                    f"check {e.check_name}" for e in result.get_asset_check_evaluations() if not e.passed and e.blocking
+                    f"check {e.check_name}" for e in result.get_asset_check_evaluations()
+                    if not e.passed and e.blocking and e.severity != AssetCheckSeverity.WARN
                 ]
         return failed
 
     @property
     def failed_results(self) -> list[str]:
-        """Non-blocking checks that failed: results to act on (e.g. the reasoning format rate), not broken runs."""
+        """Non-blocking or WARN checks that failed: results to act on (e.g. the reasoning format rate, SFT coverage),
+        not broken runs."""
         return [
             f"{e.asset_key.to_user_string()} {e.check_name}: {e.description}"
             for result in (self.datasets, self.training) if result is not None
-            for e in result.get_asset_check_evaluations() if not e.passed and not e.blocking
+            for e in result.get_asset_check_evaluations()
+            if not e.passed and (not e.blocking or e.severity == AssetCheckSeverity.WARN)
         ]
 
 
