@@ -10,6 +10,12 @@ import glob
 import multiprocessing
 import os
 import re
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
@@ -29,6 +35,7 @@ __all__ = [
     "ENGINES",
     "find_tessdata",
     "make_ocr_engine",
+    "ocr_many",
     "ocr_pages",
     "repair_hex_tokens",
 ]
@@ -312,17 +319,133 @@ def _ocr_one(doc: pymupdf.Document, engine: OcrEngine, pdf_path: Path, n: int) -
 
 
 _WORKER: dict[str, Any] = {}
+_OPEN_DOCS = 4  # documents a worker keeps open at once (pages of one document tend to come together)
+_WATCHDOG_S = 1.0
 
 
-def _worker_init(pdf_path: str, engine_name: str, engine_options: dict) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when the process that started it ends, even by kill -9.
+
+    On Linux the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); everywhere a daemon
+    thread also polls ``os.getppid()`` (the parent may have died before prctl, or prctl may be missing) and
+    ends the process when it changes. Without this, spawned pool workers block forever on their call queue
+    (they hold its write end themselves) and keep their engine's memory after the parent is gone.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCHDOG_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ocr-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent_pid: int, engine_name: str, engine_options: dict) -> None:
+    _die_with_parent(parent_pid)
     _limit_threads(engine_name)  # before the engine (and torch / Tesseract) is set up
-    _WORKER["path"] = Path(pdf_path)
-    _WORKER["doc"] = pymupdf.open(pdf_path)
     _WORKER["engine"] = make_ocr_engine(engine_name, **engine_options)
+    _WORKER["docs"] = OrderedDict()
 
 
-def _worker_page(n: int) -> tuple[int, list[TextBlock]]:
-    return n, _ocr_one(_WORKER["doc"], _WORKER["engine"], _WORKER["path"], n)
+def _worker_doc(pdf_path: str) -> pymupdf.Document:
+    docs: OrderedDict[str, pymupdf.Document] = _WORKER["docs"]
+    if pdf_path in docs:
+        docs.move_to_end(pdf_path)
+        return docs[pdf_path]
+    while len(docs) >= _OPEN_DOCS:
+        docs.popitem(last=False)[1].close()
+    docs[pdf_path] = pymupdf.open(pdf_path)
+    return docs[pdf_path]
+
+
+def _worker_page(pdf_path: str, n: int) -> list[TextBlock]:
+    return _ocr_one(_worker_doc(pdf_path), _WORKER["engine"], Path(pdf_path), n)
+
+
+OcrJob = tuple[Path | str, Sequence[int]]
+
+
+def _interleave(jobs: list[tuple[Path, list[int]]]) -> list[tuple[Path, int]]:
+    """Pages in round-robin order over the documents, so that every document's first pages start early and a
+    worker does not sit on one long document while the other documents wait."""
+    order: list[tuple[Path, int]] = []
+    queues = [list(pages) for _, pages in jobs]
+    while any(queues):
+        for (path, _), queue in zip(jobs, queues):
+            if queue:
+                order.append((path, queue.pop(0)))
+    return order
+
+
+def ocr_many(
+    jobs: Sequence[OcrJob],
+    engine_name: str,
+    engine_options: dict | None = None,
+    workers: int = 1,
+) -> dict[Path, dict[int, list[TextBlock]]]:
+    """OCR pages of several PDFs in one pool; ``{pdf path: {page index: blocks}}`` in the order given.
+
+    ``jobs`` is a list of ``(pdf_path, 0-based page numbers)``. workers > 1 runs one spawn-context process pool
+    for all documents (pages are handed out round-robin over the documents, so two workers stay busy even when
+    each document has a single page to OCR). Each worker limits itself to one thread, builds its engine once,
+    keeps a few documents open, and dies with the calling process (even on kill -9). A failure raises
+    ``OcrError`` naming the file and the page.
+    """
+    merged: dict[Path, list[int]] = {}
+    for pdf_path, page_numbers in jobs:
+        pages = merged.setdefault(Path(pdf_path), [])
+        pages.extend(n for n in dict.fromkeys(int(n) for n in page_numbers) if n not in pages)
+    engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
+    results: dict[Path, dict[int, list[TextBlock]]] = {path: {} for path in merged}
+    order = _interleave(list(merged.items()))
+    workers = max(1, min(int(workers), len(order)))
+    if not order:
+        return results
+    if workers == 1:
+        open_docs: dict[Path, pymupdf.Document] = {}
+        try:
+            for path, n in order:
+                if path not in open_docs:
+                    open_docs[path] = pymupdf.open(path)
+                results[path][n] = _ocr_one(open_docs[path], engine, path, n)
+        finally:
+            for doc in open_docs.values():
+                doc.close()
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(os.getpid(), engine_name, dict(engine_options or {})),
+        ) as pool:
+            futures = {(path, n): pool.submit(_worker_page, str(path), n) for path, n in order}
+            try:
+                for (path, n), future in futures.items():
+                    try:
+                        results[path][n] = future.result()
+                    except BrokenProcessPool as exc:
+                        raise OcrError(
+                            f"OCR worker died on {path}, page {n + 1} (index {n}) "
+                            f"(out of memory, or the worker could not start): {exc}"
+                        ) from exc
+            except BaseException:
+                for f in futures.values():
+                    f.cancel()
+                raise
+    return {path: {n: results[path][n] for n in merged[path]} for path in merged}
 
 
 def ocr_pages(
@@ -332,41 +455,5 @@ def ocr_pages(
     engine_options: dict,
     workers: int = 1,
 ) -> dict[int, list[TextBlock]]:
-    """OCR the given 0-based pages of a PDF; ``{page index: blocks}``.
-
-    workers > 1 runs a spawn-context process pool; each worker opens the PDF itself, limits
-    itself to one thread and builds its engine once. A failure raises ``OcrError`` naming the
-    file and the page.
-    """
-    pdf_path = Path(pdf_path)
-    pages = list(dict.fromkeys(int(n) for n in page_numbers))
-    engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
-    if not pages:
-        return {}
-    workers = max(1, min(int(workers), len(pages)))
-    if workers == 1:
-        with pymupdf.open(pdf_path) as doc:
-            return {n: _ocr_one(doc, engine, pdf_path, n) for n in pages}
-    ctx = multiprocessing.get_context("spawn")
-    results: dict[int, list[TextBlock]] = {}
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(str(pdf_path), engine_name, dict(engine_options or {})),
-    ) as pool:
-        futures = {n: pool.submit(_worker_page, n) for n in pages}
-        try:
-            for n, future in futures.items():
-                try:
-                    results[n] = future.result()[1]
-                except BrokenProcessPool as exc:
-                    raise OcrError(
-                        f"OCR worker died on {pdf_path}, page {n + 1} (index {n}) "
-                        f"(out of memory, or the worker could not start): {exc}"
-                    ) from exc
-        except BaseException:
-            for f in futures.values():
-                f.cancel()
-            raise
-    return {n: results[n] for n in pages}
+    """OCR the given 0-based pages of one PDF; ``{page index: blocks}`` (``ocr_many`` with one document)."""
+    return ocr_many([(Path(pdf_path), page_numbers)], engine_name, engine_options, workers)[Path(pdf_path)]

@@ -246,3 +246,90 @@ def test_huge_pages_are_rendered_at_a_lower_dpi():
     assert safe_dpi(a4, 300) == 300
     dpi = safe_dpi(hostile, 300)
     assert dpi < 40 and (200 * dpi) ** 2 <= MAX_OCR_PIXELS
+
+
+# --------------------------------------------------------------------------------------------
+# One pool for several documents; workers die with their parent
+# --------------------------------------------------------------------------------------------
+
+
+def test_ocr_many_pools_pages_of_several_documents(scanned, tmp_path):
+    from c64_pipeline.ocr import ocr_many
+
+    heads = image_only(make_running_head_doc(2), tmp_path / "heads.pdf")
+    alone = {scanned: ocr_pages(scanned, [1], "tesseract", {}), heads: ocr_pages(heads, [1, 0], "tesseract", {})}
+    together = ocr_many([(scanned, [1]), (heads, [1, 0])], "tesseract", {}, workers=2)
+    assert list(together) == [scanned, heads] and list(together[heads]) == [1, 0]
+    assert together == alone
+    with pytest.raises(OcrError, match=r"heads\.pdf.*page index 5"):
+        ocr_many([(scanned, [0]), (heads, [5])], "tesseract", {}, workers=2)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Live child processes of ``pid`` (Linux /proc): {pid: command line}; zombies count as gone."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields_after_name = stat.rsplit(")", 1)[1].split()
+        state, ppid = fields_after_name[0], int(fields_after_name[1])
+        if ppid == pid and state != "Z":
+            out[int(entry.name)] = cmdline
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    doc = pymupdf.open()
+    for _ in range(6):
+        add_table_page(doc)
+    pdf = image_only(doc, tmp_path / "many.pdf", dpi=100)
+    script = (
+        "import sys; from c64_pipeline.ocr import ocr_many; "
+        f"ocr_many([({str(pdf)!r}, range(6))], 'tesseract', {{'dpi': 300}}, workers=2); print('finished')"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        workers: dict[int, str] = {}
+        while time.monotonic() < deadline and len(workers) < 2:
+            assert parent.poll() is None, parent.communicate()
+            workers = {p: c for p, c in _children(parent.pid).items() if "spawn_main" in c}
+            time.sleep(0.1)
+        assert len(workers) == 2, f"the pool did not start two workers: {_children(parent.pid)}"
+        time.sleep(1.0)  # let them pick up pages (busy in Tesseract)
+        assert all(_alive(p) for p in workers)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        survivors = [p for p in workers if _alive(p)]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    for p in survivors:  # clean up before failing
+        os.kill(p, signal.SIGKILL)
+    assert not survivors, f"OCR workers {survivors} still running after kill -9 of their parent"
