@@ -10,10 +10,6 @@ import glob
 import multiprocessing
 import os
 import re
-import signal
-import sys
-import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +23,7 @@ import pymupdf
 
 from c64_pipeline.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
 from c64_pipeline.layout import CELL_GAP, ROW_OVERLAP, TextBlock
+from c64_pipeline.ocr_worker import worker_init
 
 __all__ = [
     "EasyOcrEngine",
@@ -156,8 +153,11 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
     """
     lines: dict[tuple[int, int], list[OcrWord]] = {}
     for w in words:
-        if str(w[4]).strip():
-            lines.setdefault((int(w[5]), int(w[6])), []).append(w)
+        text = str(w[4]).strip()
+        if len(text) > 1:
+            text = text.strip("_") or text  # "C2DDRA_": a ruling line glued to the word
+        if text:
+            lines.setdefault((int(w[5]), int(w[6])), []).append((*w[:4], text, *w[5:]))
     cleaned: list[tuple[float, float, list[OcrWord]]] = []
     for ws in lines.values():
         ws = sorted(ws, key=lambda w: w[0])
@@ -391,40 +391,10 @@ def _ocr_one(doc: pymupdf.Document, engine: OcrEngine, pdf_path: Path, n: int) -
 
 _WORKER: dict[str, Any] = {}
 _OPEN_DOCS = 4  # documents a worker keeps open at once (pages of one document tend to come together)
-_WATCHDOG_S = 1.0
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this worker process end when the process that started it ends, even by kill -9.
-
-    On Linux the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG); everywhere a daemon
-    thread also polls ``os.getppid()`` (the parent may have died before prctl, or prctl may be missing) and
-    ends the process when it changes. Without this, spawned pool workers block forever on their call queue
-    (they hold its write end themselves) and keep their engine's memory after the parent is gone.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog still works
-            pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(_WATCHDOG_S)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="ocr-parent-watchdog", daemon=True).start()
-
-
-def _worker_init(parent_pid: int, engine_name: str, engine_options: dict) -> None:
-    _die_with_parent(parent_pid)
+def _worker_setup(engine_name: str, engine_options: dict) -> None:
+    """Second half of a pool worker's start (``ocr_worker.worker_init`` runs first and imports this module)."""
     _limit_threads(engine_name)  # before the engine (and torch / Tesseract) is set up
     _WORKER["engine"] = make_ocr_engine(engine_name, **engine_options)
     _WORKER["docs"] = OrderedDict()
@@ -499,7 +469,7 @@ def ocr_many(
         with ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
-            initializer=_worker_init,
+            initializer=worker_init,
             initargs=(os.getpid(), engine_name, dict(engine_options or {})),
         ) as pool:
             futures = {(path, n): pool.submit(_worker_page, str(path), n) for path, n in order}
