@@ -11,7 +11,8 @@ OCR engines read the ``0`` of a hex address as ``O`` (``$DCOA``), sometimes as `
 * **a decimal column that agrees**: in a row such as ``$DDO0A | 56586`` or ``O30F 783`` the neighbouring
   decimal number is the address's value; when exactly one small correction of the hex token (the lookalikes
   above, one confusable digit such as 8/B or 0/D, one dropped character) has that value, it is applied. Bare
-  tokens (no ``$``) are only considered when they hold a real digit and a lookalike, so words never turn into hex.
+  tokens (no ``$``) are only considered when they are four characters with a real digit and a lookalike, so
+  words never turn into hex.
 
 Every function returns the repaired text with the number of tokens it changed, so callers can count repairs.
 """
@@ -152,8 +153,8 @@ def _hex_parts(core: str) -> tuple[str, str] | None:
         return "$", core[1:]
     if len(core) == 5 and core[0] == "S":
         return "$", core[1:]  # "$" read as S ("SDO2A")
-    if any(ch.isdigit() for ch in core) and any(ch in "OoQIl|S" for ch in core):
-        return "", core  # a bare address with a misread digit ("O30F")
+    if len(core) == 4 and any(ch.isdigit() for ch in core) and any(ch in "OoQIl|S" for ch in core):
+        return "", core  # a bare four-digit address with a misread digit ("O30F")
     return None
 
 
