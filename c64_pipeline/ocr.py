@@ -17,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pymupdf
 
@@ -435,6 +435,7 @@ def ocr_many(
     engine_name: str,
     engine_options: dict | None = None,
     workers: int = 1,
+    errors: Literal["raise", "collect"] = "raise",
 ) -> dict[Path, dict[int, list[TextBlock]]]:
     """OCR pages of several PDFs in one pool; ``{pdf path: {page index: blocks}}`` in the order given.
 
@@ -442,8 +443,11 @@ def ocr_many(
     for all documents (pages are handed out round-robin over the documents, so two workers stay busy even when
     each document has a single page to OCR). Each worker limits itself to one thread, builds its engine once,
     keeps a few documents open, and dies with the calling process (even on kill -9). A failure raises
-    ``OcrError`` naming the file and the page.
+    ``OcrError`` naming the file and the page; with ``errors="collect"`` the failed page's value is that
+    ``OcrError`` instead and every other page is still OCR'd (one bad document does not sink the others).
     """
+    if errors not in ("raise", "collect"):
+        raise ValueError(f"errors must be 'raise' or 'collect', not {errors!r}")
     merged: dict[Path, list[int]] = {}
     for pdf_path, page_numbers in jobs:
         pages = merged.setdefault(Path(pdf_path), [])
@@ -458,9 +462,14 @@ def ocr_many(
         open_docs: dict[Path, pymupdf.Document] = {}
         try:
             for path, n in order:
-                if path not in open_docs:
-                    open_docs[path] = pymupdf.open(path)
-                results[path][n] = _ocr_one(open_docs[path], engine, path, n)
+                try:
+                    if path not in open_docs:
+                        open_docs[path] = pymupdf.open(path)
+                    results[path][n] = _ocr_one(open_docs[path], engine, path, n)
+                except Exception as exc:
+                    if errors == "raise":
+                        raise
+                    results[path][n] = exc if isinstance(exc, OcrError) else OcrError(f"{path}: cannot be opened: {exc}")
         finally:
             for doc in open_docs.values():
                 doc.close()
@@ -476,12 +485,21 @@ def ocr_many(
             try:
                 for (path, n), future in futures.items():
                     try:
-                        results[path][n] = future.result()
-                    except BrokenProcessPool as exc:
-                        raise OcrError(
-                            f"OCR worker died on {path}, page {n + 1} (index {n}) "
-                            f"(out of memory, or the worker could not start): {exc}"
-                        ) from exc
+                        try:
+                            results[path][n] = future.result()
+                        except BrokenProcessPool as exc:
+                            raise OcrError(
+                                f"OCR worker died on {path}, page {n + 1} (index {n}) "
+                                f"(out of memory, or the worker could not start): {exc}"
+                            ) from exc
+                        except OcrError:
+                            raise
+                        except Exception as exc:
+                            raise OcrError(f"{path}: cannot be opened: {exc}") from exc
+                    except OcrError as exc:
+                        if errors == "raise":
+                            raise
+                        results[path][n] = exc
             except BaseException:
                 for f in futures.values():
                     f.cancel()

@@ -443,3 +443,50 @@ def test_ocr_word_boxes_become_table_cells_and_rows():
     layout = layout_text(blocks, 595, 842)
     assert "$DC0B | 56331 | TODHRS | Time of day" in layout.splitlines(), layout
     assert "$DC0C | 56332 | Serial data register" in layout.splitlines(), layout
+
+
+def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
+    from c64_pipeline.ocr import ocr_many
+
+    out = ocr_many([(scanned, [1, 9])], "tesseract", {"dpi": 150}, errors="collect")
+    assert out[scanned][1] and isinstance(out[scanned][9], OcrError) and "page index 9" in str(out[scanned][9])
+    with pytest.raises(ValueError, match="errors"):
+        ocr_many([(scanned, [1])], "tesseract", {}, errors="ignore")
+
+
+def test_extract_pdfs_ocrs_several_documents_in_one_pool(scanned, tmp_path):
+    from c64_pipeline.documents import DocumentRejected
+    from c64_pipeline.extraction import ExtractionSettings, extract_document, extract_pdfs
+
+    heads = image_only(make_running_head_doc(1), tmp_path / "heads.pdf")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    settings = ExtractionSettings(ocr_options={"dpi": 150}, ocr_workers=2)
+    out = extract_pdfs([("scan", scanned), ("broken", broken), ("heads", heads)], settings)
+    assert list(out) == ["scan", "broken", "heads"]
+    assert isinstance(out["broken"], DocumentRejected) and "broken.pdf" in str(out["broken"])
+    one_by_one = ExtractionSettings(ocr_options={"dpi": 150}, ocr_workers=1)
+    assert out["scan"] == extract_document("scan", scanned, "pdf", one_by_one)
+    assert out["heads"] == extract_document("heads", heads, "pdf", one_by_one)
+    assert all(p.method == "ocr" for p in out["scan"])
+
+
+def test_page_records_count_the_hex_repairs_of_their_ocr_blocks():
+    from pathlib import Path as P
+
+    from c64_pipeline.extraction import ExtractionSettings, PdfTextLayer, finish_pdf
+    from c64_pipeline.layout import TextBlock
+    from c64_pipeline.ocr import repair_blocks
+
+    layer = PdfTextLayer(
+        "doc", P("doc.pdf"), [(595, 842), (595, 842)],
+        [[TextBlock(50, 100, 300, 112, "Text layer page at $DCOA stays as it is")], []],
+        [None, "no text layer"],
+    )
+    ocr = {1: repair_blocks([TextBlock(50, 100, 90, 112, "$DDOOA"), TextBlock(120, 100, 150, 112, "56586"),
+                             TextBlock(50, 130, 300, 142, "Bits of $DCOE and S$DOOA")])}
+    pages = finish_pdf(layer, ocr, ExtractionSettings())
+    assert [p.ocr_repairs for p in pages] == [0, 3]
+    assert "$DD0A | 56586" in pages[1].text and "$DC0E and $D00A" in pages[1].text
+    assert "$DCOA" in pages[0].text  # text layers are never "repaired"
+    assert pages[1].as_dict()["ocr_repairs"] == 3
