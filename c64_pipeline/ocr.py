@@ -133,9 +133,9 @@ class OcrBlock(TextBlock):
 # table cells. Measured on the scanned sample manual (Tesseract, 300 dpi): word gaps within a cell have a median
 # of 0.27 line heights (90% <= 0.36, 99% <= 0.52), the narrowest gaps between table cells are >= 0.68 (~2.5x).
 OCR_CELL_GAP = 2.5
-# Tokens of OCR noise: ruling lines and specks read as characters. Dropped anywhere in a line (they bridge the
-# gap between two cells otherwise) ...
-_INNER_SPECK = re.compile(r"^[|_—–~¦]+$")
+# Tokens of OCR noise: ruling lines read as characters. Dropped anywhere in a line (they bridge the gap between
+# two cells otherwise; dashes are left, as prose uses them) ...
+_INNER_SPECK = re.compile(r"^[|_¦]+$")
 # ... and, like layout's drop_specks, these as well at the ends of a line.
 _EDGE_SPECK = re.compile(r"^[|_—–~;:.,'`\"!¦\\/-]+$")
 
@@ -458,21 +458,23 @@ def ocr_many(
     workers = max(1, min(int(workers), len(order)))
     if not order:
         return results
-    if workers == 1:
-        open_docs: dict[Path, pymupdf.Document] = {}
-        try:
-            for path, n in order:
-                try:
-                    if path not in open_docs:
-                        open_docs[path] = pymupdf.open(path)
-                    results[path][n] = _ocr_one(open_docs[path], engine, path, n)
-                except Exception as exc:
-                    if errors == "raise":
-                        raise
-                    results[path][n] = exc if isinstance(exc, OcrError) else OcrError(f"{path}: cannot be opened: {exc}")
-        finally:
-            for doc in open_docs.values():
-                doc.close()
+    if workers == 1:  # document by document, one open at a time
+        for path, pages in merged.items():
+            try:
+                with pymupdf.open(path) as doc:
+                    for n in pages:
+                        try:
+                            results[path][n] = _ocr_one(doc, engine, path, n)
+                        except OcrError as exc:
+                            if errors == "raise":
+                                raise
+                            results[path][n] = exc
+            except OcrError:
+                raise
+            except Exception as exc:
+                if errors == "raise":
+                    raise
+                results[path] = {n: OcrError(f"{path}: cannot be opened: {exc}") for n in pages}
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
