@@ -454,6 +454,7 @@ def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_
         ocr_many([(scanned, [1])], "tesseract", {}, errors="ignore")
 
 
+@pytest.mark.slow
 def test_extract_pdfs_ocrs_several_documents_in_one_pool(scanned, tmp_path):
     from c64_pipeline.documents import DocumentRejected
     from c64_pipeline.extraction import ExtractionSettings, extract_document, extract_pdfs
