@@ -34,8 +34,8 @@ __all__ = [
     "ENGINES",
     "find_tessdata",
     "make_ocr_engine",
-    "ocr_many",
     "blocks_from_ocr_words",
+    "ocr_many",
     "ocr_pages",
     "ocr_repairs",
     "repair_blocks",
@@ -224,8 +224,9 @@ class TesseractEngine:
 
 
 # --------------------------------------------------------------------------------------------
-# EasyOCR
+# Hex repair of OCR blocks (rules in c64_pipeline/hex_repair.py)
 # --------------------------------------------------------------------------------------------
+
 
 def repair_ocr_text(text: str) -> str:
     """Context-proved hex repairs of one OCR string (see ``c64_pipeline.hex_repair``)."""
@@ -272,6 +273,10 @@ def repair_blocks(blocks: list[TextBlock]) -> list[OcrBlock]:
             out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed)
     return [b for b in out if b is not None]
 
+
+# --------------------------------------------------------------------------------------------
+# EasyOCR
+# --------------------------------------------------------------------------------------------
 
 _READERS: dict[tuple[tuple[str, ...], str], Any] = {}
 
