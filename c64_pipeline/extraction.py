@@ -177,7 +177,9 @@ def finish_pdf(layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], sett
         usable = bool(text.strip())
         reason = layer.reasons[i]
         method = ("ocr" if reason else "text_layer") if usable else "none"
-        pages.append(PageText(layer.doc_id, i + 1, text, method, quality, reason, len(text.strip()), repairs[i]))
+        pages.append(
+            PageText(layer.doc_id, i + 1, text, method, quality, reason, len(text.strip()), ocr_repairs=repairs[i])
+        )
     return pages
 
 
