@@ -284,6 +284,13 @@ def _children(pid: int) -> dict[int, str]:
     return out
 
 
+def _loaded(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -319,8 +326,11 @@ def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
             workers = {p: c for p, c in _children(parent.pid).items() if "spawn_main" in c}
             time.sleep(0.1)
         assert len(workers) == 2, f"the pool did not start two workers: {_children(parent.pid)}"
-        time.sleep(1.0)  # let them pick up pages (busy in Tesseract)
-        assert all(_alive(p) for p in workers)
+        # Wait until both workers have PyMuPDF loaded: they import it after their initializer bound them to the
+        # parent, so from here on they are the long-lived workers that used to survive the parent.
+        while time.monotonic() < deadline and not all(_loaded(p, "mupdf") for p in workers):
+            time.sleep(0.1)
+        assert all(_loaded(p, "mupdf") for p in workers), "the workers never loaded PyMuPDF"
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 5
