@@ -423,18 +423,6 @@ def _worker_page(pdf_path: str, n: int) -> list[TextBlock]:
 OcrJob = tuple[Path | str, Sequence[int]]
 
 
-def _interleave(jobs: list[tuple[Path, list[int]]]) -> list[tuple[Path, int]]:
-    """Pages in round-robin order over the documents, so that every document's first pages start early and a
-    worker does not sit on one long document while the other documents wait."""
-    order: list[tuple[Path, int]] = []
-    queues = [list(pages) for _, pages in jobs]
-    while any(queues):
-        for (path, _), queue in zip(jobs, queues):
-            if queue:
-                order.append((path, queue.pop(0)))
-    return order
-
-
 def ocr_many(
     jobs: Sequence[OcrJob],
     engine_name: str,
@@ -445,9 +433,11 @@ def ocr_many(
     """OCR pages of several PDFs in one pool; ``{pdf path: {page index: blocks}}`` in the order given.
 
     ``jobs`` is a list of ``(pdf_path, 0-based page numbers)``. workers > 1 runs one spawn-context process pool
-    for all documents (pages are handed out round-robin over the documents, so two workers stay busy even when
-    each document has a single page to OCR). Each worker limits itself to one thread, builds its engine once,
-    keeps a few documents open, and dies with the calling process (even on kill -9). A failure raises
+    for all documents: pages are queued document by document and each worker takes the next page whatever
+    document it belongs to, so all workers stay busy even when every document has a single page to OCR (a pool
+    per document would leave workers idle and pay their start-up once per document). Each worker limits itself
+    to one thread, builds its engine once, keeps a few documents open, and dies with the calling process (even
+    on kill -9). A failure raises
     ``OcrError`` naming the file and the page; with ``errors="collect"`` the failed page's value is that
     ``OcrError`` instead and every other page is still OCR'd (one bad document does not sink the others).
     """
@@ -459,7 +449,7 @@ def ocr_many(
         pages.extend(n for n in dict.fromkeys(int(n) for n in page_numbers) if n not in pages)
     engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
     results: dict[Path, dict[int, list[TextBlock]]] = {path: {} for path in merged}
-    order = _interleave(list(merged.items()))
+    order = [(path, n) for path, pages in merged.items() for n in pages]
     workers = max(1, min(int(workers), len(order)))
     if not order:
         return results
