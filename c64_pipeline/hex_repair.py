@@ -36,7 +36,7 @@ _CONFUSABLE = {
     "0": "8DC", "8": "0B3", "B": "8", "D": "0", "5": "6", "6": "5", "1": "7", "7": "1", "E": "F", "F": "E",
     "C": "0", "3": "8",
 }
-_LEAD = "([{'\"<"
+_LEAD = "([{'\"<#"
 _TRAIL = ")]}'\".,;:>"
 _DECIMAL = re.compile(r"^\d{1,5}$")
 _SEPARATOR = re.compile(r"^[|=:\-–—/]+$")
@@ -158,19 +158,26 @@ def _hex_parts(core: str) -> tuple[str, str] | None:
     return None
 
 
-def _candidates(run: str, with_dollar: bool) -> set[str]:
+def _candidates(run: str) -> set[str]:
+    """Readings of a hex-like run with its lookalikes mapped (and, for 3 or 5 characters, one character
+    dropped), as 2 or 4 hex digits."""
     if not (2 <= len(run) <= 5) or any(ch not in _HEXLIKE for ch in run):
         return set()
     bases = {run} if len(run) in (2, 4) else _collapsed(run) | {run[:i] + run[i + 1 :] for i in range(len(run))}
     mapped = {b.translate(_AFTER_DOLLAR) for b in bases}
-    mapped = {m for m in mapped if all(ch in HEX for ch in m)}
-    out = set(mapped)
-    if with_dollar:  # a "$" proves hex: also try one confusable digit
-        for m in mapped:
-            for i, ch in enumerate(m):
-                for alt in _CONFUSABLE.get(ch.upper(), ""):
-                    out.add(m[:i] + alt + m[i + 1 :])
-    return {c for c in out if len(c) in (2, 4) and all(ch in HEX for ch in c)}
+    return {m for m in mapped if len(m) in (2, 4) and all(ch in HEX for ch in m)}
+
+
+def _confusable(readings: set[str]) -> set[str]:
+    """Four-digit readings with one confusable digit changed (0/8/D/C, 8/B/3, 5/6, 1/7, E/F)."""
+    out = set()
+    for m in readings:
+        if len(m) != 4:
+            continue
+        for i, ch in enumerate(m):
+            for alt in _CONFUSABLE.get(ch.upper(), ""):
+                out.add(m[:i] + alt + m[i + 1 :])
+    return out
 
 
 def _decimal_neighbours(cores: list[str], i: int) -> list[int]:
@@ -191,7 +198,13 @@ def _proved(core: str, decimals: list[int]) -> str | None:
     prefix, run = parts
     if all(ch in HEX for ch in run) and int(run, 16) in decimals and (prefix or run == core):
         return prefix + run if prefix else None  # already right (a "$$"/"S$" prefix is still cleaned)
-    matches = {c for c in _candidates(run, bool(prefix)) if int(c, 16) in decimals}
+    readings = _candidates(run)
+    matches = {c for c in readings if int(c, 16) in decimals}
+    if not matches and prefix:
+        # One confusable digit, only against an address-sized decimal (>= 256): "$D028 | 53280" is $D020, but
+        # "$08, 0" proves nothing (small numbers beside a hex byte are usually something else).
+        big = [d for d in decimals if d >= 256]
+        matches = {c for c in _confusable(readings) if int(c, 16) in big}
     if len(matches) != 1:
         return None
     return prefix + matches.pop()

@@ -364,6 +364,7 @@ def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
         ("Table 3-1. CIA 1 at $DC00-$DCOF (56320-56335).", "Table 3-1. CIA 1 at $DC00-$DC0F (56320-56335).", 1),
         ("($DCOE, 56334 on CIA 1)", "($DC0E, 56334 on CIA 1)", 1),
         ("$BO $Cl $CS", "$B0 $C1 $C5", 3),
+        ("LDA #$OF", "LDA #$0F", 1),
         # a decimal column proves the reading
         ("O30F 783", "030F 783", 1),
         ("$Al1 | 161", "$A1 | 161", 1),
@@ -395,6 +396,8 @@ def test_hex_repair_fixes_misreads_the_context_proves(raw, fixed, repairs):
         "$D020 | 53281",  # no small correction of $D020 is 53281: left for a reader to judge
         "SEED STOP SCOFF Soil Sprites SOFA",
         "$D020 53280 $FF $0E 14",
+        "LDA #$08 STA 0",  # a small number beside a valid byte proves nothing
+        "$D016 22",
     ],
 )
 def test_hex_repair_leaves_words_and_unproved_tokens(text):
