@@ -94,7 +94,8 @@ def sample_truth(manuals_dir: Path, sources_dir: Path = DEFAULT_SOURCES_DIR) -> 
             continue
         source = (sources_dir / spec.source).read_text(encoding="utf-8")
         sections = parse_sections(source)
-        rows = [c for tr in re.findall(r"<tr>(.*?)</tr>", source, re.S) if (c := _cells(tr)) and re.fullmatch(r"\$[0-9A-F]{4}", c[0])]
+        cells = [_cells(tr) for tr in re.findall(r"<tr>(.*?)</tr>", source, re.S)]
+        rows = [c for c in cells if c and re.fullmatch(r"\$[0-9A-F]{4}", c[0])]
         body, scan_flags = layout_body(sections, css, page_size)
         with pymupdf.open("pdf", body) as twin:
             for n, page in enumerate(twin):
@@ -180,11 +181,13 @@ def bench_ocr_tables(manuals_dir: Path, quick: bool = False, dpi: int = 300) -> 
             for key, value in _score(texts, pages).items():
                 if not key.startswith("share_"):
                     totals[name][key] = totals[name].get(key, 0) + value
-    for name in totals:
-        t = totals[name]
-        t["share_rows_kept_whole"] = round(t["rows_kept_whole"] / t["address_rows"], 3) if t.get("address_rows") else None
-        t["share_rows_with_all_cells"] = round(t["rows_with_all_cells"] / t["address_rows"], 3) if t.get("address_rows") else None
-        t["share_hex_exact"] = round(t["hex_exact"] / t["hex_tokens"], 3) if t.get("hex_tokens") else None
+    for t in totals.values():
+        for share, part, whole in (
+            ("share_rows_kept_whole", "rows_kept_whole", "address_rows"),
+            ("share_rows_with_all_cells", "rows_with_all_cells", "address_rows"),
+            ("share_hex_exact", "hex_exact", "hex_tokens"),
+        ):
+            t[share] = round(t[part] / t[whole], 3) if t.get(whole) else None
     totals["project"]["hex_repairs"] = repairs
     result = {"pages": len(truth), "dpi": dpi, **totals}
     memmap = SHARED_PDFS / MEMMAP

@@ -156,7 +156,9 @@ def read_text_layer(doc_id: str, path: Path, settings: ExtractionSettings) -> Pd
     return PdfTextLayer(doc_id, path, sizes, page_blocks, reasons)
 
 
-def finish_pdf(layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], settings: ExtractionSettings) -> list[PageText]:
+def finish_pdf(
+    layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], settings: ExtractionSettings
+) -> list[PageText]:
     """Second half of ``extract_pdf``: OCR blocks in place of the pages that needed them, running heads
     stripped, reading order, one ``PageText`` per page."""
     from c64_pipeline.ocr import ocr_repairs  # light: the engines' heavy libraries are imported lazily
@@ -189,11 +191,15 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
     if layer.to_ocr:
         from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
 
-        ocr_blocks = ocr_pages(path, layer.to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers)
+        ocr_blocks = ocr_pages(
+            path, layer.to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers
+        )
     return finish_pdf(layer, ocr_blocks, settings)
 
 
-def extract_pdfs(documents: list[tuple[str, Path]], settings: ExtractionSettings) -> dict[str, list[PageText] | DocumentRejected]:
+def extract_pdfs(
+    documents: list[tuple[str, Path]], settings: ExtractionSettings
+) -> dict[str, list[PageText] | DocumentRejected]:
     """``extract_pdf`` for several PDFs, with the pages that need OCR of all of them in one worker pool
     (``ocr.ocr_many``: ``settings.ocr_workers`` stay busy even when each document has one scanned page).
 

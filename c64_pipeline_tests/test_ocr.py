@@ -439,7 +439,8 @@ def test_ocr_word_boxes_become_table_cells_and_rows():
     # prose: words 3-4 points apart stay one block
     words += _words([(50, "The"), (68, "CIA"), (86, "sits"), (110, "at"), (124, "$DC00.")], 80, 0)
     # a register row: cells 20+ points apart, a ruling-line speck "_" between two cells, an underscore glued on
-    words += _words([(50, "$DC0B"), (100, "56331"), (150, "TODHRS_"), (187, "_"), (210, "Time"), (234, "of"), (248, "day")], 100, 1)
+    row = [(50, "$DC0B"), (100, "56331"), (150, "TODHRS_"), (187, "_"), (210, "Time"), (234, "of"), (248, "day")]
+    words += _words(row, 100, 1)
     # the engine split the description of the next row into two lines that touch on one row
     words += _words([(50, "$DC0C"), (100, "56332")], 120, 2)
     words += _words([(210, "Serial"), (244, "data")], 120, 0, block_no=1)
