@@ -242,7 +242,9 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         return time.perf_counter() - wall, cpu() - used
 
     one, one_cpu = timed(lambda: ocr_many(jobs, "tesseract", options, workers=1))
-    per_doc, per_doc_cpu = timed(lambda: [ocr_pages(path, pages, "tesseract", options, workers=2) for path, pages in jobs])
+    per_doc, per_doc_cpu = timed(
+        lambda: [ocr_pages(path, pages, "tesseract", options, workers=2) for path, pages in jobs]
+    )
     pooled, pooled_cpu = timed(lambda: ocr_many(jobs, "tesseract", options, workers=2))
     return {
         "documents": len(jobs), "pages": sum(len(p) for _, p in jobs), "dpi": dpi,
