@@ -5,6 +5,8 @@
 - page extraction: pages/s of `extract_document` on text-layer pages vs a bare PyMuPDF `get_text()` loop
 - OCR: seconds/page of the project's engines vs the bare engine call on the same page images
   (Tesseract through PyMuPDF; EasyOCR's `readtext`), and one vs two worker processes
+- OCR tables and scaling (bench/ocr.py): address rows kept whole and exact hex on the scanned sample pages
+  against their source (project vs PyMuPDF's OCR line blocks); two workers across documents vs per document
 - chunking: tokens/s of `chunk_documents` vs one bare batch tokenizer call
 
 Inputs: the sample manuals (rendered to a temporary folder) and, when present, ../shared/corpus/pdf.
@@ -204,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             print("ocr easyocr", results["ocr_easyocr"], flush=True)
         results["ocr_workers"] = bench_workers(pages)
         print("ocr workers", results["ocr_workers"], flush=True)
+        from bench.ocr import bench_ocr_scaling, bench_ocr_tables, ocr_jobs  # table rows, hex, scaling (bench/ocr.py)
+
+        results["ocr_tables"] = bench_ocr_tables(folders[0], quick=args.quick)
+        print("ocr tables", results["ocr_tables"], flush=True)
+        results["ocr_scaling"] = bench_ocr_scaling(ocr_jobs(folders, 1 if args.quick else 3))
+        print("ocr scaling", results["ocr_scaling"], flush=True)
 
         texts = []
         for path in pdfs:

@@ -42,6 +42,7 @@ class PageText:
     ocr_reason: str | None
     chars: int
     flag: str | None = None  # why the page's text is still poor after OCR (low quality), or None
+    ocr_repairs: int = 0  # hex tokens the OCR step repaired on this page (c64_pipeline.hex_repair)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,11 +127,26 @@ def ocr_reason(signals: PageSignals, settings: ExtractionSettings) -> str | None
     return None
 
 
-def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[PageText]:
+@dataclass
+class PdfTextLayer:
+    """The text layer of one PDF read page by page, and which pages still need OCR (``read_text_layer``)."""
+
+    doc_id: str
+    path: Path
+    sizes: list[tuple[float, float]]
+    blocks: list[list[TextBlock]]
+    reasons: list[str | None]
+
+    @property
+    def to_ocr(self) -> list[int]:
+        return [i for i, reason in enumerate(self.reasons) if reason]
+
+
+def read_text_layer(doc_id: str, path: Path, settings: ExtractionSettings) -> PdfTextLayer:
+    """First half of ``extract_pdf``: text-layer blocks of every page and the pages to OCR (no OCR yet)."""
     with open_pdf(path) as doc:
         sizes = [(page.rect.width, page.rect.height) for page in doc]
         page_blocks: list[list[TextBlock]] = []
-        signals: list[PageSignals] = []
         reasons: list[str | None] = []
         for page in doc:
             try:
@@ -140,30 +156,88 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
             raw = "\n".join(block.text for block in blocks)
             sig = page_signals(page, raw, settings)
             page_blocks.append(blocks)
-            signals.append(sig)
             reasons.append(ocr_reason(sig, settings))
+    return PdfTextLayer(doc_id, path, sizes, page_blocks, reasons)
 
-    to_ocr = [i for i, reason in enumerate(reasons) if reason]
-    if to_ocr:
-        from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
 
-        ocr_blocks = ocr_pages(path, to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers)
-        for i in to_ocr:
-            page_blocks[i] = ocr_blocks.get(i, [])
+def finish_pdf(
+    layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], settings: ExtractionSettings
+) -> list[PageText]:
+    """Second half of ``extract_pdf``: OCR blocks in place of the pages that needed them, running heads
+    stripped, reading order, one ``PageText`` per page."""
+    from c64_pipeline.ocr import ocr_repairs  # light: the engines' heavy libraries are imported lazily
 
+    page_blocks = list(layer.blocks)
+    repairs = [0] * len(page_blocks)
+    for i in layer.to_ocr:
+        page_blocks[i] = ocr_blocks.get(i, [])
+        repairs[i] = ocr_repairs(page_blocks[i])
     cleaned = strip_running_heads(
-        page_blocks, [h for _, h in sizes], band=settings.header_band, min_share=settings.header_min_share
+        page_blocks, [h for _, h in layer.sizes], band=settings.header_band, min_share=settings.header_min_share
     )
     pages: list[PageText] = []
     for i, blocks in enumerate(cleaned):
-        width, height = sizes[i]
+        width, height = layer.sizes[i]
         text = layout_text(blocks, width, height)
         quality = text_quality(text)
         usable = bool(text.strip())
-        method = ("ocr" if reasons[i] else "text_layer") if usable else "none"
+        reason = layer.reasons[i]
+        method = ("ocr" if reason else "text_layer") if usable else "none"
         flag = quality_flag(method, quality, settings)
-        pages.append(PageText(doc_id, i + 1, text, method, quality, reasons[i], len(text.strip()), flag))
+        pages.append(
+            PageText(layer.doc_id, i + 1, text, method, quality, reason, len(text.strip()), flag, repairs[i])
+        )
     return pages
+
+
+def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[PageText]:
+    layer = read_text_layer(doc_id, path, settings)
+    ocr_blocks: dict[int, list[TextBlock]] = {}
+    if layer.to_ocr:
+        from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
+
+        ocr_blocks = ocr_pages(
+            path, layer.to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers
+        )
+    return finish_pdf(layer, ocr_blocks, settings)
+
+
+def extract_pdfs(
+    documents: list[tuple[str, Path]], settings: ExtractionSettings
+) -> dict[str, list[PageText] | DocumentRejected]:
+    """``extract_pdf`` for several PDFs, with the pages that need OCR of all of them in one worker pool
+    (``ocr.ocr_many``: ``settings.ocr_workers`` stay busy even when each document has one scanned page).
+
+    One document's failure (unreadable, or OCR failing on one of its pages) is that document's
+    ``DocumentRejected`` in the result; the other documents are unaffected.
+    """
+    out: dict[str, list[PageText] | DocumentRejected] = {}
+    layers: list[PdfTextLayer] = []
+    for doc_id, path in documents:
+        try:
+            layers.append(read_text_layer(doc_id, Path(path), settings))
+        except DocumentRejected as exc:
+            out[doc_id] = exc
+    jobs = [(layer.path, layer.to_ocr) for layer in layers if layer.to_ocr]
+    ocr: dict = {}
+    if jobs:
+        from c64_pipeline.ocr import ocr_many
+
+        ocr = ocr_many(jobs, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers, errors="collect")
+    for layer in layers:
+        pages = ocr.get(layer.path, {})
+        failed = next((r for r in pages.values() if isinstance(r, Exception)), None)
+        if failed is not None:
+            out[layer.doc_id] = DocumentRejected(f"{layer.path.name}: {failed}")
+            continue
+        result = finish_pdf(layer, pages, settings)
+        if not any(page.method != "none" for page in result):
+            out[layer.doc_id] = DocumentRejected(
+                f"{layer.path.name}: blank document (no text on any of its {len(result)} pages, OCR included)"
+            )
+        else:
+            out[layer.doc_id] = result
+    return {doc_id: out[doc_id] for doc_id, _ in documents if doc_id in out}
 
 
 def extract_text_document(doc_id: str, path: Path, kind: str, settings: ExtractionSettings | None = None) -> list[PageText]:

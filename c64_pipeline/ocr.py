@@ -10,27 +10,39 @@ import glob
 import multiprocessing
 import os
 import re
+from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pymupdf
 
-from c64_pipeline.layout import CELL_GAP, ROW_OVERLAP, TextBlock, blocks_from_page
+from c64_pipeline.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
+from c64_pipeline.layout import CELL_GAP, ROW_OVERLAP, TextBlock
+from c64_pipeline.ocr_worker import worker_init
 
 __all__ = [
     "EasyOcrEngine",
     "OcrEngine",
+    "OcrBlock",
     "OcrError",
     "TesseractEngine",
     "ENGINES",
     "find_tessdata",
     "make_ocr_engine",
+    "blocks_from_ocr_words",
+    "ocr_many",
     "ocr_pages",
+    "ocr_repairs",
+    "repair_blocks",
+    "repair_hex_ranges",
+    "repair_hex_text",
     "repair_hex_tokens",
+    "repair_ocr_text",
 ]
 
 
@@ -111,6 +123,82 @@ def safe_dpi(page: pymupdf.Page, dpi: int, max_pixels: int = MAX_OCR_PIXELS) -> 
 
 
 @dataclass(frozen=True)
+class OcrBlock(TextBlock):
+    """A ``TextBlock`` read by OCR; ``repairs`` counts the hex tokens repaired in it (``hex_repair``)."""
+
+    repairs: int = 0
+
+
+# A gap between two words of one OCR line wider than OCR_CELL_GAP times the page's typical word gap separates
+# table cells. Measured on the scanned sample manual (Tesseract, 300 dpi): word gaps within a cell have a median
+# of 0.27 line heights (90% <= 0.36, 99% <= 0.52), the narrowest gaps between table cells are >= 0.68 (~2.5x).
+OCR_CELL_GAP = 2.5
+# Tokens of OCR noise: ruling lines read as characters. Dropped anywhere in a line (they bridge the gap between
+# two cells otherwise; dashes are left, as prose uses them) ...
+_INNER_SPECK = re.compile(r"^[|_¦]+$")
+# ... and, like layout's drop_specks, these as well at the ends of a line.
+_EDGE_SPECK = re.compile(r"^[|_—–~;:.,'`\"!¦\\/-]+$")
+
+OcrWord = tuple  # (x0, y0, x1, y1, text, block_no, line_no, word_no), as ``page.get_text("words")`` gives them
+
+
+def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) -> list[TextBlock]:
+    """One block per table cell or line piece, from the word boxes of an OCR engine's own lines.
+
+    Tesseract's word boxes are real (its character boxes are not: they are spread evenly over each word), so a
+    line is cut into cells where the gap between two words is much wider than the page's typical word gap;
+    ruling-line specks between cells are dropped first. Cells keep their line's full height, so all cells of
+    a row overlap and ``layout_text`` rebuilds the row. Pieces of different OCR lines that touch on one row
+    (the engine split a line) are joined again.
+    """
+    lines: dict[tuple[int, int], list[OcrWord]] = {}
+    for w in words:
+        text = str(w[4]).strip()
+        if len(text) > 1:
+            text = text.strip("_") or text  # "C2DDRA_": a ruling line glued to the word
+        if text:
+            lines.setdefault((int(w[5]), int(w[6])), []).append((*w[:4], text, *w[5:]))
+    cleaned: list[tuple[float, float, list[OcrWord]]] = []
+    for ws in lines.values():
+        ws = sorted(ws, key=lambda w: w[0])
+        y0, y1 = min(w[1] for w in ws), max(w[3] for w in ws)
+        ws = [w for w in ws if not _INNER_SPECK.match(w[4])]
+        while ws and _EDGE_SPECK.match(ws[0][4]):
+            ws.pop(0)
+        while ws and _EDGE_SPECK.match(ws[-1][4]):
+            ws.pop()
+        if ws:
+            cleaned.append((y0, y1, ws))
+    if not cleaned:
+        return []
+    gaps = sorted(b[0] - a[2] for _, _, ws in cleaned for a, b in zip(ws, ws[1:]) if b[0] > a[2])
+    heights = sorted(y1 - y0 for y0, y1, _ in cleaned)
+    med_h = heights[len(heights) // 2]
+    unit = gaps[len(gaps) // 2] if len(gaps) >= 5 else 0.3 * med_h
+    limit = cell_gap * max(unit, 0.15 * med_h)
+    pieces: list[list] = []  # [x0, y0, x1, y1, text]
+    for y0, y1, ws in cleaned:
+        cell = [ws[0]]
+        for prev, w in zip(ws, ws[1:]):
+            if w[0] - prev[2] > limit:
+                pieces.append([cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)])
+                cell = []
+            cell.append(w)
+        pieces.append([cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)])
+    merged: list[list] = []
+    for p in sorted(pieces, key=lambda p: p[0]):
+        for q in merged:
+            h = min(p[3] - p[1], q[3] - q[1])
+            overlap = min(p[3], q[3]) - max(p[1], q[1])
+            if h > 0 and overlap >= ROW_OVERLAP * h and -0.5 * h <= p[0] - q[2] <= limit:
+                q[:] = [q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), f"{q[4]} {p[4]}"]
+                break
+        else:
+            merged.append(p)
+    return [TextBlock(*p) for p in sorted(merged, key=lambda p: (p[1], p[0]))]
+
+
+@dataclass(frozen=True)
 class TesseractEngine:
     """Tesseract through PyMuPDF's built-in OCR (``page.get_textpage_ocr``, full page)."""
 
@@ -129,71 +217,66 @@ class TesseractEngine:
                 language=self.language,
                 tessdata=tessdata,
             )
-            return _repaired(blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True))
+            words = page.get_text("words", textpage=tp)
+            return repair_blocks(blocks_from_ocr_words(words))
         except Exception as exc:
             raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------
-# EasyOCR
+# Hex repair of OCR blocks (rules in c64_pipeline/hex_repair.py)
 # --------------------------------------------------------------------------------------------
-
-# "$" read as S or 5, then 4 hex digits in which O/o stand for 0 and I/l/| for 1.
-_HEX_TOKEN = re.compile(r"(?<![\w$])([S5])([0-9A-FOoIl|]{4})(?![\w$])")
-
-
-def _repair_one(m: re.Match) -> str:
-    prefix, run = m.group(1), m.group(2)
-    digits = sum(ch.isdigit() for ch in run)
-    letters = sum(ch in "ABCDEF" for ch in run)
-    lookalikes = sum(ch in "OoIl|" for ch in run)
-    if prefix == "5" and letters + lookalikes == 0:
-        return m.group(0)  # "53280" is a decimal number
-    if prefix == "S" and digits == 0 and (run.count("O") < 2 or any(ch in "oIl|" for ch in run)):
-        return m.group(0)  # S + letters: "SDOOO" is an address, "SCOFF" or "Soil" are words
-    return "$" + run.translate(_LOOKALIKE)
-
-
-_LOOKALIKE = str.maketrans({"O": "0", "o": "0", "I": "1", "l": "1", "|": "1"})
-
-
-def repair_hex_tokens(text: str) -> str:
-    """Restore ``$`` hex addresses that EasyOCR reads as "SDO20", "SD020" or "5D020".
-
-    Conservative: the token must be S or 5 followed by exactly four hex-like characters
-    (0-9, A-F, with O/o read as 0 and I/l/| as 1) and stand alone. An "S" token needs a real
-    digit (or at least two O's, as in "SDOOO"), so words such as "SCOFF" stay; a "5" token
-    needs a hex letter or a misread digit, so decimal numbers such as 53280 stay.
-    """
-    return _HEX_TOKEN.sub(_repair_one, text)
-
-
-_RANGE_LIKE = re.compile(r"(?<![\w$])([0-9A-FOSIl]{4})(\s?-\s?)([0-9A-FOSIl]{4})(?![\w])")
-_RANGE_LOOKALIKE = str.maketrans({"O": "0", "S": "5", "I": "1", "l": "1"})
-
-
-def _repair_range(m: re.Match) -> str:
-    start, end = m.group(1).translate(_RANGE_LOOKALIKE), m.group(3).translate(_RANGE_LOOKALIKE)
-    raw = m.group(1) + m.group(3)
-    if not (any(ch.isdigit() for ch in raw) or "OO" in raw) or int(start, 16) > int(end, 16):
-        return m.group(0)
-    return f"{start}{m.group(2)}{end}"
-
-
-def repair_hex_ranges(text: str) -> str:
-    """Memory-map ranges such as "DCOO-DCFF" or "DS00-DSFF", as both engines misread them, back to hex
-    ("DC00-DCFF", "D500-D5FF"). Only a pair of four-character hex-like tokens joined by a dash that reads
-    as an ascending range after the fix, with a real digit or an "OO" (read for "00"), is touched."""
-    return _RANGE_LIKE.sub(_repair_range, text)
 
 
 def repair_ocr_text(text: str) -> str:
-    return repair_hex_ranges(repair_hex_tokens(text))
+    """Context-proved hex repairs of one OCR string (see ``c64_pipeline.hex_repair``)."""
+    return repair_hex_text(text)[0]
 
 
-def _repaired(blocks: list[TextBlock]) -> list[TextBlock]:
-    return [TextBlock(b.x0, b.y0, b.x1, b.y1, repair_ocr_text(b.text)) for b in blocks]
+def ocr_repairs(blocks: list[TextBlock]) -> int:
+    """Hex repairs made in these OCR blocks (0 for blocks that are not ``OcrBlock``s)."""
+    return sum(getattr(b, "repairs", 0) for b in blocks)
 
+
+def repair_blocks(blocks: list[TextBlock]) -> list[OcrBlock]:
+    """Hex repair of OCR blocks, row by row: the single-line blocks that share a row are read left to right as
+    one row, so a decimal cell can prove its neighbouring address cell. Multi-line blocks are repaired line by
+    line. Each returned block carries the number of tokens changed in it (``repairs``)."""
+    single = [i for i, b in enumerate(blocks) if "\n" not in b.text]
+    rows: list[list[int]] = []
+    for i in sorted(single, key=lambda i: (blocks[i].y0, blocks[i].x0)):
+        b = blocks[i]
+        for row in rows:
+            r = blocks[row[0]]
+            h = min(b.height, r.height)
+            if h > 0 and min(b.y1, r.y1) - max(b.y0, r.y0) >= ROW_OVERLAP * h:
+                row.append(i)
+                break
+        else:
+            rows.append([i])
+    out: list[OcrBlock | None] = [None] * len(blocks)
+    for row in rows:
+        row.sort(key=lambda i: blocks[i].x0)
+        tokens = [blocks[i].text.split() for i in row]
+        fixed, _ = repair_row_tokens([t for cell in tokens for t in cell])
+        k = 0
+        for i, cell in zip(row, tokens):
+            new = fixed[k : k + len(cell)]
+            k += len(cell)
+            b = blocks[i]
+            changed = sum(x != y for x, y in zip(cell, new))
+            text = " ".join(new) if changed else b.text
+            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed)
+    for i, b in enumerate(blocks):
+        if out[i] is None:
+            text, changed = repair_hex_text(b.text)
+            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed)
+    return [b for b in out if b is not None]
+
+
+# --------------------------------------------------------------------------------------------
+# EasyOCR
+# --------------------------------------------------------------------------------------------
 
 _READERS: dict[tuple[tuple[str, ...], str], Any] = {}
 
@@ -257,7 +340,7 @@ class EasyOcrEngine:
         ox, oy = page.rect.x0, page.rect.y0
         segments = []
         for box, text, _conf in results:
-            text = repair_ocr_text(str(text).strip())
+            text = str(text).strip()
             if not text:
                 continue
             xs = [float(p[0]) for p in box]
@@ -265,7 +348,7 @@ class EasyOcrEngine:
             segments.append(
                 TextBlock(ox + min(xs) * scale, oy + min(ys) * scale, ox + max(xs) * scale, oy + max(ys) * scale, text)
             )
-        return _merge_segments(segments)
+        return repair_blocks(_merge_segments(segments))
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,17 +395,113 @@ def _ocr_one(doc: pymupdf.Document, engine: OcrEngine, pdf_path: Path, n: int) -
 
 
 _WORKER: dict[str, Any] = {}
+_OPEN_DOCS = 4  # documents a worker keeps open at once (pages of one document tend to come together)
 
 
-def _worker_init(pdf_path: str, engine_name: str, engine_options: dict) -> None:
+def _worker_setup(engine_name: str, engine_options: dict) -> None:
+    """Second half of a pool worker's start (``ocr_worker.worker_init`` runs first and imports this module)."""
     _limit_threads(engine_name)  # before the engine (and torch / Tesseract) is set up
-    _WORKER["path"] = Path(pdf_path)
-    _WORKER["doc"] = pymupdf.open(pdf_path)
     _WORKER["engine"] = make_ocr_engine(engine_name, **engine_options)
+    _WORKER["docs"] = OrderedDict()
 
 
-def _worker_page(n: int) -> tuple[int, list[TextBlock]]:
-    return n, _ocr_one(_WORKER["doc"], _WORKER["engine"], _WORKER["path"], n)
+def _worker_doc(pdf_path: str) -> pymupdf.Document:
+    docs: OrderedDict[str, pymupdf.Document] = _WORKER["docs"]
+    if pdf_path in docs:
+        docs.move_to_end(pdf_path)
+        return docs[pdf_path]
+    while len(docs) >= _OPEN_DOCS:
+        docs.popitem(last=False)[1].close()
+    docs[pdf_path] = pymupdf.open(pdf_path)
+    return docs[pdf_path]
+
+
+def _worker_page(pdf_path: str, n: int) -> list[TextBlock]:
+    return _ocr_one(_worker_doc(pdf_path), _WORKER["engine"], Path(pdf_path), n)
+
+
+OcrJob = tuple[Path | str, Sequence[int]]
+
+
+def ocr_many(
+    jobs: Sequence[OcrJob],
+    engine_name: str,
+    engine_options: dict | None = None,
+    workers: int = 1,
+    errors: Literal["raise", "collect"] = "raise",
+) -> dict[Path, dict[int, list[TextBlock]]]:
+    """OCR pages of several PDFs in one pool; ``{pdf path: {page index: blocks}}`` in the order given.
+
+    ``jobs`` is a list of ``(pdf_path, 0-based page numbers)``. workers > 1 runs one spawn-context process pool
+    for all documents: pages are queued document by document and each worker takes the next page whatever
+    document it belongs to, so all workers stay busy even when every document has a single page to OCR (a pool
+    per document would leave workers idle and pay their start-up once per document). Each worker limits itself
+    to one thread, builds its engine once, keeps a few documents open, and dies with the calling process (even
+    on kill -9). A failure raises
+    ``OcrError`` naming the file and the page; with ``errors="collect"`` the failed page's value is that
+    ``OcrError`` instead and every other page is still OCR'd (one bad document does not sink the others).
+    """
+    if errors not in ("raise", "collect"):
+        raise ValueError(f"errors must be 'raise' or 'collect', not {errors!r}")
+    merged: dict[Path, list[int]] = {}
+    for pdf_path, page_numbers in jobs:
+        pages = merged.setdefault(Path(pdf_path), [])
+        pages.extend(n for n in dict.fromkeys(int(n) for n in page_numbers) if n not in pages)
+    engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
+    results: dict[Path, dict[int, list[TextBlock]]] = {path: {} for path in merged}
+    order = [(path, n) for path, pages in merged.items() for n in pages]
+    workers = max(1, min(int(workers), len(order)))
+    if not order:
+        return results
+    if workers == 1:  # document by document, one open at a time
+        for path, pages in merged.items():
+            try:
+                with pymupdf.open(path) as doc:
+                    for n in pages:
+                        try:
+                            results[path][n] = _ocr_one(doc, engine, path, n)
+                        except OcrError as exc:
+                            if errors == "raise":
+                                raise
+                            results[path][n] = exc
+            except OcrError:
+                raise
+            except Exception as exc:
+                if errors == "raise":
+                    raise
+                results[path] = {n: OcrError(f"{path}: cannot be opened: {exc}") for n in pages}
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=worker_init,
+            initargs=(os.getpid(), engine_name, dict(engine_options or {})),
+        ) as pool:
+            futures = {(path, n): pool.submit(_worker_page, str(path), n) for path, n in order}
+            try:
+                for (path, n), future in futures.items():
+                    try:
+                        try:
+                            results[path][n] = future.result()
+                        except BrokenProcessPool as exc:
+                            raise OcrError(
+                                f"OCR worker died on {path}, page {n + 1} (index {n}) "
+                                f"(out of memory, or the worker could not start): {exc}"
+                            ) from exc
+                        except OcrError:
+                            raise
+                        except Exception as exc:
+                            raise OcrError(f"{path}: cannot be opened: {exc}") from exc
+                    except OcrError as exc:
+                        if errors == "raise":
+                            raise
+                        results[path][n] = exc
+            except BaseException:
+                for f in futures.values():
+                    f.cancel()
+                raise
+    return {path: {n: results[path][n] for n in merged[path]} for path in merged}
 
 
 def ocr_pages(
@@ -332,41 +511,5 @@ def ocr_pages(
     engine_options: dict,
     workers: int = 1,
 ) -> dict[int, list[TextBlock]]:
-    """OCR the given 0-based pages of a PDF; ``{page index: blocks}``.
-
-    workers > 1 runs a spawn-context process pool; each worker opens the PDF itself, limits
-    itself to one thread and builds its engine once. A failure raises ``OcrError`` naming the
-    file and the page.
-    """
-    pdf_path = Path(pdf_path)
-    pages = list(dict.fromkeys(int(n) for n in page_numbers))
-    engine = make_ocr_engine(engine_name, **(engine_options or {}))  # validate in the parent
-    if not pages:
-        return {}
-    workers = max(1, min(int(workers), len(pages)))
-    if workers == 1:
-        with pymupdf.open(pdf_path) as doc:
-            return {n: _ocr_one(doc, engine, pdf_path, n) for n in pages}
-    ctx = multiprocessing.get_context("spawn")
-    results: dict[int, list[TextBlock]] = {}
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(str(pdf_path), engine_name, dict(engine_options or {})),
-    ) as pool:
-        futures = {n: pool.submit(_worker_page, n) for n in pages}
-        try:
-            for n, future in futures.items():
-                try:
-                    results[n] = future.result()[1]
-                except BrokenProcessPool as exc:
-                    raise OcrError(
-                        f"OCR worker died on {pdf_path}, page {n + 1} (index {n}) "
-                        f"(out of memory, or the worker could not start): {exc}"
-                    ) from exc
-        except BaseException:
-            for f in futures.values():
-                f.cancel()
-            raise
-    return {n: results[n] for n in pages}
+    """OCR the given 0-based pages of one PDF; ``{page index: blocks}`` (``ocr_many`` with one document)."""
+    return ocr_many([(Path(pdf_path), page_numbers)], engine_name, engine_options, workers)[Path(pdf_path)]

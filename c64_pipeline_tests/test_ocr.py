@@ -246,3 +246,262 @@ def test_huge_pages_are_rendered_at_a_lower_dpi():
     assert safe_dpi(a4, 300) == 300
     dpi = safe_dpi(hostile, 300)
     assert dpi < 40 and (200 * dpi) ** 2 <= MAX_OCR_PIXELS
+
+
+# --------------------------------------------------------------------------------------------
+# One pool for several documents; workers die with their parent
+# --------------------------------------------------------------------------------------------
+
+
+def test_ocr_many_pools_pages_of_several_documents(scanned, tmp_path):
+    from c64_pipeline.ocr import ocr_many
+
+    heads = image_only(make_running_head_doc(1), tmp_path / "heads.pdf")
+    options = {"dpi": 150}
+    alone = {scanned: ocr_pages(scanned, [1], "tesseract", options), heads: ocr_pages(heads, [0], "tesseract", options)}
+    together = ocr_many([(scanned, [1]), (heads, [0])], "tesseract", options, workers=2)
+    assert list(together) == [scanned, heads] and list(together[scanned]) == [1]
+    assert together == alone and together[heads][0]
+    with pytest.raises(OcrError, match=r"heads\.pdf.*page index 5"):
+        ocr_many([(scanned, [0]), (heads, [5])], "tesseract", options, workers=2)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Live child processes of ``pid`` (Linux /proc): {pid: command line}; zombies count as gone."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields_after_name = stat.rsplit(")", 1)[1].split()
+        state, ppid = fields_after_name[0], int(fields_after_name[1])
+        if ppid == pid and state != "Z":
+            out[int(entry.name)] = cmdline
+    return out
+
+
+def _loaded(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    doc = pymupdf.open()
+    for _ in range(6):
+        add_table_page(doc)
+    pdf = image_only(doc, tmp_path / "many.pdf", dpi=100)
+    script = (
+        "import sys; from c64_pipeline.ocr import ocr_many; "
+        f"ocr_many([({str(pdf)!r}, range(6))], 'tesseract', {{'dpi': 300}}, workers=2); print('finished')"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        workers: dict[int, str] = {}
+        while time.monotonic() < deadline and len(workers) < 2:
+            assert parent.poll() is None, parent.communicate()
+            workers = {p: c for p, c in _children(parent.pid).items() if "spawn_main" in c}
+            time.sleep(0.1)
+        assert len(workers) == 2, f"the pool did not start two workers: {_children(parent.pid)}"
+        # Wait until both workers have PyMuPDF loaded: they import it after their initializer bound them to the
+        # parent, so from here on they are the long-lived workers that used to survive the parent.
+        while time.monotonic() < deadline and not all(_loaded(p, "mupdf") for p in workers):
+            time.sleep(0.1)
+        assert all(_loaded(p, "mupdf") for p in workers), "the workers never loaded PyMuPDF"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        survivors = [p for p in workers if _alive(p)]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    for p in survivors:  # clean up before failing
+        os.kill(p, signal.SIGKILL)
+    assert not survivors, f"OCR workers {survivors} still running after kill -9 of their parent"
+
+
+# --------------------------------------------------------------------------------------------
+# Hex repair proved by the token or by its row, with counts
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, fixed, repairs",
+    [
+        # misreads seen in Tesseract output of scanned register tables
+        ("S$DOOA", "$D00A", 1),
+        ("$DO00C", "$D00C", 1),
+        ("$DDO00 | 56576 | CI2PRA", "$DD00 | 56576 | CI2PRA", 1),
+        ("$DCO08 | 56328 | TODTEN", "$DC08 | 56328 | TODTEN", 1),
+        ("$DCOA | 56330", "$DC0A | 56330", 1),
+        ("LDX $CO000", "LDX $C000", 1),
+        ("Table 3-1. CIA 1 at $DC00-$DCOF (56320-56335).", "Table 3-1. CIA 1 at $DC00-$DC0F (56320-56335).", 1),
+        ("($DCOE, 56334 on CIA 1)", "($DC0E, 56334 on CIA 1)", 1),
+        ("$BO $Cl $CS", "$B0 $C1 $C5", 3),
+        ("LDA #$OF", "LDA #$0F", 1),
+        # a decimal column proves the reading
+        ("O30F 783", "030F 783", 1),
+        ("$Al1 | 161", "$A1 | 161", 1),
+        ("$D028 | 53280 | EXTCOL", "$D020 | 53280 | EXTCOL", 1),
+        ("53281 ($DO2l)", "53281 ($D021)", 1),
+        ("SDO2O = 53280", "$D020 = 53280", 1),
+        # ranges without "$" in memory maps
+        ("CIA 1 | DCOO-DCFF", "CIA 1 | DC00-DCFF", 1),
+        ("DS00-DSFF", "D500-D5FF", 1),
+    ],
+)
+def test_hex_repair_fixes_misreads_the_context_proves(raw, fixed, repairs):
+    from c64_pipeline.hex_repair import repair_hex_text
+
+    assert repair_hex_text(raw) == (fixed, repairs)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SOLID DOS I/O",
+        "The SOLID state DOS 2.6 reads I/O 1 at 56832",
+        "O30F",  # a bare token needs a decimal neighbour that proves it
+        "O2 2",
+        "POKE 53280,0 and SYS 64738",
+        "A$=CHR$(147)+B$",
+        "1982-1984 and page 12-13",
+        "DEAD-BEEF CODE-BASE FFFF-0000",
+        "$D020 | 53281",  # no small correction of $D020 is 53281: left for a reader to judge
+        "SEED STOP SCOFF Soil Sprites SOFA",
+        "$D020 53280 $FF $0E 14",
+        "LDA #$08 STA 0",  # a small number beside a valid byte proves nothing
+        "$D016 22",
+    ],
+)
+def test_hex_repair_leaves_words_and_unproved_tokens(text):
+    from c64_pipeline.hex_repair import repair_hex_text
+
+    assert repair_hex_text(text) == (text, 0)
+
+
+def test_repair_blocks_uses_the_decimal_cell_of_the_same_row_and_counts_per_block():
+    from c64_pipeline.layout import TextBlock
+    from c64_pipeline.ocr import OcrBlock, ocr_repairs, repair_blocks
+
+    blocks = [
+        TextBlock(60, 100, 90, 112, "$DDOOA"),  # one zero too many: only the decimal cell says which
+        TextBlock(120, 101, 150, 113, "56586"),
+        TextBlock(170, 100, 400, 112, "Time of day clock, minutes"),
+        TextBlock(60, 120, 90, 132, "O30F"),
+        TextBlock(120, 121, 150, 133, "783"),
+        TextBlock(60, 140, 400, 164, "SOLID DOS I/O\nat $DCOl"),
+    ]
+    out = repair_blocks(blocks)
+    assert all(isinstance(b, OcrBlock) for b in out)
+    assert [b.text for b in out] == [
+        "$DD0A", "56586", "Time of day clock, minutes", "030F", "783", "SOLID DOS I/O\nat $DC01"
+    ]
+    assert [b.repairs for b in out] == [1, 0, 0, 1, 0, 1] and ocr_repairs(out) == 3
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in out] == [(b.x0, b.y0, b.x1, b.y1) for b in blocks]
+
+
+def _words(line: list[tuple[float, str]], y: float, line_no: int, block_no: int = 0, char_w: float = 5.0):
+    """OCR word tuples (x0, y0, x1, y1, text, block, line, word) for words starting at the given x."""
+    return [(x, y, x + char_w * len(t), y + 12, t, block_no, line_no, i) for i, (x, t) in enumerate(line)]
+
+
+def test_ocr_word_boxes_become_table_cells_and_rows():
+    from c64_pipeline.ocr import blocks_from_ocr_words
+
+    words = []
+    # prose: words 3-4 points apart stay one block
+    words += _words([(50, "The"), (68, "CIA"), (86, "sits"), (110, "at"), (124, "$DC00.")], 80, 0)
+    # a register row: cells 20+ points apart, a ruling-line speck "_" between two cells, an underscore glued on
+    row = [(50, "$DC0B"), (100, "56331"), (150, "TODHRS_"), (187, "_"), (210, "Time"), (234, "of"), (248, "day")]
+    words += _words(row, 100, 1)
+    # the engine split the description of the next row into two lines that touch on one row
+    words += _words([(50, "$DC0C"), (100, "56332")], 120, 2)
+    words += _words([(210, "Serial"), (244, "data")], 120, 0, block_no=1)
+    words += _words([(268, "register")], 121, 1, block_no=1)
+    blocks = blocks_from_ocr_words(words)
+    texts = [b.text for b in blocks]
+    assert texts == [
+        "The CIA sits at $DC00.",
+        "$DC0B", "56331", "TODHRS", "Time of day",
+        "$DC0C", "56332", "Serial data register",
+    ]
+    row = [b for b in blocks if b.text in ("$DC0B", "56331", "TODHRS", "Time of day")]
+    assert len({(b.y0, b.y1) for b in row}) == 1  # the cells of one OCR line share its height
+    layout = layout_text(blocks, 595, 842)
+    assert "$DC0B | 56331 | TODHRS | Time of day" in layout.splitlines(), layout
+    assert "$DC0C | 56332 | Serial data register" in layout.splitlines(), layout
+
+
+def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
+    from c64_pipeline.ocr import ocr_many
+
+    out = ocr_many([(scanned, [1, 9])], "tesseract", {"dpi": 150}, errors="collect")
+    assert out[scanned][1] and isinstance(out[scanned][9], OcrError) and "page index 9" in str(out[scanned][9])
+    with pytest.raises(ValueError, match="errors"):
+        ocr_many([(scanned, [1])], "tesseract", {}, errors="ignore")
+
+
+@pytest.mark.slow
+def test_extract_pdfs_ocrs_several_documents_in_one_pool(scanned, tmp_path):
+    from c64_pipeline.documents import DocumentRejected
+    from c64_pipeline.extraction import ExtractionSettings, extract_document, extract_pdfs
+
+    heads = image_only(make_running_head_doc(1), tmp_path / "heads.pdf")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    settings = ExtractionSettings(ocr_options={"dpi": 150}, ocr_workers=2)
+    out = extract_pdfs([("scan", scanned), ("broken", broken), ("heads", heads)], settings)
+    assert list(out) == ["scan", "broken", "heads"]
+    assert isinstance(out["broken"], DocumentRejected) and "broken.pdf" in str(out["broken"])
+    one_by_one = ExtractionSettings(ocr_options={"dpi": 150}, ocr_workers=1)
+    assert out["scan"] == extract_document("scan", scanned, "pdf", one_by_one)
+    assert out["heads"] == extract_document("heads", heads, "pdf", one_by_one)
+    assert all(p.method == "ocr" for p in out["scan"])
+
+
+def test_page_records_count_the_hex_repairs_of_their_ocr_blocks():
+    from pathlib import Path as P
+
+    from c64_pipeline.extraction import ExtractionSettings, PdfTextLayer, finish_pdf
+    from c64_pipeline.layout import TextBlock
+    from c64_pipeline.ocr import repair_blocks
+
+    layer = PdfTextLayer(
+        "doc", P("doc.pdf"), [(595, 842), (595, 842)],
+        [[TextBlock(50, 100, 300, 112, "Text layer page at $DCOA stays as it is")], []],
+        [None, "no text layer"],
+    )
+    ocr = {1: repair_blocks([TextBlock(50, 100, 90, 112, "$DDOOA"), TextBlock(120, 100, 150, 112, "56586"),
+                             TextBlock(50, 130, 300, 142, "Bits of $DCOE and S$DOOA")])}
+    pages = finish_pdf(layer, ocr, ExtractionSettings())
+    assert [p.ocr_repairs for p in pages] == [0, 3]
+    assert "$DD0A | 56586" in pages[1].text and "$DC0E and $D00A" in pages[1].text
+    assert "$DCOA" in pages[0].text  # text layers are never "repaired"
+    assert pages[1].as_dict()["ocr_repairs"] == 3
