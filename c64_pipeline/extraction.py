@@ -122,7 +122,9 @@ def ocr_reason(signals: PageSignals, settings: ExtractionSettings) -> str | None
     return None
 
 
-def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[PageText]:
+def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings, *, ocr: bool = True) -> list[PageText]:
+    """Page texts of a PDF. ``ocr=False`` keeps the text layer of pages that would be OCR'd (benchmarks, quick checks);
+    their ``ocr_reason`` still says why they would be."""
     with open_pdf(path) as doc:
         sizes = [(page.rect.width, page.rect.height) for page in doc]
         page_blocks: list[list[TextBlock]] = []
@@ -139,7 +141,7 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
             signals.append(sig)
             reasons.append(ocr_reason(sig, settings))
 
-    to_ocr = [i for i, reason in enumerate(reasons) if reason]
+    to_ocr = [i for i, reason in enumerate(reasons) if reason] if ocr else []
     if to_ocr:
         from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
 
@@ -156,7 +158,7 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
         text = layout_text(blocks, width, height)
         quality = text_quality(text)
         usable = bool(text.strip())
-        method = ("ocr" if reasons[i] else "text_layer") if usable else "none"
+        method = ("ocr" if reasons[i] and ocr else "text_layer") if usable else "none"
         pages.append(
             PageText(doc_id, i + 1, text, method, quality, reasons[i], len(text.strip()))
         )
