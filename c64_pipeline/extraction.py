@@ -132,7 +132,7 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings, *, ocr: b
         reasons: list[str | None] = []
         for page in doc:
             try:
-                blocks = blocks_from_page(page, textpage=page.get_textpage())
+                blocks = blocks_from_page(page)
             except Exception as exc:
                 raise DocumentRejected(f"{path.name}: page {page.number + 1} cannot be read ({exc})") from exc
             raw = "\n".join(block.text for block in blocks)

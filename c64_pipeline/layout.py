@@ -78,88 +78,75 @@ def _clean_lines(text: str) -> str:
     return "\n".join(line.strip() for line in text.split("\n") if line.strip())
 
 
-def _strip_specks(chars: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Drop leading/trailing tokens made only of speck characters."""
-    tokens: list[list[tuple[str, float, float]]] = []
-    for ch in chars:
-        if ch[0].isspace():
-            if tokens and tokens[-1]:
-                tokens.append([])
-        else:
-            if not tokens:
-                tokens.append([])
-            tokens[-1].append(ch)
-    words = [t for t in tokens if t]
-
-    def speck(t: list[tuple[str, float, float]]) -> bool:
-        return bool(_SPECK.match("".join(c for c, _, _ in t)))
-
-    while words and speck(words[0]):
-        words.pop(0)
-    while words and speck(words[-1]):
-        words.pop()
-    out: list[tuple[str, float, float]] = []
-    for w in words:
-        if out:
-            out.append((" ", out[-1][2], w[0][1]))
-        out.extend(w)
-    return out
-
-
+# A word: x0, y0, x1, y1, text.
+_Word = tuple[float, float, float, float, str]
 # A piece of a line: x0, y0, x1, y1, text, and the gap (points) that separates cells there.
 _Piece = tuple[float, float, float, float, str, float]
 
 
-def _line_pieces(line: dict, drop_specks: bool = False) -> list[_Piece]:
-    """Split one rawdict line into pieces at wide horizontal gaps."""
-    _, y0, _, y1 = line["bbox"]
-    chars_in = [
-        (ch["c"], ch["bbox"][0], ch["bbox"][2]) for span in line["spans"] for ch in span["chars"]
-    ]
-    widths = sorted(x1 - x0 for c, x0, x1 in chars_in if not c.isspace() and x1 > x0)
+def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
+    """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps."""
+    y0 = min(w[1] for w in words)
+    y1 = max(w[3] for w in words)
+    chars = sum(len(w[4]) for w in words)
     limit = CELL_GAP * max(y1 - y0, 1.0)
-    if widths:
-        limit = min(limit, CHAR_GAP * widths[len(widths) // 2])
-    pieces: list[list[tuple[str, float, float]]] = []  # chars (c, x0, x1) per piece
-    right = -math.inf  # right edge of the last non-space char of the current piece
-    for c, cx0, cx1 in chars_in:
-        if c.isspace():
-            if pieces:
-                pieces[-1].append((c, cx0, cx1))
-        elif not pieces or cx0 - right > limit:
-            pieces.append([(c, cx0, cx1)])
-            right = cx1
+    if chars:
+        limit = min(limit, CHAR_GAP * sum(w[2] - w[0] for w in words) / chars)
+    groups: list[list[_Word]] = []
+    right = -math.inf
+    for w in words:
+        if not groups or w[0] - right > limit:
+            groups.append([w])
+            right = w[2]
         else:
-            pieces[-1].append((c, cx0, cx1))
-            right = max(right, cx1)
+            groups[-1].append(w)
+            right = max(right, w[2])
     out = []
-    for chars in pieces:
+    for g in groups:
         if drop_specks:
-            chars = _strip_specks(chars)
-        solid = [(x0, x1) for c, x0, x1 in chars if not c.isspace()]
-        text = "".join(c for c, _, _ in chars).strip()
-        if text and solid:
-            out.append((min(a for a, _ in solid), y0, max(b for _, b in solid), y1, text, limit))
+            while g and _SPECK.match(g[0][4]):
+                g = g[1:]
+            while g and _SPECK.match(g[-1][4]):
+                g = g[:-1]
+        if g:
+            out.append((g[0][0], y0, max(w[2] for w in g), y1, " ".join(w[4] for w in g), limit))
     return out
+
+
+def _row_clusters(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Pieces grouped by vertical overlap (sorted by centre height): the only ones that can share a row."""
+    rows: list[list[_Piece]] = []
+    bottom = -math.inf
+    for p in sorted(pieces, key=lambda p: p[1] + p[3]):
+        if rows and p[1] < bottom:
+            rows[-1].append(p)
+            bottom = max(bottom, p[3])
+        else:
+            rows.append([p])
+            bottom = p[3]
+    return rows
 
 
 def _merge_row_pieces(pieces: list[_Piece]) -> list[_Piece]:
     """Join pieces that sit on one row closer than CELL_GAP (an extractor split one line)."""
     out: list[list] = []
-    for p in sorted(pieces, key=lambda p: p[0]):
-        h = max(p[3] - p[1], 1.0)
-        for q in out:
-            qh = max(q[3] - q[1], 1.0)
-            overlap = min(q[3], p[3]) - max(q[1], p[1])
-            gap = p[0] - q[2]
-            limit = max(p[5], q[5])
-            if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
-                q[:] = [
-                    q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
-                ]
-                break
-        else:
-            out.append(list(p))
+    for cluster in _row_clusters(pieces):
+        merged: list[list] = []
+        for p in sorted(cluster, key=lambda p: p[0]):
+            h = max(p[3] - p[1], 1.0)
+            for q in merged:
+                qh = max(q[3] - q[1], 1.0)
+                overlap = min(q[3], p[3]) - max(q[1], p[1])
+                gap = p[0] - q[2]
+                limit = max(p[5], q[5])
+                if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
+                    q[:] = [
+                        q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
+                    ]
+                    break
+            else:
+                merged.append(list(p))
+        out.extend(merged)
     return [tuple(q) for q in sorted(out, key=lambda q: (q[1], q[0]))]  # type: ignore[misc]
 
 
@@ -171,45 +158,67 @@ def _y_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return min(a1, b1) - max(a0, b0)
 
 
+def _stacked(pieces: list[_Piece]) -> bool:
+    """One piece per line and no two lines side by side: the block is a plain column of lines (the common case)."""
+    for a, b in zip(pieces, pieces[1:]):
+        if _y_overlap(a[1], a[3], b[1], b[3]) > 0.25 * min(a[3] - a[1], b[3] - b[1]):
+            return False
+    return True
+
+
+def _block(pieces: list[_Piece]) -> TextBlock:
+    return TextBlock(
+        min(p[0] for p in pieces),
+        min(p[1] for p in pieces),
+        max(p[2] for p in pieces),
+        max(p[3] for p in pieces),
+        "\n".join(p[4] for p in pieces),
+        tuple((p[1], p[3]) for p in pieces),
+    )
+
+
 def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
     """Split one extractor block into parts whose lines are not side by side."""
-    n = len(pieces)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if _x_overlap(pieces[i][0], pieces[i][2], pieces[j][0], pieces[j][2]) > 0:
-                parent[find(i)] = find(j)
-    clusters: dict[int, list[int]] = {}
-    for i in range(n):
-        clusters.setdefault(find(i), []).append(i)
+    clusters: list[list[_Piece]] = []  # runs of x-overlapping pieces (connected components of the overlap graph)
+    right = -math.inf
+    for p in sorted(pieces, key=lambda p: p[0]):
+        if clusters and p[0] < right:
+            clusters[-1].append(p)
+            right = max(right, p[2])
+        else:
+            clusters.append([p])
+            right = p[2]
     out: list[TextBlock] = []
-    for members in clusters.values():
-        part = sorted((pieces[i] for i in members), key=lambda p: (p[1], p[0]))
+    for members in clusters:
+        part = sorted(members, key=lambda p: (p[1], p[0]))
         side_by_side = any(
             _y_overlap(a[1], a[3], b[1], b[3]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
             for k, a in enumerate(part)
-            for b in part[k + 1 :]
+            for b in part[k + 1 : k + 4]
         )
         groups = [[p] for p in part] if side_by_side else [part]
-        for g in groups:
-            out.append(
-                TextBlock(
-                    min(p[0] for p in g),
-                    min(p[1] for p in g),
-                    max(p[2] for p in g),
-                    max(p[3] for p in g),
-                    "\n".join(p[4] for p in g),
-                    tuple((p[1], p[3]) for p in g),
-                )
-            )
+        out.extend(_block(g) for g in groups)
     return out
+
+
+def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[list[list[_Word]]]:
+    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call)."""
+    if textpage is None:
+        textpage = page.get_textpage(flags=TEXT_FLAGS)
+    blocks: list[list[list[_Word]]] = []
+    key = None
+    for x0, y0, x1, y1, word, b, l, _ in page.get_text("words", textpage=textpage):
+        if (b, l) != key:
+            if key is None or b != key[0]:
+                blocks.append([])
+            blocks[-1].append([])
+            key = (b, l)
+        blocks[-1][-1].append((x0, y0, x1, y1, word))
+    return blocks
+
+
+# Text extraction flags for text layers: no images (decoding them costs more than reading the text).
+TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT
 
 
 def blocks_from_page(
@@ -229,6 +238,7 @@ def blocks_from_page(
     For OCR text pages use "lines": there the extractor's blocks are not paragraphs (it glues
     lines of neighbouring columns together), and ``layout_text`` rebuilds paragraphs from
     line spacing. drop_specks removes OCR specks ("|", "_", ";") at line ends ("auto"/"lines").
+    Geometry comes from one ``get_text("words")`` call on ``textpage`` (made without images when not given).
     """
     if granularity == "blocks":
         out = []
@@ -241,17 +251,16 @@ def blocks_from_page(
         return out
     if granularity not in ("auto", "lines"):
         raise ValueError(f"granularity must be 'auto', 'blocks' or 'lines', not {granularity!r}")
-    raw = page.get_text("rawdict", textpage=textpage)
     out: list[TextBlock] = []
     line_pieces: list[_Piece] = []
-    for block in raw["blocks"]:
-        if block.get("type", 0) != 0:
-            continue
-        pieces = [p for line in block["lines"] for p in _line_pieces(line, drop_specks)]
+    for lines in _page_lines(page, textpage):
+        pieces = [p for words in lines for p in _line_pieces(words, drop_specks)]
         if not pieces:
             continue
         if granularity == "lines":
             line_pieces.extend(pieces)
+        elif len(pieces) == len(lines) and _stacked(pieces):
+            out.append(_block(pieces))
         else:
             out.extend(_cluster_block(_merge_row_pieces(pieces)))
     if granularity == "lines":
