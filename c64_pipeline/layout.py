@@ -116,14 +116,14 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
 def _row_clusters(pieces: list[_Piece]) -> list[list[_Piece]]:
     """Pieces grouped by vertical overlap (sorted by centre height): the only ones that can share a row."""
     rows: list[list[_Piece]] = []
-    bottom = -math.inf
+    top = bottom = -math.inf
     for p in sorted(pieces, key=lambda p: p[1] + p[3]):
-        if rows and p[1] < bottom:
+        if rows and min(bottom, p[3]) - max(top, p[1]) >= ROW_OVERLAP * min(bottom - top, p[3] - p[1]):
             rows[-1].append(p)
-            bottom = max(bottom, p[3])
+            top, bottom = min(top, p[1]), max(bottom, p[3])
         else:
             rows.append([p])
-            bottom = p[3]
+            top, bottom = p[1], p[3]
     return rows
 
 
@@ -276,24 +276,19 @@ TABLE_MAX_WORDS = 3  # a cell-like column has at most this many words per line (
 PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (median)
 
 
-@dataclass(eq=False)
 class _Line:
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    text: str
-    block: int
-    first: bool  # first line of its block
-    block_lines: int  # number of lines in its block
+    """One text line (or cell piece) with its block: a plain slotted class, built and compared very often."""
 
-    @property
-    def h(self) -> float:
-        return max(self.y1 - self.y0, 0.01)
+    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words")
 
-    @property
-    def words(self) -> int:
-        return len(self.text.split())
+    def __init__(self, x0: float, y0: float, x1: float, y1: float, text: str, block: int, first: bool,
+                 block_lines: int):
+        self.x0, self.y0, self.x1, self.y1, self.text = x0, y0, x1, y1, text
+        self.block = block
+        self.first = first  # first line of its block
+        self.block_lines = block_lines  # number of lines in its block
+        self.h = max(y1 - y0, 0.01)
+        self.words = len(text.split())
 
 
 def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
@@ -333,18 +328,25 @@ def _bands(lines: list[_Line]) -> list[list[_Line]]:
     return bands
 
 
+def _cover(ivs: list[tuple[float, float]], ctx: _Ctx) -> list[tuple[float, float]]:
+    """Sorted x intervals coalesced wherever they are less than a gutter apart."""
+    out: list[list[float]] = []
+    for x0, x1 in sorted(ivs):
+        if out and x0 - out[-1][1] < ctx.min_gap:
+            if x1 > out[-1][1]:
+                out[-1][1] = x1
+        else:
+            out.append([x0, x1])
+    return [(a, b) for a, b in out]
+
+
+def _gaps(cover: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [(a[1], b[0]) for a, b in zip(cover, cover[1:])]
+
+
 def _gutters(lines: list[_Line], ctx: _Ctx) -> list[tuple[float, float]]:
     """Vertical whitespace strips (x intervals) that no line crosses."""
-    out = []
-    ivs = sorted((l.x0, l.x1) for l in lines)
-    if not ivs:
-        return out
-    end = ivs[0][1]
-    for x0, x1 in ivs[1:]:
-        if x0 - end >= ctx.min_gap:
-            out.append((end, x0))
-        end = max(end, x1)
-    return out
+    return _gaps(_cover([(l.x0, l.x1) for l in lines], ctx))
 
 
 def _keeps(
@@ -360,20 +362,21 @@ def _keeps(
 
 def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
     groups: list[list[_Line]] = []
-    gutters: list[list[tuple[float, float]]] = []
+    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced (its gutters are the gaps)
     for band in bands:
-        gb = _gutters(band, ctx)
+        cb = _cover([(l.x0, l.x1) for l in band], ctx)
+        gb = _gaps(cb)
         if groups:
-            gg = gutters[-1]
+            gg = _gaps(covers[-1])
             if gg or gb:
-                union = groups[-1] + band
-                gu = _gutters(union, ctx)
+                cu = _cover(covers[-1] + cb, ctx)
+                gu = _gaps(cu)
                 if gu and _keeps(gg, gu, True, ctx) and _keeps(gb, gu, not gg, ctx):
-                    groups[-1] = union
-                    gutters[-1] = gu
+                    groups[-1] = groups[-1] + band
+                    covers[-1] = cu
                     continue
         groups.append(list(band))
-        gutters.append(gb)
+        covers.append(cb)
     return groups
 
 
