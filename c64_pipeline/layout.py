@@ -12,7 +12,7 @@ Reading order (``layout_text``) is a recursive, table-aware XY-cut:
    sides must mostly sit on shared rows (strong vertical overlap, wrapped continuation lines
    excluded) and at least one side must be cell-like (median <= 3 words per line), and
    neither side may look like prose (median >= 5 words per line with the shared rows falling
-   in the middle of its multi-line paragraphs). Neighbouring columns joined by table gutters are
+   in the middle of its multi-line paragraphs, on lines that continue a sentence: lower-case start). Neighbouring columns joined by table gutters are
    emitted row by row (cells joined with " | "); every other column is read fully, left to
    right, by recursing into it.
 
@@ -431,8 +431,12 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     hits = [l for l in side if id(l) in paired]
     if not hits:
         return False
-    starts = sum(1 for l in hits if l.first or l.block_lines == 1)
-    return starts / len(hits) < 0.5
+    mids = [l for l in hits if not (l.first or l.block_lines == 1)]
+    if len(mids) <= 0.5 * len(hits):
+        return False
+    # A line in the middle of a paragraph mostly continues a sentence (starts in lower case); a description cell of
+    # a table whose column the extractor made into one block starts a new item (capital, digit, symbol).
+    return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
 def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
