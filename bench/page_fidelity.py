@@ -107,9 +107,9 @@ def check(test: PageTest, pages: list[str]) -> tuple[bool, str]:
         scope = [pages[test.page - 1]]
     else:
         scope = pages
-    if test.type == "present":
+    if test.type == "present":  # on its page, or anywhere in the document (a paragraph may run over a page break)
         want = norm(test.text)
-        return any(want in norm(p) for p in scope), "not found"
+        return want in norm(" ".join(scope)), "not found"
     if test.type == "absent":
         for i, p in enumerate(scope):
             if test.text and norm(test.text) in norm(p):

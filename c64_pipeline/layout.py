@@ -278,6 +278,7 @@ def blocks_from_page(
 # Reading order
 # --------------------------------------------------------------------------------------------
 
+_SECTION_NUMBER = re.compile(r"^(\d+\.)+\d*$|^\d+(\.\d+)+$")  # 6.2.1. / 4.2 / 2.
 TABLE_MAX_WORDS = 3  # a cell-like column has at most this many words per line (median)
 PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (median)
 
@@ -496,6 +497,13 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     lo, hi = multi[0], multi[-1]
     for r in table[:lo]:
         out.extend(("line", l) for c in r for l in c)
+    row = table[lo]
+    if lo == hi and len(row) == 2 and len(row[0]) == len(row[1]) == 1 and _SECTION_NUMBER.match(row[0][0].text):
+        # "6.2.1.   SID mapper": a numbered heading set with a tab, not a one-row table
+        out.append(("line", _fuse([row[0][0], row[1][0]])))
+        for r in table[hi + 1 :]:
+            out.extend(("line", l) for c in r for l in c)
+        return out
     rendered = [" | ".join(" ".join(l.text for l in c) for c in r) for r in table[lo : hi + 1]]
     out.append(("table", rendered))
     for r in table[hi + 1 :]:
