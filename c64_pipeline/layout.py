@@ -601,6 +601,12 @@ def layout_text(blocks: list[TextBlock], page_width: float, page_height: float) 
 # --------------------------------------------------------------------------------------------
 
 
+# A block repeated at the same height (within HEAD_POSITION_TOLERANCE points) on min_share of the pages is a running
+# head also below the narrow band, down to this share of the page (a title under a logo: 69-99 pt on an 842 pt page).
+WIDE_HEAD_BAND = 0.15
+HEAD_POSITION_TOLERANCE = 3.0
+
+
 def _head_key(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+", "#", text)).strip().casefold()
 
@@ -615,7 +621,9 @@ def strip_running_heads(
 
     A block is one if it lies entirely within the top or bottom ``band`` share of its page and
     its text, with digit runs masked, whitespace normalised and case folded, occurs in that
-    band on at least ``min_share`` of the pages. Only applied to documents of >= 3 pages.
+    band on at least ``min_share`` of the pages; or if it lies within the wider WIDE_HEAD_BAND and
+    that text recurs at the same height on at least ``min_share`` of the pages. Only applied to
+    documents of >= 3 pages.
     """
     if len(pages) != len(page_heights):
         raise ValueError("pages and page_heights differ in length")
@@ -625,12 +633,22 @@ def strip_running_heads(
     def in_band(b: TextBlock, h: float) -> bool:
         return b.y1 <= band * h or b.y0 >= (1.0 - band) * h
 
+    def in_wide_band(b: TextBlock, h: float) -> bool:
+        return b.y1 <= WIDE_HEAD_BAND * h or b.y0 >= (1.0 - WIDE_HEAD_BAND) * h
+
+    def placed(b: TextBlock) -> tuple[str, int]:
+        return _head_key(b.text), round(b.y0 / HEAD_POSITION_TOLERANCE)
+
     counts: Counter[str] = Counter()
+    at_place: Counter[tuple[str, int]] = Counter()
     for blocks, h in zip(pages, page_heights):
         counts.update({_head_key(b.text) for b in blocks if in_band(b, h)})
+        at_place.update({placed(b) for b in blocks if in_wide_band(b, h)})
     need = max(2, math.ceil(min_share * len(pages) - 1e-9))
     heads = {k for k, c in counts.items() if c >= need and k}
-    return [
-        [b for b in blocks if not (in_band(b, h) and _head_key(b.text) in heads)]
-        for blocks, h in zip(pages, page_heights)
-    ]
+    placed_heads = {k for k, c in at_place.items() if c >= need and k[0]}
+
+    def head(b: TextBlock, h: float) -> bool:
+        return (in_band(b, h) and _head_key(b.text) in heads) or (in_wide_band(b, h) and placed(b) in placed_heads)
+
+    return [[b for b in blocks if not head(b, h)] for blocks, h in zip(pages, page_heights)]

@@ -371,3 +371,17 @@ def test_text_box_in_a_figure_stays_out_of_the_sentence_beside_it(tmp_path):
     text = page_text(pymupdf.open(tmp_path / "figure.pdf")[0])
     assert "\n".join(sentence) in text
     assert "NO SUFFIX = 1 MHz\nA = 2 MHz" in text
+
+
+def test_running_head_under_a_logo_below_the_narrow_band_is_stripped():
+    """'1541 Ultimate-II / Documentation' sits at 69-99 pt on 842 pt pages (12%), at the same height on every page."""
+    def page(n: int) -> list[TextBlock]:
+        return [
+            TextBlock(400, 69, 540, 99, "1541 Ultimate-II\nDocumentation"),
+            TextBlock(60, 69 + 40 * n, 400, 81 + 40 * n, f"Body line {n} at a height that moves from page to page."),
+            TextBlock(60, 300, 400, 312, "A paragraph at the same height on every page, in the body."),
+        ]
+    pages = [page(n) for n in range(1, 5)]
+    out = strip_running_heads(pages, [842.0] * 4)
+    assert all(not any("Documentation" in b.text for b in blocks) for blocks in out)
+    assert [len(blocks) for blocks in out] == [2, 2, 2, 2]  # the body, even where it repeats, stays
