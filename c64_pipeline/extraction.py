@@ -156,7 +156,9 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings, *, ocr: b
     for i, blocks in enumerate(cleaned):
         width, height = sizes[i]
         text = layout_text(blocks, width, height)
-        quality = text_quality(text)
+        # a text-layer page keeps the quality its layer was judged by (same words; scoring it again costs ~10% of
+        # the extraction time); an OCR'd page is scored on what OCR read
+        quality = text_quality(text) if reasons[i] and ocr else signals[i].quality
         usable = bool(text.strip())
         method = ("ocr" if reasons[i] and ocr else "text_layer") if usable else "none"
         pages.append(

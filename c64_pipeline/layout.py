@@ -90,12 +90,20 @@ _Piece = tuple[float, float, float, float, str, float]
 
 def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
     """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps."""
-    y0 = min(w[1] for w in words)
-    y1 = max(w[3] for w in words)
-    chars = sum(len(w[4]) for w in words)
-    limit = CELL_GAP * max(y1 - y0, 1.0)
-    if chars:
-        limit = min(limit, CHAR_GAP * sum(w[2] - w[0] for w in words) / chars)
+    if len(words) == 1:  # the common case in tables and short lines: nothing to split
+        x0, y0, x1, y1, text = words[0]
+        if drop_specks and _SPECK.match(text):
+            return []
+        return [(x0, y0, x1, y1, text, min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * (x1 - x0) / len(text)))]
+    y0, y1, chars, ink = math.inf, -math.inf, 0, 0.0
+    for w in words:
+        if w[1] < y0:
+            y0 = w[1]
+        if w[3] > y1:
+            y1 = w[3]
+        chars += len(w[4])
+        ink += w[2] - w[0]
+    limit = min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * ink / chars)
     groups: list[list[_Word]] = []
     right = -math.inf
     for w in words:
@@ -104,7 +112,8 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
             right = w[2]
         else:
             groups[-1].append(w)
-            right = max(right, w[2])
+            if w[2] > right:
+                right = w[2]
     out = []
     for g in groups:
         if drop_specks:
@@ -173,14 +182,8 @@ def _stacked(pieces: list[_Piece]) -> bool:
 
 
 def _block(pieces: list[_Piece]) -> TextBlock:
-    return TextBlock(
-        min(p[0] for p in pieces),
-        min(p[1] for p in pieces),
-        max(p[2] for p in pieces),
-        max(p[3] for p in pieces),
-        "\n".join(p[4] for p in pieces),
-        tuple((p[1], p[3]) for p in pieces),
-    )
+    x0s, y0s, x1s, y1s, texts, _ = zip(*pieces)
+    return TextBlock(min(x0s), min(y0s), max(x1s), max(y1s), "\n".join(texts), tuple(zip(y0s, y1s)))
 
 
 def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
@@ -390,11 +393,11 @@ def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
 def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
-    for l in sorted(lines, key=lambda l: ((l.y0 + l.y1) / 2, l.x0)):
+    for l in sorted(lines, key=lambda l: (l.y0 + l.y1, l.x0)):
         for row in reversed(rows[-3:]):
-            anchor = row[0]
-            if _same_row(anchor, l) and not any(
-                _x_overlap(o.x0, o.x1, l.x0, l.x1) > 0 for o in row
+            a = row[0]
+            if (min(a.y1, l.y1) - max(a.y0, l.y0) >= ROW_OVERLAP * min(a.h, l.h)) and not any(
+                min(o.x1, l.x1) > max(o.x0, l.x0) for o in row
             ):
                 row.append(l)
                 break
@@ -621,8 +624,9 @@ def strip_running_heads(
 
     A block is one if it lies entirely within the top or bottom ``band`` share of its page and
     its text, with digit runs masked, whitespace normalised and case folded, occurs in that
-    band on at least ``min_share`` of the pages; or if it lies within the wider WIDE_HEAD_BAND and
-    that text recurs at the same height on at least ``min_share`` of the pages. Only applied to
+    band on at least ``min_share`` of the pages; or if it lies within the wider WIDE_HEAD_BAND, has at
+    most three lines, and exactly its text (digits too) recurs at the same height on at least
+    ``min_share`` of the pages. Only applied to
     documents of >= 3 pages.
     """
     if len(pages) != len(page_heights):
@@ -636,8 +640,10 @@ def strip_running_heads(
     def in_wide_band(b: TextBlock, h: float) -> bool:
         return b.y1 <= WIDE_HEAD_BAND * h or b.y0 >= (1.0 - WIDE_HEAD_BAND) * h
 
-    def placed(b: TextBlock) -> tuple[str, int]:
-        return _head_key(b.text), round(b.y0 / HEAD_POSITION_TOLERANCE)
+    def placed(b: TextBlock) -> tuple[str, int]:  # exact text (digits too) at the same height, at most 3 lines
+        if b.text.count("\n") >= 3:
+            return "", 0
+        return " ".join(b.text.split()).casefold(), round(b.y0 / HEAD_POSITION_TOLERANCE)
 
     counts: Counter[str] = Counter()
     at_place: Counter[tuple[str, int]] = Counter()

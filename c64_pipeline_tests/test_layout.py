@@ -385,3 +385,8 @@ def test_running_head_under_a_logo_below_the_narrow_band_is_stripped():
     out = strip_running_heads(pages, [842.0] * 4)
     assert all(not any("Documentation" in b.text for b in blocks) for blocks in out)
     assert [len(blocks) for blocks in out] == [2, 2, 2, 2]  # the body, even where it repeats, stays
+
+
+def test_body_lines_that_differ_only_in_digits_at_a_fixed_height_are_not_running_heads():
+    pages = [[TextBlock(50, 60, 450, 72, f"Section {n}. POKE 53280,{n} changes the border.")] for n in range(4)]
+    assert strip_running_heads(pages, [684.0] * 4) == pages
