@@ -21,6 +21,7 @@ Paragraphs are separated by a blank line, table rows by single newlines.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import statistics
@@ -82,8 +83,8 @@ def _clean_lines(text: str) -> str:
     return "\n".join(line.strip() for line in text.split("\n") if line.strip())
 
 
-# A word: x0, y0, x1, y1, text.
-_Word = tuple[float, float, float, float, str]
+# A word as ``get_text("words")`` gives it: x0, y0, x1, y1, text, block, line, word numbers.
+_Word = tuple[float, float, float, float, str, int, int, int]
 # A piece of a line: x0, y0, x1, y1, text, and the gap (points) that separates cells there.
 _Piece = tuple[float, float, float, float, str, float]
 
@@ -91,7 +92,7 @@ _Piece = tuple[float, float, float, float, str, float]
 def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
     """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps."""
     if len(words) == 1:  # the common case in tables and short lines: nothing to split
-        x0, y0, x1, y1, text = words[0]
+        x0, y0, x1, y1, text = words[0][:5]
         if drop_specks and _SPECK.match(text):
             return []
         return [(x0, y0, x1, y1, text, min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * (x1 - x0) / len(text)))]
@@ -216,13 +217,14 @@ def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[l
         textpage = page.get_textpage(flags=TEXT_FLAGS)
     blocks: list[list[list[_Word]]] = []
     key = None
-    for x0, y0, x1, y1, word, b, l, _ in page.get_text("words", textpage=textpage):
+    for w in page.get_text("words", textpage=textpage):
+        b, l = w[5], w[6]
         if (b, l) != key:
             if key is None or b != key[0]:
                 blocks.append([])
             blocks[-1].append([])
             key = (b, l)
-        blocks[-1][-1].append((x0, y0, x1, y1, word))
+        blocks[-1][-1].append(w)
     return blocks
 
 
@@ -390,6 +392,12 @@ def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
     return groups
 
 
+def _one_per_row(lines: list[_Line]) -> bool:
+    """No two lines share a row (so ``_rows`` would return every line alone, in the same order)."""
+    ordered = sorted(lines, key=lambda l: l.y0)
+    return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
+
+
 def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
@@ -519,13 +527,15 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
     for group in _groups(_bands(lines), ctx):
         gutters = _gutters(group, ctx)
         if not gutters:
-            for row in _rows(group):
-                items.append(("line", _fuse(row)))
+            if _one_per_row(group):  # plain prose: every line is its own row
+                items.extend(("line", l) for l in sorted(group, key=lambda l: (l.y0 + l.y1, l.x0)))
+            else:
+                items.extend(("line", _fuse(row)) for row in _rows(group))
             continue
-        cuts = [(g0 + g1) / 2 for g0, g1 in gutters]
+        cuts = [g0 + g1 for g0, g1 in gutters]  # doubled midpoints, compared with doubled line centres
         columns: list[list[_Line]] = [[] for _ in range(len(cuts) + 1)]
         for l in group:
-            columns[sum(1 for c in cuts if (l.x0 + l.x1) / 2 > c)].append(l)
+            columns[bisect.bisect_left(cuts, l.x0 + l.x1)].append(l)
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
         for a, b in zip(columns, columns[1:]):
