@@ -398,6 +398,8 @@ def score(tests: list[PageTest], texts: dict[str, list[str]], ocr: bool) -> dict
     """Pass counts by test type, by source ("sample"/"corpus") and overall; failures listed with the reason."""
     by_type = {k: [0, 0] for k in TYPES}
     by_source: dict[str, list[int]] = {}
+    by_needs: dict[str, list[int]] = {}  # text-layer pages vs pages that need OCR
+    by_needs_type: dict[str, list[int]] = {}
     skipped: Counter[str] = Counter()
     failures = []
     for t in tests:
@@ -409,7 +411,8 @@ def score(tests: list[PageTest], texts: dict[str, list[str]], ocr: bool) -> dict
             continue
         ok, why = check(t, texts[t.doc])
         src = t.doc.partition(":")[0]
-        for bucket in (by_type[t.type], by_source.setdefault(src, [0, 0])):
+        for bucket in (by_type[t.type], by_source.setdefault(src, [0, 0]), by_needs.setdefault(t.needs, [0, 0]),
+                       by_needs_type.setdefault(f"{t.needs}/{t.type}", [0, 0])):
             bucket[0] += ok
             bucket[1] += 1
         if not ok:
@@ -423,6 +426,8 @@ def score(tests: list[PageTest], texts: dict[str, list[str]], ocr: bool) -> dict
     return {
         "by_type": {k: rate(*v) for k, v in by_type.items()},
         "by_source": {k: rate(*v) for k, v in sorted(by_source.items())},
+        "by_needs": {k: rate(*v) for k, v in sorted(by_needs.items())},
+        "by_needs_and_type": {k: rate(*v) for k, v in sorted(by_needs_type.items())},
         "overall": rate(passed, total),
         "skipped": dict(skipped),
         "failures": failures,
@@ -478,6 +483,7 @@ def run(quick: bool = False, compare_find_tables: bool = False, sample_dir: Path
                 pages = sum(len(v) for v in variant.values())
                 entry = score(subset, variant, False)
                 entry["s_per_page"] = round((time.perf_counter() - started) / max(pages, 1), 3)
+                entry["pages"] = pages
                 results[f"find_tables_{strategy}"] = entry
     return results
 
@@ -491,9 +497,12 @@ def markdown(results: dict) -> str:
     variants = [("project (" + results["mode"] + ")", results["project"])]
     variants += [(k, v) for k, v in results.items() if k.startswith(("find_tables_", "xycut_on"))]
     for name, r in variants:
-        rows.append(f"| {name} | " + " | ".join(cell(r["by_type"][k]) for k in TYPES) + f" | {cell(r['overall'])} |")
+        label = f"{name} ({r['s_per_page']} s/page)" if "s_per_page" in r else name
+        rows.append(f"| {label} | " + " | ".join(cell(r["by_type"][k]) for k in TYPES) + f" | {cell(r['overall'])} |")
     for src, r in results["project"]["by_source"].items():
         rows.append(f"\nproject, {src} documents: {cell(r)}")
+    for needs, r in results["project"]["by_needs_and_type"].items():
+        rows.append(f"project, {needs.replace('/', ' pages, ')} tests: {cell(r)}")
     if results["project"]["skipped"]:
         rows.append("\nskipped: " + ", ".join(f"{v} ({k})" for k, v in results["project"]["skipped"].items()))
     t = results["throughput"]
