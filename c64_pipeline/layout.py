@@ -70,6 +70,10 @@ CHAR_GAP = 2.5
 # heights (about one space: a line ends at a wider gap). Measured on the sample manuals' tables: cells 8 pt apart
 # at 14.7 pt line boxes (0.55) must stay apart.
 MERGE_GAP = 0.3
+# A text-layer line is also split at a gap wider than MERGE_GAP before a word that starts exactly (to the rounded
+# point) where at least this many other lines start away from their row's left edge: a column of a table whose row
+# the producer set as one line with narrow padding ("FA_CREATE_ALWAYS $08" under "$01", "$02", "$04").
+COLUMN_START_MIN = 3
 ROW_OVERLAP = 0.6  # share of the smaller height two lines must share to sit on one row
 
 Granularity = Literal["auto", "blocks", "lines"]
@@ -89,8 +93,24 @@ _Word = tuple[float, float, float, float, str, int, int, int]
 _Piece = tuple[float, float, float, float, str, float]
 
 
-def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
-    """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps."""
+def _column_starts(blocks: list[list[list[_Word]]]) -> set[int]:
+    """Rounded x where at least COLUMN_START_MIN extractor lines that are not the first on their row begin: the
+    left edges of table columns after the first."""
+    firsts: dict[int, float] = {}  # rounded top of a row -> leftmost x seen on it
+    heads: list[tuple[int, float]] = []
+    for lines in blocks:
+        for words in lines:
+            key = round(words[0][1])
+            heads.append((key, words[0][0]))
+            if words[0][0] < firsts.get(key, math.inf):
+                firsts[key] = words[0][0]
+    counts = Counter(round(x) for key, x in heads if x > firsts[key] + 1)
+    return {x for x, c in counts.items() if c >= COLUMN_START_MIN}
+
+
+def _line_pieces(words: list[_Word], drop_specks: bool = False, starts: set[int] | None = None) -> list[_Piece]:
+    """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps, and, given the page's
+    column ``starts``, at a gap wider than MERGE_GAP line heights before a word that begins exactly at one."""
     if len(words) == 1:  # the common case in tables and short lines: nothing to split
         x0, y0, x1, y1, text = words[0][:5]
         if drop_specks and _SPECK.match(text):
@@ -105,10 +125,12 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False) -> list[_Piece]:
         chars += len(w[4])
         ink += w[2] - w[0]
     limit = min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * ink / chars)
+    aligned = MERGE_GAP * (y1 - y0) if starts else math.inf
     groups: list[list[_Word]] = []
     right = -math.inf
     for w in words:
-        if not groups or w[0] - right > limit:
+        gap = w[0] - right
+        if not groups or gap > limit or (gap > aligned and round(w[0]) in starts):  # type: ignore[operator]
             groups.append([w])
             right = w[2]
         else:
@@ -264,8 +286,10 @@ def blocks_from_page(
         raise ValueError(f"granularity must be 'auto', 'blocks' or 'lines', not {granularity!r}")
     out: list[TextBlock] = []
     line_pieces: list[_Piece] = []
-    for lines in _page_lines(page, textpage):
-        pieces = [p for words in lines for p in _line_pieces(words, drop_specks)]
+    page_lines = _page_lines(page, textpage)
+    starts = _column_starts(page_lines) if granularity == "auto" else None
+    for lines in page_lines:
+        pieces = [p for words in lines for p in _line_pieces(words, drop_specks, starts)]
         if not pieces:
             continue
         if granularity == "lines":

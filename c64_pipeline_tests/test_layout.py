@@ -390,3 +390,20 @@ def test_running_head_under_a_logo_below_the_narrow_band_is_stripped():
 def test_body_lines_that_differ_only_in_digits_at_a_fixed_height_are_not_running_heads():
     pages = [[TextBlock(50, 60, 450, 72, f"Section {n}. POKE 53280,{n} changes the border.")] for n in range(4)]
     assert strip_running_heads(pages, [684.0] * 4) == pages
+
+
+def test_last_table_row_set_as_one_line_splits_at_the_column_start(tmp_path):
+    """Ultimate DOS page 4: 'FA_CREATE_ALWAYS $08' is one extractor line, its value three spaces after the name but
+    exactly where the values above start."""
+    rows = [("Attribute", "Value"), ("FA_READ", "$01"), ("FA_WRITE", "$02"), ("FA_CREATE_NEW", "$04")]
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((50, 60), "The following table shows which flags are applicable:", fontsize=10)
+    for i, (name, value) in enumerate(rows):
+        page.insert_text((63, 100 + 14 * i), name, fontsize=10)
+        page.insert_text((175, 100 + 14 * i), value, fontsize=10)
+    last = "FA_CREATE_ALWAYS   "  # three spaces (8 pt): one string, so one extractor line
+    page.insert_text((175 - pymupdf.get_text_length(last, fontsize=10), 100 + 14 * len(rows)), last + "$08", fontsize=10)
+    doc.save(tmp_path / "dos.pdf")
+    text = page_text(pymupdf.open(tmp_path / "dos.pdf")[0])
+    assert "FA_CREATE_NEW | $04\nFA_CREATE_ALWAYS | $08" in text
