@@ -501,6 +501,17 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
     return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
 
 
+def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
+    """A first-column line that is the next line of the cell above (same extractor block, alone on its row while
+    its neighbours have ended): a wrapped header or first cell such as "Address" / "(hex)"."""
+    if len(row) != 1:
+        return False
+    above = cells[0][-1]
+    return row[0].block == above.block and row[0].block_lines > 1 and len(cells) > 1 and all(
+        c[-1].block != above.block for c in cells[1:]
+    )
+
+
 def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     first_col = {id(l) for l in columns[0]}
     rows = _rows([l for c in columns for l in c])
@@ -510,7 +521,7 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
         has_first = any(id(l) in first_col for l in row)
         if (
             table
-            and not has_first
+            and (not has_first or _wraps_in_place(row, table[-1]))
             and prev is not None
             and len(row) < len(table[-1])
             and _continues(row, prev, ctx)

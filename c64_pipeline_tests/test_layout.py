@@ -407,3 +407,18 @@ def test_last_table_row_set_as_one_line_splits_at_the_column_start(tmp_path):
     doc.save(tmp_path / "dos.pdf")
     text = page_text(pymupdf.open(tmp_path / "dos.pdf")[0])
     assert "FA_CREATE_NEW | $04\nFA_CREATE_ALWAYS | $08" in text
+
+
+def test_wrapped_first_header_cell_stays_in_its_cell():
+    """'Address (hex)' wraps inside its header cell; the second line is not a row of its own."""
+    blocks = [
+        TextBlock(64, 128, 105, 156, "Address\n(hex)", ((128, 142), (142, 156))),
+        TextBlock(138, 128, 176, 142, "Decimal"),
+        TextBlock(205, 128, 260, 142, "Description"),
+    ]
+    for i, (a, d, text) in enumerate([("$D020", "53280", "Border colour"), ("$D021", "53281", "Background colour")]):
+        y = 160 + 14 * i
+        blocks += [TextBlock(64, y, 95, y + 14, a), TextBlock(138, y, 165, y + 14, d), TextBlock(205, y, 300, y + 14, text)]
+    assert layout_text(blocks, 504, 684) == (
+        "Address (hex) | Decimal | Description\n$D020 | 53280 | Border colour\n$D021 | 53281 | Background colour"
+    )
