@@ -426,19 +426,26 @@ def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
     for l in sorted(lines, key=lambda l: (l.y0 + l.y1, l.x0)):
+        ly0, ly1, lx0, lx1, lh = l.y0, l.y1, l.x0, l.x1, l.h
         for row in reversed(rows[-3:]):
             a = row[0]
-            if (min(a.y1, l.y1) - max(a.y0, l.y0) >= ROW_OVERLAP * min(a.h, l.h)) and not any(
-                min(o.x1, l.x1) > max(o.x0, l.x0) for o in row
-            ):
+            shared = (a.y1 if a.y1 < ly1 else ly1) - (a.y0 if a.y0 > ly0 else ly0)
+            if shared < ROW_OVERLAP * (a.h if a.h < lh else lh):
+                continue
+            for o in row:  # no horizontal overlap inside a row
+                if (o.x1 if o.x1 < lx1 else lx1) > (o.x0 if o.x0 > lx0 else lx0):
+                    break
+            else:
                 row.append(l)
                 break
         else:
             rows.append([l])
+    keyed = []
     for row in rows:
         row.sort(key=lambda l: l.x0)
-    rows.sort(key=lambda r: min(l.y0 for l in r))
-    return rows
+        keyed.append((min(l.y0 for l in row), len(keyed), row))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [row for _, _, row in keyed]
 
 
 def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
