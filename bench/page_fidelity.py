@@ -170,11 +170,14 @@ def corpus_qa_tests(corpus: Path = SHARED_CORPUS) -> list[PageTest]:
         if not item.get("source_file", "").endswith(".pdf") or kind == "visual":
             continue
         m = re.match(r"page (\d+)", item.get("locator", ""))
-        out.append(PageTest(
-            id=f"corpus-qa-{n}", doc=f"corpus:{item['source_file']}", type="present", text=item["evidence"],
-            page=int(m.group(1)) if m else None, needs="ocr" if "ocr" in kind else "text_layer",
-            source=f"qa.jsonl line {n}",
-        ))
+        # a multi-line quote (labels on a schematic) has no single reading order: each of its lines is a test
+        parts = [p for p in item["evidence"].split("\n") if p.strip()]
+        for k, part in enumerate(parts):
+            out.append(PageTest(
+                id=f"corpus-qa-{n}" + (f"-{k + 1}" if len(parts) > 1 else ""), doc=f"corpus:{item['source_file']}",
+                type="present", text=part, page=int(m.group(1)) if m else None,
+                needs="ocr" if "ocr" in kind else "text_layer", source=f"qa.jsonl line {n}",
+            ))
     return out
 
 
