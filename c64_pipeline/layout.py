@@ -250,8 +250,10 @@ def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[l
     return blocks
 
 
-# Text extraction flags for text layers: no images (decoding them costs more than reading the text).
-TEXT_FLAGS = pymupdf.TEXTFLAGS_TEXT
+# Text page flags for text layers, as extraction always used (``get_textpage()``'s default): no images (decoding them
+# costs more than reading the text), ligatures expanded to letters, unknown glyphs as U+FFFD (which the quality score
+# counts) rather than CID numbers.
+TEXT_FLAGS = 0
 
 
 def blocks_from_page(
