@@ -2,7 +2,8 @@
 
     python -m bench.run [--manuals DIR] [--quick]
 
-- page extraction: pages/s of `extract_document` on text-layer pages vs a bare PyMuPDF `get_text()` loop
+- page extraction: pages/s of `extract_pdf` on text-layer pages vs a bare PyMuPDF `get_text()` loop (CPU time;
+  the same function `python -m bench.page_fidelity` reports beside its page-fidelity scores)
 - OCR: seconds/page of the project's engines vs the bare engine call on the same page images
   (Tesseract through PyMuPDF; EasyOCR's `readtext`), and one vs two worker processes
 - OCR tables and scaling (bench/ocr.py): address rows kept whole and exact hex on the scanned sample pages
@@ -26,7 +27,7 @@ from pathlib import Path
 import pymupdf
 
 from c64_pipeline.atomic import write_json
-from c64_pipeline.extraction import ExtractionSettings, extract_document, ocr_reason, page_signals
+from c64_pipeline.extraction import ExtractionSettings, ocr_reason, page_signals
 from c64_pipeline.settings import PROJECT_ROOT
 
 SHARED_PDFS = PROJECT_ROOT.parent / "shared" / "corpus" / "pdf"
@@ -65,24 +66,10 @@ def scanned_pages(folders: list[Path], limit: int) -> list[tuple[Path, int]]:
 
 
 def bench_extraction(pdfs: list[Path], repeats: int) -> dict:
-    pages = sum(pymupdf.open(p).page_count for p in pdfs)
+    """Text-layer extraction vs a bare get_text() loop: the same measurement as bench.page_fidelity reports."""
+    from bench.page_fidelity import throughput
 
-    def bare():
-        for path in pdfs:
-            with pymupdf.open(path) as doc:
-                for page in doc:
-                    page.get_text()
-
-    def project():
-        for path in pdfs:
-            extract_document(path.stem, path, "pdf", ExtractionSettings())
-
-    bare_s, project_s = _best_of(bare, repeats), _best_of(project, repeats)
-    return {
-        "pdfs": len(pdfs), "pages": pages,
-        "bare_pages_per_s": round(pages / bare_s, 1), "project_pages_per_s": round(pages / project_s, 1),
-        "ratio_project_to_bare": round(bare_s / project_s, 3),
-    }
+    return throughput(pdfs, repeats)
 
 
 def bench_ocr(pages: list[tuple[Path, int]], engine: str, dpi: int) -> dict:

@@ -136,6 +136,7 @@ class PdfTextLayer:
     sizes: list[tuple[float, float]]
     blocks: list[list[TextBlock]]
     reasons: list[str | None]
+    qualities: list[float]  # each page's text-layer quality, as the OCR decision judged it
 
     @property
     def to_ocr(self) -> list[int]:
@@ -148,28 +149,31 @@ def read_text_layer(doc_id: str, path: Path, settings: ExtractionSettings) -> Pd
         sizes = [(page.rect.width, page.rect.height) for page in doc]
         page_blocks: list[list[TextBlock]] = []
         reasons: list[str | None] = []
+        qualities: list[float] = []
         for page in doc:
             try:
-                blocks = blocks_from_page(page, textpage=page.get_textpage())
+                blocks = blocks_from_page(page)
             except Exception as exc:
                 raise DocumentRejected(f"{path.name}: page {page.number + 1} cannot be read ({exc})") from exc
             raw = "\n".join(block.text for block in blocks)
             sig = page_signals(page, raw, settings)
             page_blocks.append(blocks)
             reasons.append(ocr_reason(sig, settings))
-    return PdfTextLayer(doc_id, path, sizes, page_blocks, reasons)
+            qualities.append(sig.quality)
+    return PdfTextLayer(doc_id, path, sizes, page_blocks, reasons, qualities)
 
 
 def finish_pdf(
-    layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], settings: ExtractionSettings
+    layer: PdfTextLayer, ocr_blocks: dict[int, list[TextBlock]], settings: ExtractionSettings, *, ocr: bool = True
 ) -> list[PageText]:
-    """Second half of ``extract_pdf``: OCR blocks in place of the pages that needed them, running heads
-    stripped, reading order, one ``PageText`` per page."""
+    """Second half of ``extract_pdf``: OCR blocks in place of the pages that needed them (unless ``ocr=False``,
+    which keeps their text layer), running heads stripped, reading order, one ``PageText`` per page."""
     from c64_pipeline.ocr import ocr_repairs  # light: the engines' heavy libraries are imported lazily
 
     page_blocks = list(layer.blocks)
     repairs = [0] * len(page_blocks)
-    for i in layer.to_ocr:
+    ocred = set(layer.to_ocr) if ocr else set()
+    for i in ocred:
         page_blocks[i] = ocr_blocks.get(i, [])
         repairs[i] = ocr_repairs(page_blocks[i])
     cleaned = strip_running_heads(
@@ -179,10 +183,12 @@ def finish_pdf(
     for i, blocks in enumerate(cleaned):
         width, height = layer.sizes[i]
         text = layout_text(blocks, width, height)
-        quality = text_quality(text)
+        # a text-layer page keeps the quality its layer was judged by (same words; scoring it again costs ~10% of
+        # the extraction time); an OCR'd page is scored on what OCR read
+        quality = text_quality(text) if i in ocred else layer.qualities[i]
         usable = bool(text.strip())
         reason = layer.reasons[i]
-        method = ("ocr" if reason else "text_layer") if usable else "none"
+        method = ("ocr" if i in ocred else "text_layer") if usable else "none"
         flag = quality_flag(method, quality, settings)
         pages.append(
             PageText(layer.doc_id, i + 1, text, method, quality, reason, len(text.strip()), flag, repairs[i])
@@ -190,16 +196,18 @@ def finish_pdf(
     return pages
 
 
-def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[PageText]:
+def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings, *, ocr: bool = True) -> list[PageText]:
+    """Page texts of a PDF. ``ocr=False`` keeps the text layer of pages that would be OCR'd (benchmarks, quick checks);
+    their ``ocr_reason`` still says why they would be."""
     layer = read_text_layer(doc_id, path, settings)
     ocr_blocks: dict[int, list[TextBlock]] = {}
-    if layer.to_ocr:
+    if ocr and layer.to_ocr:
         from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
 
         ocr_blocks = ocr_pages(
             path, layer.to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers
         )
-    return finish_pdf(layer, ocr_blocks, settings)
+    return finish_pdf(layer, ocr_blocks, settings, ocr=ocr)
 
 
 def extract_pdfs(

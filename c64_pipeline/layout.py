@@ -12,7 +12,7 @@ Reading order (``layout_text``) is a recursive, table-aware XY-cut:
    sides must mostly sit on shared rows (strong vertical overlap, wrapped continuation lines
    excluded) and at least one side must be cell-like (median <= 3 words per line), and
    neither side may look like prose (median >= 5 words per line with the shared rows falling
-   in the middle of its multi-line paragraphs). Neighbouring columns joined by table gutters are
+   in the middle of its multi-line paragraphs, on lines that continue a sentence: lower-case start). Neighbouring columns joined by table gutters are
    emitted row by row (cells joined with " | "); every other column is read fully, left to
    right, by recursing into it.
 
@@ -21,6 +21,7 @@ Paragraphs are separated by a blank line, table rows by single newlines.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import statistics
@@ -65,6 +66,14 @@ class TextBlock:
 # stretches a space to ~1.3 character widths at most).
 CELL_GAP = 1.5
 CHAR_GAP = 2.5
+# Two extractor lines of one text-layer block side by side on a row are joined only closer than this many line
+# heights (about one space: a line ends at a wider gap). Measured on the sample manuals' tables: cells 8 pt apart
+# at 14.7 pt line boxes (0.55) must stay apart.
+MERGE_GAP = 0.3
+# A text-layer line is also split at a gap wider than MERGE_GAP before a word that starts exactly (to the rounded
+# point) where at least this many other lines start away from their row's left edge: a column of a table whose row
+# the producer set as one line with narrow padding ("FA_CREATE_ALWAYS $08" under "$01", "$02", "$04").
+COLUMN_START_MIN = 3
 ROW_OVERLAP = 0.6  # share of the smaller height two lines must share to sit on one row
 
 Granularity = Literal["auto", "blocks", "lines"]
@@ -78,88 +87,104 @@ def _clean_lines(text: str) -> str:
     return "\n".join(line.strip() for line in text.split("\n") if line.strip())
 
 
-def _strip_specks(chars: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
-    """Drop leading/trailing tokens made only of speck characters."""
-    tokens: list[list[tuple[str, float, float]]] = []
-    for ch in chars:
-        if ch[0].isspace():
-            if tokens and tokens[-1]:
-                tokens.append([])
-        else:
-            if not tokens:
-                tokens.append([])
-            tokens[-1].append(ch)
-    words = [t for t in tokens if t]
-
-    def speck(t: list[tuple[str, float, float]]) -> bool:
-        return bool(_SPECK.match("".join(c for c, _, _ in t)))
-
-    while words and speck(words[0]):
-        words.pop(0)
-    while words and speck(words[-1]):
-        words.pop()
-    out: list[tuple[str, float, float]] = []
-    for w in words:
-        if out:
-            out.append((" ", out[-1][2], w[0][1]))
-        out.extend(w)
-    return out
-
-
+# A word as ``get_text("words")`` gives it: x0, y0, x1, y1, text, block, line, word numbers.
+_Word = tuple[float, float, float, float, str, int, int, int]
 # A piece of a line: x0, y0, x1, y1, text, and the gap (points) that separates cells there.
 _Piece = tuple[float, float, float, float, str, float]
 
 
-def _line_pieces(line: dict, drop_specks: bool = False) -> list[_Piece]:
-    """Split one rawdict line into pieces at wide horizontal gaps."""
-    _, y0, _, y1 = line["bbox"]
-    chars_in = [
-        (ch["c"], ch["bbox"][0], ch["bbox"][2]) for span in line["spans"] for ch in span["chars"]
-    ]
-    widths = sorted(x1 - x0 for c, x0, x1 in chars_in if not c.isspace() and x1 > x0)
-    limit = CELL_GAP * max(y1 - y0, 1.0)
-    if widths:
-        limit = min(limit, CHAR_GAP * widths[len(widths) // 2])
-    pieces: list[list[tuple[str, float, float]]] = []  # chars (c, x0, x1) per piece
-    right = -math.inf  # right edge of the last non-space char of the current piece
-    for c, cx0, cx1 in chars_in:
-        if c.isspace():
-            if pieces:
-                pieces[-1].append((c, cx0, cx1))
-        elif not pieces or cx0 - right > limit:
-            pieces.append([(c, cx0, cx1)])
-            right = cx1
+def _column_starts(blocks: list[list[list[_Word]]]) -> set[int]:
+    """Rounded x where at least COLUMN_START_MIN extractor lines that are not the first on their row begin: the
+    left edges of table columns after the first."""
+    firsts: dict[int, float] = {}  # rounded top of a row -> leftmost x seen on it
+    heads: list[tuple[int, float]] = []
+    for lines in blocks:
+        for words in lines:
+            key = round(words[0][1])
+            heads.append((key, words[0][0]))
+            if words[0][0] < firsts.get(key, math.inf):
+                firsts[key] = words[0][0]
+    counts = Counter(round(x) for key, x in heads if x > firsts[key] + 1)
+    return {x for x, c in counts.items() if c >= COLUMN_START_MIN}
+
+
+def _line_pieces(words: list[_Word], drop_specks: bool = False, starts: set[int] | None = None) -> list[_Piece]:
+    """Split one extractor line (its words, left to right) into pieces at wide horizontal gaps, and, given the page's
+    column ``starts``, at a gap wider than MERGE_GAP line heights before a word that begins exactly at one."""
+    if len(words) == 1:  # the common case in tables and short lines: nothing to split
+        x0, y0, x1, y1, text = words[0][:5]
+        if drop_specks and _SPECK.match(text):
+            return []
+        return [(x0, y0, x1, y1, text, min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * (x1 - x0) / len(text)))]
+    y0, y1, chars, ink = math.inf, -math.inf, 0, 0.0
+    for w in words:
+        if w[1] < y0:
+            y0 = w[1]
+        if w[3] > y1:
+            y1 = w[3]
+        chars += len(w[4])
+        ink += w[2] - w[0]
+    limit = min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * ink / chars)
+    aligned = MERGE_GAP * (y1 - y0) if starts else math.inf
+    groups: list[list[_Word]] = []
+    right = -math.inf
+    for w in words:
+        gap = w[0] - right
+        if not groups or gap > limit or (gap > aligned and round(w[0]) in starts):  # type: ignore[operator]
+            groups.append([w])
+            right = w[2]
         else:
-            pieces[-1].append((c, cx0, cx1))
-            right = max(right, cx1)
+            groups[-1].append(w)
+            if w[2] > right:
+                right = w[2]
     out = []
-    for chars in pieces:
+    for g in groups:
         if drop_specks:
-            chars = _strip_specks(chars)
-        solid = [(x0, x1) for c, x0, x1 in chars if not c.isspace()]
-        text = "".join(c for c, _, _ in chars).strip()
-        if text and solid:
-            out.append((min(a for a, _ in solid), y0, max(b for _, b in solid), y1, text, limit))
+            while g and _SPECK.match(g[0][4]):
+                g = g[1:]
+            while g and _SPECK.match(g[-1][4]):
+                g = g[:-1]
+        if g:
+            out.append((g[0][0], y0, max(w[2] for w in g), y1, " ".join(w[4] for w in g), limit))
     return out
 
 
-def _merge_row_pieces(pieces: list[_Piece]) -> list[_Piece]:
-    """Join pieces that sit on one row closer than CELL_GAP (an extractor split one line)."""
-    out: list[list] = []
-    for p in sorted(pieces, key=lambda p: p[0]):
-        h = max(p[3] - p[1], 1.0)
-        for q in out:
-            qh = max(q[3] - q[1], 1.0)
-            overlap = min(q[3], p[3]) - max(q[1], p[1])
-            gap = p[0] - q[2]
-            limit = max(p[5], q[5])
-            if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
-                q[:] = [
-                    q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
-                ]
-                break
+def _row_clusters(pieces: list[_Piece]) -> list[list[_Piece]]:
+    """Pieces grouped by vertical overlap (sorted by centre height): the only ones that can share a row."""
+    rows: list[list[_Piece]] = []
+    top = bottom = -math.inf
+    for p in sorted(pieces, key=lambda p: p[1] + p[3]):
+        if rows and min(bottom, p[3]) - max(top, p[1]) >= ROW_OVERLAP * min(bottom - top, p[3] - p[1]):
+            rows[-1].append(p)
+            top, bottom = min(top, p[1]), max(bottom, p[3])
         else:
-            out.append(list(p))
+            rows.append([p])
+            top, bottom = p[1], p[3]
+    return rows
+
+
+def _merge_row_pieces(pieces: list[_Piece], max_gap: float | None = None) -> list[_Piece]:
+    """Join pieces that sit on one row closer than their cell gap (an extractor split one line), or closer than
+    ``max_gap`` line heights when given (text layers: the extractor only ends a line at a gap wider than a space, so
+    two of its lines side by side are two cells unless they nearly touch)."""
+    out: list[list] = []
+    for cluster in _row_clusters(pieces):
+        merged: list[list] = []
+        for p in sorted(cluster, key=lambda p: p[0]):
+            h = max(p[3] - p[1], 1.0)
+            for q in merged:
+                qh = max(q[3] - q[1], 1.0)
+                overlap = min(q[3], p[3]) - max(q[1], p[1])
+                gap = p[0] - q[2]
+                limit = max(p[5], q[5]) if max_gap is None else max_gap * min(h, qh)
+                if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
+                    q[:] = [
+                        q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
+                    ]
+                    break
+            else:
+                merged.append(list(p))
+        out.extend(merged)
     return [tuple(q) for q in sorted(out, key=lambda q: (q[1], q[0]))]  # type: ignore[misc]
 
 
@@ -171,45 +196,64 @@ def _y_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return min(a1, b1) - max(a0, b0)
 
 
+def _stacked(pieces: list[_Piece]) -> bool:
+    """One piece per line and no two lines side by side: the block is a plain column of lines (the common case)."""
+    for a, b in zip(pieces, pieces[1:]):
+        if _y_overlap(a[1], a[3], b[1], b[3]) > 0.25 * min(a[3] - a[1], b[3] - b[1]):
+            return False
+    return True
+
+
+def _block(pieces: list[_Piece]) -> TextBlock:
+    x0s, y0s, x1s, y1s, texts, _ = zip(*pieces)
+    return TextBlock(min(x0s), min(y0s), max(x1s), max(y1s), "\n".join(texts), tuple(zip(y0s, y1s)))
+
+
 def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
     """Split one extractor block into parts whose lines are not side by side."""
-    n = len(pieces)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if _x_overlap(pieces[i][0], pieces[i][2], pieces[j][0], pieces[j][2]) > 0:
-                parent[find(i)] = find(j)
-    clusters: dict[int, list[int]] = {}
-    for i in range(n):
-        clusters.setdefault(find(i), []).append(i)
+    clusters: list[list[_Piece]] = []  # runs of x-overlapping pieces (connected components of the overlap graph)
+    right = -math.inf
+    for p in sorted(pieces, key=lambda p: p[0]):
+        if clusters and p[0] < right:
+            clusters[-1].append(p)
+            right = max(right, p[2])
+        else:
+            clusters.append([p])
+            right = p[2]
     out: list[TextBlock] = []
-    for members in clusters.values():
-        part = sorted((pieces[i] for i in members), key=lambda p: (p[1], p[0]))
+    for members in clusters:
+        part = sorted(members, key=lambda p: (p[1], p[0]))
         side_by_side = any(
             _y_overlap(a[1], a[3], b[1], b[3]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
             for k, a in enumerate(part)
-            for b in part[k + 1 :]
+            for b in part[k + 1 : k + 4]
         )
         groups = [[p] for p in part] if side_by_side else [part]
-        for g in groups:
-            out.append(
-                TextBlock(
-                    min(p[0] for p in g),
-                    min(p[1] for p in g),
-                    max(p[2] for p in g),
-                    max(p[3] for p in g),
-                    "\n".join(p[4] for p in g),
-                    tuple((p[1], p[3]) for p in g),
-                )
-            )
+        out.extend(_block(g) for g in groups)
     return out
+
+
+def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[list[list[_Word]]]:
+    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call)."""
+    if textpage is None:
+        textpage = page.get_textpage(flags=TEXT_FLAGS)
+    blocks: list[list[list[_Word]]] = []
+    key = None
+    for w in page.get_text("words", textpage=textpage):
+        b, l = w[5], w[6]
+        if (b, l) != key:
+            if key is None or b != key[0]:
+                blocks.append([])
+            blocks[-1].append([])
+            key = (b, l)
+        blocks[-1][-1].append(w)
+    return blocks
+
+
+# Text page flags for text layers, as extraction always used (``get_textpage()``'s default): no images (decoding them
+# costs more than reading the text), ligatures expanded to letters, unknown glyphs as U+FFFD (which the quality score
+# counts) rather than CID numbers.
+TEXT_FLAGS = 0
 
 
 def blocks_from_page(
@@ -229,6 +273,7 @@ def blocks_from_page(
     For OCR text pages use "lines": there the extractor's blocks are not paragraphs (it glues
     lines of neighbouring columns together), and ``layout_text`` rebuilds paragraphs from
     line spacing. drop_specks removes OCR specks ("|", "_", ";") at line ends ("auto"/"lines").
+    Geometry comes from one ``get_text("words")`` call on ``textpage`` (made without images when not given).
     """
     if granularity == "blocks":
         out = []
@@ -241,19 +286,20 @@ def blocks_from_page(
         return out
     if granularity not in ("auto", "lines"):
         raise ValueError(f"granularity must be 'auto', 'blocks' or 'lines', not {granularity!r}")
-    raw = page.get_text("rawdict", textpage=textpage)
     out: list[TextBlock] = []
     line_pieces: list[_Piece] = []
-    for block in raw["blocks"]:
-        if block.get("type", 0) != 0:
-            continue
-        pieces = [p for line in block["lines"] for p in _line_pieces(line, drop_specks)]
+    page_lines = _page_lines(page, textpage)
+    starts = _column_starts(page_lines) if granularity == "auto" else None
+    for lines in page_lines:
+        pieces = [p for words in lines for p in _line_pieces(words, drop_specks, starts)]
         if not pieces:
             continue
         if granularity == "lines":
             line_pieces.extend(pieces)
+        elif len(pieces) == len(lines) and _stacked(pieces):
+            out.append(_block(pieces))
         else:
-            out.extend(_cluster_block(_merge_row_pieces(pieces)))
+            out.extend(_cluster_block(_merge_row_pieces(pieces, MERGE_GAP)))
     if granularity == "lines":
         out = [TextBlock(*p[:5]) for p in _merge_row_pieces(line_pieces)]
     return out
@@ -263,28 +309,24 @@ def blocks_from_page(
 # Reading order
 # --------------------------------------------------------------------------------------------
 
+_SECTION_NUMBER = re.compile(r"^(\d+\.)+\d*$|^\d+(\.\d+)+$")  # 6.2.1. / 4.2 / 2.
 TABLE_MAX_WORDS = 3  # a cell-like column has at most this many words per line (median)
 PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (median)
 
 
-@dataclass(eq=False)
 class _Line:
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    text: str
-    block: int
-    first: bool  # first line of its block
-    block_lines: int  # number of lines in its block
+    """One text line (or cell piece) with its block: a plain slotted class, built and compared very often."""
 
-    @property
-    def h(self) -> float:
-        return max(self.y1 - self.y0, 0.01)
+    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words")
 
-    @property
-    def words(self) -> int:
-        return len(self.text.split())
+    def __init__(self, x0: float, y0: float, x1: float, y1: float, text: str, block: int, first: bool,
+                 block_lines: int):
+        self.x0, self.y0, self.x1, self.y1, self.text = x0, y0, x1, y1, text
+        self.block = block
+        self.first = first  # first line of its block
+        self.block_lines = block_lines  # number of lines in its block
+        self.h = max(y1 - y0, 0.01)
+        self.words = len(text.split())
 
 
 def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
@@ -324,18 +366,25 @@ def _bands(lines: list[_Line]) -> list[list[_Line]]:
     return bands
 
 
+def _cover(ivs: list[tuple[float, float]], ctx: _Ctx) -> list[tuple[float, float]]:
+    """Sorted x intervals coalesced wherever they are less than a gutter apart."""
+    out: list[list[float]] = []
+    for x0, x1 in sorted(ivs):
+        if out and x0 - out[-1][1] < ctx.min_gap:
+            if x1 > out[-1][1]:
+                out[-1][1] = x1
+        else:
+            out.append([x0, x1])
+    return [(a, b) for a, b in out]
+
+
+def _gaps(cover: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [(a[1], b[0]) for a, b in zip(cover, cover[1:])]
+
+
 def _gutters(lines: list[_Line], ctx: _Ctx) -> list[tuple[float, float]]:
     """Vertical whitespace strips (x intervals) that no line crosses."""
-    out = []
-    ivs = sorted((l.x0, l.x1) for l in lines)
-    if not ivs:
-        return out
-    end = ivs[0][1]
-    for x0, x1 in ivs[1:]:
-        if x0 - end >= ctx.min_gap:
-            out.append((end, x0))
-        end = max(end, x1)
-    return out
+    return _gaps(_cover([(l.x0, l.x1) for l in lines], ctx))
 
 
 def _keeps(
@@ -351,40 +400,54 @@ def _keeps(
 
 def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
     groups: list[list[_Line]] = []
-    gutters: list[list[tuple[float, float]]] = []
+    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced (its gutters are the gaps)
     for band in bands:
-        gb = _gutters(band, ctx)
+        cb = _cover([(l.x0, l.x1) for l in band], ctx)
+        gb = _gaps(cb)
         if groups:
-            gg = gutters[-1]
+            gg = _gaps(covers[-1])
             if gg or gb:
-                union = groups[-1] + band
-                gu = _gutters(union, ctx)
+                cu = _cover(covers[-1] + cb, ctx)
+                gu = _gaps(cu)
                 if gu and _keeps(gg, gu, True, ctx) and _keeps(gb, gu, not gg, ctx):
-                    groups[-1] = union
-                    gutters[-1] = gu
+                    groups[-1] = groups[-1] + band
+                    covers[-1] = cu
                     continue
         groups.append(list(band))
-        gutters.append(gb)
+        covers.append(cb)
     return groups
+
+
+def _one_per_row(lines: list[_Line]) -> bool:
+    """No two lines share a row (so ``_rows`` would return every line alone, in the same order)."""
+    ordered = sorted(lines, key=lambda l: l.y0)
+    return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
 
 
 def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
-    for l in sorted(lines, key=lambda l: ((l.y0 + l.y1) / 2, l.x0)):
+    for l in sorted(lines, key=lambda l: (l.y0 + l.y1, l.x0)):
+        ly0, ly1, lx0, lx1, lh = l.y0, l.y1, l.x0, l.x1, l.h
         for row in reversed(rows[-3:]):
-            anchor = row[0]
-            if _same_row(anchor, l) and not any(
-                _x_overlap(o.x0, o.x1, l.x0, l.x1) > 0 for o in row
-            ):
+            a = row[0]
+            shared = (a.y1 if a.y1 < ly1 else ly1) - (a.y0 if a.y0 > ly0 else ly0)
+            if shared < ROW_OVERLAP * (a.h if a.h < lh else lh):
+                continue
+            for o in row:  # no horizontal overlap inside a row
+                if (o.x1 if o.x1 < lx1 else lx1) > (o.x0 if o.x0 > lx0 else lx0):
+                    break
+            else:
                 row.append(l)
                 break
         else:
             rows.append([l])
+    keyed = []
     for row in rows:
         row.sort(key=lambda l: l.x0)
-    rows.sort(key=lambda r: min(l.y0 for l in r))
-    return rows
+        keyed.append((min(l.y0 for l in row), len(keyed), row))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [row for _, _, row in keyed]
 
 
 def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
@@ -413,8 +476,12 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     hits = [l for l in side if id(l) in paired]
     if not hits:
         return False
-    starts = sum(1 for l in hits if l.first or l.block_lines == 1)
-    return starts / len(hits) < 0.5
+    mids = [l for l in hits if not (l.first or l.block_lines == 1)]
+    if len(mids) <= 0.5 * len(hits):
+        return False
+    # A line in the middle of a paragraph mostly continues a sentence (starts in lower case); a description cell of
+    # a table whose column the extractor made into one block starts a new item (capital, digit, symbol).
+    return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
 def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
@@ -443,6 +510,17 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
     return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
 
 
+def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
+    """A first-column line that is the next line of the cell above (same extractor block, alone on its row while
+    its neighbours have ended): a wrapped header or first cell such as "Address" / "(hex)"."""
+    if len(row) != 1:
+        return False
+    above = cells[0][-1]
+    return row[0].block == above.block and row[0].block_lines > 1 and len(cells) > 1 and all(
+        c[-1].block != above.block for c in cells[1:]
+    )
+
+
 def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     first_col = {id(l) for l in columns[0]}
     rows = _rows([l for c in columns for l in c])
@@ -452,7 +530,7 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
         has_first = any(id(l) in first_col for l in row)
         if (
             table
-            and not has_first
+            and (not has_first or _wraps_in_place(row, table[-1]))
             and prev is not None
             and len(row) < len(table[-1])
             and _continues(row, prev, ctx)
@@ -474,6 +552,13 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     lo, hi = multi[0], multi[-1]
     for r in table[:lo]:
         out.extend(("line", l) for c in r for l in c)
+    row = table[lo]
+    if lo == hi and len(row) == 2 and len(row[0]) == len(row[1]) == 1 and _SECTION_NUMBER.match(row[0][0].text):
+        # "6.2.1.   SID mapper": a numbered heading set with a tab, not a one-row table
+        out.append(("line", _fuse([row[0][0], row[1][0]])))
+        for r in table[hi + 1 :]:
+            out.extend(("line", l) for c in r for l in c)
+        return out
     rendered = [" | ".join(" ".join(l.text for l in c) for c in r) for r in table[lo : hi + 1]]
     out.append(("table", rendered))
     for r in table[hi + 1 :]:
@@ -486,13 +571,15 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
     for group in _groups(_bands(lines), ctx):
         gutters = _gutters(group, ctx)
         if not gutters:
-            for row in _rows(group):
-                items.append(("line", _fuse(row)))
+            if _one_per_row(group):  # plain prose: every line is its own row
+                items.extend(("line", l) for l in sorted(group, key=lambda l: (l.y0 + l.y1, l.x0)))
+            else:
+                items.extend(("line", _fuse(row)) for row in _rows(group))
             continue
-        cuts = [(g0 + g1) / 2 for g0, g1 in gutters]
+        cuts = [g0 + g1 for g0, g1 in gutters]  # doubled midpoints, compared with doubled line centres
         columns: list[list[_Line]] = [[] for _ in range(len(cuts) + 1)]
         for l in group:
-            columns[sum(1 for c in cuts if (l.x0 + l.x1) / 2 > c)].append(l)
+            columns[bisect.bisect_left(cuts, l.x0 + l.x1)].append(l)
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
         for a, b in zip(columns, columns[1:]):
@@ -571,6 +658,12 @@ def layout_text(blocks: list[TextBlock], page_width: float, page_height: float) 
 # --------------------------------------------------------------------------------------------
 
 
+# A block repeated at the same height (within HEAD_POSITION_TOLERANCE points) on min_share of the pages is a running
+# head also below the narrow band, down to this share of the page (a title under a logo: 69-99 pt on an 842 pt page).
+WIDE_HEAD_BAND = 0.15
+HEAD_POSITION_TOLERANCE = 3.0
+
+
 def _head_key(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+", "#", text)).strip().casefold()
 
@@ -585,7 +678,10 @@ def strip_running_heads(
 
     A block is one if it lies entirely within the top or bottom ``band`` share of its page and
     its text, with digit runs masked, whitespace normalised and case folded, occurs in that
-    band on at least ``min_share`` of the pages. Only applied to documents of >= 3 pages.
+    band on at least ``min_share`` of the pages; or if it lies within the wider WIDE_HEAD_BAND, has at
+    most three lines, and exactly its text (digits too) recurs at the same height on at least
+    ``min_share`` of the pages. Only applied to
+    documents of >= 3 pages.
     """
     if len(pages) != len(page_heights):
         raise ValueError("pages and page_heights differ in length")
@@ -595,12 +691,24 @@ def strip_running_heads(
     def in_band(b: TextBlock, h: float) -> bool:
         return b.y1 <= band * h or b.y0 >= (1.0 - band) * h
 
+    def in_wide_band(b: TextBlock, h: float) -> bool:
+        return b.y1 <= WIDE_HEAD_BAND * h or b.y0 >= (1.0 - WIDE_HEAD_BAND) * h
+
+    def placed(b: TextBlock) -> tuple[str, int]:  # exact text (digits too) at the same height, at most 3 lines
+        if b.text.count("\n") >= 3:
+            return "", 0
+        return " ".join(b.text.split()).casefold(), round(b.y0 / HEAD_POSITION_TOLERANCE)
+
     counts: Counter[str] = Counter()
+    at_place: Counter[tuple[str, int]] = Counter()
     for blocks, h in zip(pages, page_heights):
         counts.update({_head_key(b.text) for b in blocks if in_band(b, h)})
+        at_place.update({placed(b) for b in blocks if in_wide_band(b, h)})
     need = max(2, math.ceil(min_share * len(pages) - 1e-9))
     heads = {k for k, c in counts.items() if c >= need and k}
-    return [
-        [b for b in blocks if not (in_band(b, h) and _head_key(b.text) in heads)]
-        for blocks, h in zip(pages, page_heights)
-    ]
+    placed_heads = {k for k, c in at_place.items() if c >= need and k[0]}
+
+    def head(b: TextBlock, h: float) -> bool:
+        return (in_band(b, h) and _head_key(b.text) in heads) or (in_wide_band(b, h) and placed(b) in placed_heads)
+
+    return [[b for b in blocks if not head(b, h)] for blocks, h in zip(pages, page_heights)]

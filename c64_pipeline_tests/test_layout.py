@@ -256,3 +256,169 @@ def test_strip_running_heads_needs_three_pages_and_recurrence():
     assert strip_running_heads(pages, [842] * 4) == pages
     with pytest.raises(ValueError):
         strip_running_heads([[top]], [842, 842])
+
+
+# --------------------------------------------------------------------------------------------
+# Tables whose producer wrote each column as one text block (the I/O-assignment case)
+# --------------------------------------------------------------------------------------------
+
+IO_ROWS = [
+    ("$DC00", "Data port A: keyboard matrix columns and joystick 2"),
+    ("$DC01", "Data port B: keyboard matrix rows and joystick 1"),
+    ("$DC02", "Data direction register for port A"),
+    ("$DC03", "Data direction register for port B"),
+    ("$DC04", "Timer A low byte, counts system clock cycles"),
+    ("$DC05", "Timer A high byte, loads the latch when written"),
+]
+
+
+def column_block_table(tmp_path, columns: list[list[str]], xs: list[float], width: float = 300) -> pymupdf.Page:
+    """One insert_textbox per COLUMN (the whole column in one block), lines on shared rows."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(50, 40, 545, 70), "CIA 1 REGISTERS", fontsize=14)
+    for x, cells in zip(xs, columns):
+        rect = pymupdf.Rect(x, 90, x + width, 90 + 14 * len(cells) + 20)
+        assert page.insert_textbox(rect, "\n".join(cells), fontsize=10) >= 0
+    page.insert_textbox(pymupdf.Rect(50, 300, 545, 340), "Writing to a timer register sets its latch.", fontsize=10)
+    doc.save(tmp_path / "columns.pdf")
+    return pymupdf.open(tmp_path / "columns.pdf")[0]
+
+
+def test_address_column_written_as_one_block_pairs_row_by_row_with_its_descriptions(tmp_path):
+    page = column_block_table(tmp_path, [[a for a, _ in IO_ROWS], [d for _, d in IO_ROWS]], [60, 130], 380)
+    raw = [b.text for b in blocks_from_page(page, granularity="blocks")]
+    assert "\n".join(a for a, _ in IO_ROWS) in raw  # the trap is real: the address column is one block
+    text = page_text(page)
+    assert "\n".join(f"{a} | {d}" for a, d in IO_ROWS) in text
+    assert text.startswith("CIA 1 REGISTERS\n\n") and text.endswith("Writing to a timer register sets its latch.")
+
+
+def test_three_column_blocks_with_a_wrapped_description_keep_their_rows(tmp_path):
+    rows = [
+        ("$D020", "53280", "Border colour"),
+        ("$D021", "53281", "Background colour 0, also the colour of the text window"),
+        ("", "", "in the default screen mode"),  # the description wraps onto a second line
+        ("$D022", "53282", "Background colour 1 for multicolour characters"),
+    ]
+    page = column_block_table(tmp_path, [[r[i] for r in rows] for i in range(3)], [60, 120, 180], 360)
+    lines = page_text(page).split("\n")
+    assert "$D020 | 53280 | Border colour" in lines
+    assert "$D021 | 53281 | Background colour 0, also the colour of the text window in the default screen mode" in lines
+    assert "$D022 | 53282 | Background colour 1 for multicolour characters" in lines
+
+
+def test_cells_a_few_points_apart_in_one_extractor_block_stay_separate_cells(tmp_path):
+    """A producer that sets a whole row as one block with narrow cell padding: MuPDF ends a line at each cell, and
+    two of its lines side by side are two cells even 8 points apart (about 0.6 line heights)."""
+    rows = [("Address", "Size", "Description"), ("$0002-$00FF", "254 bytes", "Zero page work area"),
+            ("$0100-$01FF", "256 bytes", "Processor stack")]
+    xs = [60.0]
+    for col in range(2):  # each column starts 8 pt after the widest cell of the one before
+        xs.append(xs[-1] + max(pymupdf.get_text_length(r[col], fontsize=10) for r in rows) + 8)
+    doc = pymupdf.open()
+    page = doc.new_page()
+    tw = pymupdf.TextWriter(page.rect)  # the whole table is one text object
+    for i, row in enumerate(rows):
+        for x, cell in zip(xs, row):
+            tw.append((x, 100 + 14 * i), cell, fontsize=10)
+    tw.write_text(page)
+    doc.save(tmp_path / "narrow.pdf")
+    page = pymupdf.open(tmp_path / "narrow.pdf")[0]
+    assert page_text(page).split("\n") == [
+        "Address | Size | Description", "$0002-$00FF | 254 bytes | Zero page work area",
+        "$0100-$01FF | 256 bytes | Processor stack",
+    ]
+
+
+def test_prose_beside_a_label_column_is_not_read_as_a_table():
+    """The guard the column-block case must not break: wrapped sentences (continuation lines start in lower case)
+    beside short labels stay a paragraph."""
+    prose = [
+        "The interrupt flag register tells which",
+        "source caused the last interrupt, and",
+        "reading it clears every flag at once,",
+        "so read it only once in the handler.",
+    ]
+    blocks = [TextBlock(140, 100, 400, 100 + 14 * len(prose), "\n".join(prose))]
+    blocks += [TextBlock(60, 100 + 14 * i, 100, 114 + 14 * i, lab) for i, lab in enumerate(["ICR", "IRQ", "NMI", "CLR"])]
+    text = layout_text(blocks, 595, 842)
+    assert "\n".join(prose) in text
+
+
+def test_numbered_heading_set_with_a_tab_is_one_line():
+    blocks = [
+        TextBlock(60, 100, 90, 114, "6.2.1."),
+        TextBlock(130, 100, 220, 114, "SID mapper"),
+        TextBlock(60, 130, 500, 170, "The SID mapper provides a way to map the 256 registers\nof this 16-voice SID into two regions."),
+    ]
+    assert layout_text(blocks, 595, 842).split("\n\n")[0] == "6.2.1. SID mapper"
+
+
+def test_text_box_in_a_figure_stays_out_of_the_sentence_beside_it(tmp_path):
+    sentence = [
+        "The clock input of the processor is driven",
+        "by the video chip, which divides the dot",
+        "clock by eight for PAL and NTSC machines.",
+    ]
+    doc = pymupdf.open()
+    page = doc.new_page()
+    assert page.insert_textbox(pymupdf.Rect(50, 100, 300, 160), "\n".join(sentence), fontsize=10, lineheight=1.4) >= 0
+    box = pymupdf.Rect(312, 112, 420, 148)  # a framed note inside a pin diagram, on the rows of lines 2 and 3
+    page.draw_rect(box)
+    assert page.insert_textbox(box + (4, 2, -4, -2), "NO SUFFIX = 1 MHz\nA = 2 MHz", fontsize=9, lineheight=1.4) >= 0
+    doc.save(tmp_path / "figure.pdf")
+    text = page_text(pymupdf.open(tmp_path / "figure.pdf")[0])
+    assert "\n".join(sentence) in text
+    assert "NO SUFFIX = 1 MHz\nA = 2 MHz" in text
+
+
+def test_running_head_under_a_logo_below_the_narrow_band_is_stripped():
+    """'1541 Ultimate-II / Documentation' sits at 69-99 pt on 842 pt pages (12%), at the same height on every page."""
+    def page(n: int) -> list[TextBlock]:
+        return [
+            TextBlock(400, 69, 540, 99, "1541 Ultimate-II\nDocumentation"),
+            TextBlock(60, 69 + 40 * n, 400, 81 + 40 * n, f"Body line {n} at a height that moves from page to page."),
+            TextBlock(60, 300, 400, 312, "A paragraph at the same height on every page, in the body."),
+        ]
+    pages = [page(n) for n in range(1, 5)]
+    out = strip_running_heads(pages, [842.0] * 4)
+    assert all(not any("Documentation" in b.text for b in blocks) for blocks in out)
+    assert [len(blocks) for blocks in out] == [2, 2, 2, 2]  # the body, even where it repeats, stays
+
+
+def test_body_lines_that_differ_only_in_digits_at_a_fixed_height_are_not_running_heads():
+    pages = [[TextBlock(50, 60, 450, 72, f"Section {n}. POKE 53280,{n} changes the border.")] for n in range(4)]
+    assert strip_running_heads(pages, [684.0] * 4) == pages
+
+
+def test_last_table_row_set_as_one_line_splits_at_the_column_start(tmp_path):
+    """Ultimate DOS page 4: 'FA_CREATE_ALWAYS $08' is one extractor line, its value three spaces after the name but
+    exactly where the values above start."""
+    rows = [("Attribute", "Value"), ("FA_READ", "$01"), ("FA_WRITE", "$02"), ("FA_CREATE_NEW", "$04")]
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((50, 60), "The following table shows which flags are applicable:", fontsize=10)
+    for i, (name, value) in enumerate(rows):
+        page.insert_text((63, 100 + 14 * i), name, fontsize=10)
+        page.insert_text((175, 100 + 14 * i), value, fontsize=10)
+    last = "FA_CREATE_ALWAYS   "  # three spaces (8 pt): one string, so one extractor line
+    page.insert_text((175 - pymupdf.get_text_length(last, fontsize=10), 100 + 14 * len(rows)), last + "$08", fontsize=10)
+    doc.save(tmp_path / "dos.pdf")
+    text = page_text(pymupdf.open(tmp_path / "dos.pdf")[0])
+    assert "FA_CREATE_NEW | $04\nFA_CREATE_ALWAYS | $08" in text
+
+
+def test_wrapped_first_header_cell_stays_in_its_cell():
+    """'Address (hex)' wraps inside its header cell; the second line is not a row of its own."""
+    blocks = [
+        TextBlock(64, 128, 105, 156, "Address\n(hex)", ((128, 142), (142, 156))),
+        TextBlock(138, 128, 176, 142, "Decimal"),
+        TextBlock(205, 128, 260, 142, "Description"),
+    ]
+    for i, (a, d, text) in enumerate([("$D020", "53280", "Border colour"), ("$D021", "53281", "Background colour")]):
+        y = 160 + 14 * i
+        blocks += [TextBlock(64, y, 95, y + 14, a), TextBlock(138, y, 165, y + 14, d), TextBlock(205, y, 300, y + 14, text)]
+    assert layout_text(blocks, 504, 684) == (
+        "Address (hex) | Decimal | Description\n$D020 | 53280 | Border colour\n$D021 | 53281 | Background colour"
+    )
