@@ -496,7 +496,7 @@ def test_page_records_count_the_hex_repairs_of_their_ocr_blocks():
     layer = PdfTextLayer(
         "doc", P("doc.pdf"), [(595, 842), (595, 842)],
         [[TextBlock(50, 100, 300, 112, "Text layer page at $DCOA stays as it is")], []],
-        [None, "no text layer"],
+        [None, "no text layer"], [0.9, 0.0],
     )
     ocr = {1: repair_blocks([TextBlock(50, 100, 90, 112, "$DDOOA"), TextBlock(120, 100, 150, 112, "56586"),
                              TextBlock(50, 130, 300, 142, "Bits of $DCOE and S$DOOA")])}
