@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pymupdf
 
-from c64_pipeline.documents import DocumentRejected, open_pdf
+from c64_pipeline.documents import DocumentRejected, check_text_size, open_pdf
 from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
 from c64_pipeline.text_sources import read_text_pages
 
@@ -164,6 +164,7 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings) -> list[P
 
 
 def extract_text_document(doc_id: str, path: Path, kind: str) -> list[PageText]:
+    check_text_size(path, path.stat().st_size)  # again: the file may have grown since it was inspected
     pages = []
     for i, text in enumerate(read_text_pages(path, kind)):
         text = text.strip("\n")
