@@ -3,7 +3,7 @@
 Temporary names are short and bounded (`.<first 32 characters of the name>.<8 random>.tmp`), so a target whose
 own name is near the 255-byte limit still gets a valid temporary. Debris of a killed writer (kill -9 between
 create and rename) is removed the first time this process writes into that folder: only hidden `*.tmp` files of
-this pattern, last modified before this process started.
+this pattern, last modified before this process began (imported this module).
 
 A *file set* (the train/validation/test files of a dataset) is published all or nothing: every file is written
 to a temporary first, the old completion manifest (`_SUCCESS.json`) is removed, the files are renamed into place,
@@ -30,16 +30,9 @@ TEMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # also matches the unbo
 SET_MANIFEST = "_SUCCESS.json"
 
 
-def _process_started() -> float:
-    try:
-        import psutil
-
-        return psutil.Process().create_time()
-    except Exception:  # psutil missing or no /proc: this module's import is close enough to the start
-        return time.time()
-
-
-PROCESS_STARTED = _process_started()
+# When this process started writing (this module's import, read from the same clock as file times; the kernel's
+# process start time is computed from boot time and can be off by a second in containers).
+PROCESS_STARTED = time.time()
 _cleaned: set[Path] = set()
 _cleaned_lock = threading.Lock()
 

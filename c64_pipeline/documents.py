@@ -13,9 +13,11 @@ from c64_pipeline.text_sources import read_text_pages
 
 KINDS = {".pdf": "pdf", ".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 MAX_PDF_PAGES = 5000  # guards against hostile files that claim absurd page counts
-# Text, Markdown and HTML files are read whole (decoded, split into pages, tokenized): memory grows with the size
-# (a 20 MB single-line file peaks near 2 GB while its text is chunked), so larger ones are rejected with a reason.
-MAX_TEXT_BYTES = 20 * 1024 * 1024
+# Text, Markdown and HTML files are read whole (decoded, split into pages, tokenized), so memory grows with their
+# size; larger ones are rejected with a reason. The worst case is one enormous word (no whitespace): the tokenizer
+# needs about 175 bytes a character for it (8 MB took 1.4 GB), so 10 MB stays under 2 GB. Ordinary prose costs a
+# fraction of that; the largest C64 references as text are around 1 MB.
+MAX_TEXT_BYTES = 10 * 1024 * 1024
 
 
 class DocumentRejected(Exception):
