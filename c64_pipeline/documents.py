@@ -15,6 +15,11 @@ from c64_pipeline.text_sources import read_text_pages
 
 KINDS = {".pdf": "pdf", ".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 MAX_PDF_PAGES = 5000  # guards against hostile files that claim absurd page counts
+# Text, Markdown and HTML files are read whole (decoded, split into pages, tokenized), so memory grows with their
+# size; larger ones are rejected with a reason. The worst case is one enormous word (no whitespace): the tokenizer
+# needs about 175 bytes a character for it (8 MB took 1.4 GB), so 10 MB stays under 2 GB. Ordinary prose costs a
+# fraction of that; the largest C64 references as text are around 1 MB.
+MAX_TEXT_BYTES = 10 * 1024 * 1024
 
 
 class DocumentRejected(Exception):
@@ -154,9 +159,37 @@ def open_pdf(path: Path) -> pymupdf.Document:
         doc.close()
         raise DocumentRejected(f"{path.name}: PDF has no pages (truncated or damaged)")
     if doc.page_count > MAX_PDF_PAGES:
+        pages = doc.page_count  # read before closing: a closed document has no page count
         doc.close()
-        raise DocumentRejected(f"{path.name}: PDF claims {doc.page_count} pages, over the limit of {MAX_PDF_PAGES}")
+        raise DocumentRejected(f"{path.name}: PDF claims {pages} pages, over the limit of {MAX_PDF_PAGES}")
     return doc
+
+
+def check_text_size(path: Path, size: int) -> None:
+    """Reject a text-like file too large to read whole (MAX_TEXT_BYTES)."""
+    if size > MAX_TEXT_BYTES:
+        raise DocumentRejected(
+            f"{path.name}: text file of {size / 2**20:.1f} MB is over the size limit of {MAX_TEXT_BYTES / 2**20:.0f} MB "
+            "for text, Markdown and HTML files (split it into smaller files)"
+        )
+
+
+def unreadable_reason(path: Path, exc: BaseException) -> str:
+    """The rejection message for a file that failed with an exception other than DocumentRejected."""
+    if isinstance(exc, DocumentRejected):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"{path.name}: the file vanished while it was being read (removed or renamed during the run)"
+    if isinstance(exc, OSError):
+        return f"{path.name}: the file cannot be read ({exc.strerror or exc})"
+    return f"{path.name}: unexpected error while reading it ({type(exc).__name__}: {exc})"
+
+
+def rejected_document(doc_id: str, path: Path, reason: str) -> SourceDocument:
+    """The record of a file that could not even be hashed (vanished, unreadable)."""
+    kind = KINDS.get(path.suffix.lower(), "unknown")
+    return SourceDocument(doc_id=doc_id, file_name=path.name, path=str(path), kind=kind, sha256="", size_bytes=0,
+                          pages=0, status="rejected", error=reason)
 
 
 def inspect_document(doc_id: str, path: Path) -> SourceDocument:
@@ -166,8 +199,11 @@ def inspect_document(doc_id: str, path: Path) -> SourceDocument:
     if special is not None:
         return SourceDocument(doc_id=doc_id, file_name=path.name, path=str(path), kind=kind, sha256="", size_bytes=0,
                               pages=0, status="rejected", error=special)
-    size = path.stat().st_size
-    digest = sha256_of(path)
+    try:
+        size = path.stat().st_size
+        digest = sha256_of(path)
+    except OSError as exc:  # vanished or unreadable since it was discovered
+        return rejected_document(doc_id, path, unreadable_reason(path, exc))
     base = dict(doc_id=doc_id, file_name=path.name, path=str(path), kind=kind, sha256=digest, size_bytes=size)
     try:
         if kind == "pdf":
@@ -178,7 +214,10 @@ def inspect_document(doc_id: str, path: Path) -> SourceDocument:
                 raise DocumentRejected(f"{path.name}: empty file (0 bytes)")
             if kind == "unknown":
                 raise DocumentRejected(f"{path.name}: unsupported file type (expected {', '.join(sorted(KINDS))})")
+            check_text_size(path, size)
             pages = len(read_text_pages(path, kind))
     except DocumentRejected as exc:
         return SourceDocument(**base, pages=0, status="rejected", error=str(exc))
+    except OSError as exc:  # vanished or became unreadable between hashing and reading
+        return SourceDocument(**base, pages=0, status="rejected", error=unreadable_reason(path, exc))
     return SourceDocument(**base, pages=pages)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pymupdf
 
-from c64_pipeline.documents import DocumentRejected, open_pdf
+from c64_pipeline.documents import DocumentRejected, check_text_size, open_pdf
 from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
 from c64_pipeline.readability import readability
 from c64_pipeline.text_sources import read_text_pages
@@ -250,6 +250,7 @@ def extract_pdfs(
 
 def extract_text_document(doc_id: str, path: Path, kind: str, settings: ExtractionSettings | None = None) -> list[PageText]:
     settings = settings or ExtractionSettings()
+    check_text_size(path, path.stat().st_size)  # again: the file may have grown since it was inspected
     pages = []
     for i, text in enumerate(read_text_pages(path, kind)):
         text = text.strip("\n")

@@ -23,13 +23,27 @@ def token_stats(counts: Sequence[int]) -> dict:
     }
 
 
+def document_error(doc: dict, result: dict | None, pages_with_text: int) -> str | None:
+    """Why a document is not usable, judged from what was actually read: its own rejection, its page_text
+    rejection, no page_text value at all, or no page with usable text. None only for a document that was read."""
+    if doc.get("error") or doc.get("status", "ok") != "ok":
+        return doc.get("error") or f"{doc['file_name']}: rejected"
+    if result is None:
+        return f"{doc['file_name']}: its page text was never stored (the reading step failed or has not run)"
+    if result.get("error"):
+        return result["error"]
+    if pages_with_text == 0:
+        return f"{doc['file_name']}: no page with usable text was read"
+    return None
+
+
 def document_rows(documents: Sequence[dict], page_results: dict[str, dict], splits: dict[str, str]) -> list[dict]:
     rows = []
     for doc in sorted(documents, key=lambda d: d["doc_id"]):
         result = page_results.get(doc["doc_id"], {})
         pages = result.get("pages", [])
         methods = Counter(p["method"] for p in pages)
-        error = doc.get("error") or result.get("error")
+        error = document_error(doc, page_results.get(doc["doc_id"]), methods["text_layer"] + methods["ocr"])
         rows.append(
             {
                 "doc_id": doc["doc_id"],

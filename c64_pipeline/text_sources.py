@@ -176,7 +176,7 @@ def html_to_text(markup: str) -> str:
     parser.feed(markup)
     parser.close()
     text = "".join(parser.out)  # already unescaped once by the parser: unescaping again turns &amp;lt; into <
-    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))  # not re.sub(r"[ \t]+\n"): quadratic on long blank runs
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 

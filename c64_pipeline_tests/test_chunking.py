@@ -30,3 +30,21 @@ def test_short_documents_give_one_chunk_each_and_keep_case(tiny_tokenizer):
 def test_overlap_must_be_sane(tiny_tokenizer):
     with pytest.raises(ValueError):
         chunk_documents({"a": [(1, "x")]}, tiny_tokenizer, max_tokens=64, overlap=40)
+
+
+def test_windows_are_the_tokenizers_own_overflow_windows(tiny_tokenizer):
+    """The chunker reads windows off one encoding per document; they match the tokenizer's overflow with stride."""
+    words = ["LDA", "#$0F", "STA", "$D020", "border", "colour", "53280", "POKE", "raster", "interrupt", "sprite"]
+    documents = {f"doc{d}": [(p, " ".join(words[(d * 7 + p * 3 + i) % len(words)] for i in range(40 * (p + d)))) for p in range(1, 5)]
+                 for d in range(4)}
+    for max_tokens, overlap in ((64, 0), (100, 49), (128, 16)):
+        chunks = chunk_documents(documents, tiny_tokenizer, max_tokens, overlap)
+        expected = []
+        for doc_id in sorted(documents):
+            text, _, _ = join_pages(documents[doc_id])
+            encoded = tiny_tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens,
+                                     stride=overlap, return_overflowing_tokens=True, return_offsets_mapping=True)
+            expected += [(doc_id, text[o[0][0]:o[-1][1]], len(ids))
+                         for ids, o in zip(encoded["input_ids"], encoded["offset_mapping"]) if ids]
+        assert [(c.doc_id, c.text, c.token_count) for c in chunks] == expected
+        assert len(expected) > len(documents)  # several windows per document

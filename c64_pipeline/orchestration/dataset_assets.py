@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AutomationCondition, Config, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AutomationCondition, Config, Failure, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
 from c64_pipeline.base_model import (
@@ -54,6 +54,27 @@ def _accepted(page_results: dict | None) -> dict[str, dict]:
     return {r["doc_id"]: r for r in (page_results or {}).values() if not r["error"] and r["pages"]}
 
 
+def _require_read_documents(page_results: dict | None, paths: PipelinePaths) -> dict[str, dict]:
+    """The accepted documents, or a loud failure when there are none: a build from nothing would replace good
+    datasets (and the split ledger) with empty ones, so the previous ones are kept instead."""
+    accepted = _accepted(page_results)
+    if accepted:
+        return accepted
+    results = list((page_results or {}).values())
+    if results:
+        reasons = [r["error"] or f"{r['file_name']}: no page text" for r in results]
+        why = f"all {len(results)} document(s) with stored page text were rejected: " + "; ".join(reasons[:5])
+        why += f" (and {len(reasons) - 5} more)" if len(reasons) > 5 else ""
+    else:
+        why = ("no document has stored page text: the ingest runs failed or have not run, "
+               f"or the manuals folder {paths.manuals_dir} is empty")
+    raise Failure(
+        description=f"no document was read, so no dataset is built: {why}. The datasets in {paths.processed} are "
+        "left as they were. A legitimately empty manuals folder fails here too: add manuals, then build again.",
+        metadata={"documents_with_page_text": len(results), "documents_accepted": 0},
+    )
+
+
 @asset(group_name="dataset", automation_condition=BUILD_WHEN_MISSING, description="Tokenizer and model directory every later step uses: the tiny demo "
        "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
 def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
@@ -80,8 +101,10 @@ class ChunkingConfig(Config):
 
 @asset(group_name="dataset", automation_condition=REFRESH,
        description="Token windows over each accepted document (never truncated), with document id and page range.")
-def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict) -> Output[list[dict]]:
-    selected = {doc_id: dapt_pages(r["pages"], config.min_page_quality) for doc_id, r in _accepted(page_text).items()}
+def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict, base_model: dict,
+                 paths: PipelinePaths) -> Output[list[dict]]:
+    read = _require_read_documents(page_text, paths)
+    selected = {doc_id: dapt_pages(r["pages"], config.min_page_quality) for doc_id, r in read.items()}
     documents = {doc_id: kept for doc_id, (kept, _) in selected.items()}
     left_out = {doc_id: pages for doc_id, (_, pages) in selected.items() if pages}
     for doc_id, pages in left_out.items():
@@ -117,7 +140,7 @@ def _document_text(result: dict) -> str:
 def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
     ledger = paths.processed / "splits.json"
     previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
-    accepted = _accepted(page_text)
+    accepted = _require_read_documents(page_text, paths)
     sizes = {doc_id: sum(p["chars"] for p in result["pages"]) for doc_id, result in accepted.items()}
     sft_sizes = {doc_id: len(mine_document(result["pages"], "", SftConfig().multi_turn_every)[0])
                  for doc_id, result in accepted.items()}
@@ -145,16 +168,21 @@ def document_splits(context: AssetExecutionContext, config: SplitConfig, page_te
        "(text, token count, doc id, chunk id, page range).")
 def dapt_dataset(context: AssetExecutionContext, token_chunks: list[dict], document_splits: dict, paths: PipelinePaths) -> Output[dict]:
     assignment = document_splits["assignment"]
+    if not token_chunks:
+        raise Failure(f"token_chunks is empty: the DAPT datasets in {paths.processed / 'dapt'} are left as they were")
     out_dir = paths.processed / "dapt"
-    counts = {}
+    counts, writers = {}, {}
     for split in SPLITS:
         rows = [c for c in token_chunks if assignment.get(c["doc_id"]) == split]
         table = pa.Table.from_pylist([{k: c[k] for k in DAPT_SCHEMA.names} for c in rows], schema=DAPT_SCHEMA)
-        atomic.write_with(out_dir / f"{split}.parquet", lambda tmp, t=table: pq.write_table(t, tmp))
+        writers[f"{split}.parquet"] = lambda tmp, t=table: pq.write_table(t, tmp)
         counts[split] = len(rows)
+    # all three splits or none: a reader checks dapt/_SUCCESS.json (atomic.read_file_set)
+    manifest = atomic.write_file_set(out_dir, writers, {f"{s}.parquet": {"rows": n} for s, n in counts.items()})
     return Output(
         {"dir": str(out_dir), "rows": counts},
-        metadata={**{f"{s}_rows": n for s, n in counts.items()}, "dir": str(out_dir)},
+        metadata={**{f"{s}_rows": n for s, n in counts.items()}, "dir": str(out_dir),
+                  "manifest": MetadataValue.json(manifest)},
     )
 
 
@@ -186,8 +214,9 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     for rejection in rejections:
         context.log.warning(f"curated SFT line rejected: {rejection}")
     out_dir = paths.processed / "sft"
-    for split in SPLITS:
-        atomic.write_jsonl(out_dir / f"{split}.jsonl", rows[split])
+    # all three splits or none: a reader checks sft/_SUCCESS.json (atomic.read_file_set)
+    atomic.write_file_set(out_dir, {f"{s}.jsonl": atomic.jsonl_writer(rows[s]) for s in SPLITS},
+                          {f"{s}.jsonl": {"rows": len(rows[s])} for s in SPLITS})
     tokenizer = load_tokenizer(Path(base_model["model_dir"]))
     token_counts = {s: _conversation_tokens(tokenizer, rows[s]) for s in SPLITS}
     sample = rows["train"][0]["messages"][1:] if rows["train"] else []
@@ -214,6 +243,11 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
                       token_chunks: list[dict], document_splits: dict, dapt_dataset: dict, sft_dataset: dict,
                       base_model: dict, paths: PipelinePaths) -> Output[dict]:
     assignment = document_splits["assignment"]
+    for folder, suffix in ((dapt_dataset["dir"], ".parquet"), (sft_dataset["dir"], ".jsonl")):
+        try:  # the report describes the datasets on disk: they must be a complete set, as written
+            atomic.read_file_set(Path(folder), [f"{s}{suffix}" for s in SPLITS])
+        except atomic.IncompleteFileSet as exc:
+            raise Failure(str(exc)) from exc
     pages = {r["doc_id"]: r for r in (page_text or {}).values()}
     items = [(c["chunk_id"], assignment[c["doc_id"]], c["text"]) for c in token_chunks if c["doc_id"] in assignment]
     pairs = cross_split_near_duplicates(items, threshold=config.near_duplicate_threshold)

@@ -5,9 +5,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from dagster import AssetExecutionContext, BackfillPolicy, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, Output, asset
 
-from c64_pipeline.documents import DocumentRejected, discover_documents, inspect_document
+from c64_pipeline.documents import (
+    DocumentRejected, discover_documents, inspect_document, rejected_document, unreadable_reason,
+)
 from c64_pipeline.extraction import extract_document
 from c64_pipeline.orchestration.partitions import manual_partitions
 from c64_pipeline.orchestration.resources import PageReader, PipelinePaths
@@ -33,11 +35,8 @@ def _by_partition(context: AssetExecutionContext, upstream):
 )
 def raw_pdfs(context: AssetExecutionContext, paths: PipelinePaths) -> Output[dict]:
     files = discover_documents(Path(paths.manuals_dir))
-    records = {}
-    for key in context.partition_keys:
-        if key not in files:
-            raise Failure(f"no file in {paths.manuals_dir} for partition {key!r} (was it removed?)")
-        records[key] = inspect_document(key, files[key]).as_dict()
+    records = {key: _inspect(context, key, files.get(key), Path(paths.manuals_dir)) for key in context.partition_keys}
+    for key in records:
         if records[key]["status"] == "rejected":
             context.log.error(f"rejected {records[key]['file_name']}: {records[key]['error']}")
     metadata = {
@@ -54,6 +53,18 @@ def raw_pdfs(context: AssetExecutionContext, paths: PipelinePaths) -> Output[dic
     return Output(_one_or_many(context, records), metadata=metadata)
 
 
+def _inspect(context: AssetExecutionContext, key: str, path: Path | None, folder: Path) -> dict:
+    """One document's record; whatever goes wrong with it becomes its rejection, never the batch's failure."""
+    if path is None:  # the file went away between planning the run and reading the folder
+        return rejected_document(key, folder / key, f"{key}: no file in {folder} for this partition any more "
+                                 "(removed or renamed after the run was planned)").as_dict()
+    try:
+        return inspect_document(key, path).as_dict()
+    except Exception as exc:  # an unexpected error in one document must not lose the others
+        context.log.exception(f"unexpected error inspecting {path.name}")
+        return rejected_document(key, path, unreadable_reason(path, exc)).as_dict()
+
+
 def _read_document(context: AssetExecutionContext, record: dict, page_reader: PageReader) -> dict:
     result = {"doc_id": record["doc_id"], "file_name": record["file_name"], "error": record["error"], "pages": []}
     if record["status"] != "ok":
@@ -64,6 +75,9 @@ def _read_document(context: AssetExecutionContext, record: dict, page_reader: Pa
     except DocumentRejected as exc:
         result["error"] = str(exc)
         context.log.error(f"rejected {record['file_name']}: {exc}")
+    except Exception as exc:  # vanished since raw_pdfs, or a reader bug: this document's rejection, not the batch's
+        result["error"] = unreadable_reason(Path(record["path"]), exc)
+        context.log.exception(f"rejected {record['file_name']}: {result['error']}")
     return result
 
 

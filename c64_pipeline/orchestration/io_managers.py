@@ -1,6 +1,7 @@
 """Asset values as JSON files, one per partition: readable by people, and able to store a run that
 materializes many document partitions at once (a single-run backfill of new manuals)."""
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,15 @@ from typing import Any
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from c64_pipeline import atomic
+
+MAX_KEY_CHARS = 200  # file names are limited to 255 bytes: longer partition keys are shortened, plus a hash
+
+
+def partition_file_name(key: str) -> str:
+    """`<key>.json`, or for a key too long to be a file name, its first characters and a hash of the whole key."""
+    if len(key.encode()) <= MAX_KEY_CHARS:
+        return f"{key}.json"
+    return f"{key.encode()[:MAX_KEY_CHARS - 17].decode(errors='ignore')}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 class JsonAssetStore(ConfigurableIOManager):
@@ -35,7 +45,7 @@ class JsonAssetStore(ConfigurableIOManager):
                 f"keyed by partition, got keys {sorted(values)[:5]} for partitions {keys[:5]}"
             )
         for key, value in values.items():
-            atomic.write_json(self._asset_dir(context) / f"{key}.json", value)
+            atomic.write_json(self._asset_dir(context) / partition_file_name(key), value)
 
     def load_input(self, context: InputContext) -> Any:
         if not context.has_asset_partitions:
@@ -44,10 +54,10 @@ class JsonAssetStore(ConfigurableIOManager):
         keys = list(context.asset_partition_keys)
         same_partition = context.has_partition_key and len(keys) == 1 and keys[0] == context.partition_key
         if same_partition:
-            return json.loads((folder / f"{keys[0]}.json").read_text(encoding="utf-8"))
+            return json.loads((folder / partition_file_name(keys[0])).read_text(encoding="utf-8"))
         loaded = {}
         for key in keys:
-            path = folder / f"{key}.json"
+            path = folder / partition_file_name(key)
             if path.is_file():
                 loaded[key] = json.loads(path.read_text(encoding="utf-8"))
             else:

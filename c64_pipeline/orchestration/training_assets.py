@@ -21,6 +21,7 @@ from dagster import (
 )
 from pydantic import field_validator
 
+from c64_pipeline import atomic
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.settings import deployment_from_env
@@ -118,6 +119,16 @@ def require_data_gates(context: AssetExecutionContext) -> None:
         raise Failure("training refused: blocking data checks have not passed: " + "; ".join(failed))
 
 
+def require_finished_datasets(*folders: str | Path) -> None:
+    """Refuse to train on a dataset folder whose last write did not finish (its _SUCCESS.json manifest is missing
+    or does not match the split files: e.g. a new train split beside an old or missing validation split)."""
+    for folder in folders:
+        try:
+            atomic.read_file_set(Path(folder))
+        except atomic.IncompleteFileSet as exc:
+            raise Failure(f"training refused: {exc}") from exc
+
+
 def _model_dir(base_model: dict) -> Path:
     return Path(base_model["model_dir"])
 
@@ -138,6 +149,7 @@ def dapt_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mo
                  model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                  pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     require_data_gates(context)
+    require_finished_datasets(dapt_dataset["dir"])
     recipe = config.recipe(model_source.mode, "dapt")
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "dapt", "recipe": recipe.as_dict(), "resume": config.resume,
@@ -158,6 +170,7 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     require_data_gates(context)
+    require_finished_datasets(sft_dataset["dir"])
     recipe = config.recipe(model_source.mode, "sft")
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "sft", "recipe": recipe.as_dict(), "resume": config.resume,
@@ -180,6 +193,7 @@ def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, bas
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     recipe = config.recipe(model_source.mode, "sft")  # the settings the SFT model was trained with
     models = Path(paths.models_dir)
+    require_finished_datasets(paths.processed / "dapt", paths.processed / "sft")
     return _run(context, pipes_subprocess_client, training_launcher, {
         "stage": "evaluation", "recipe": recipe.as_dict(),
         "model_dir": str(_model_dir(base_model)),
