@@ -22,12 +22,20 @@ from dagster import AssetKey, DagsterInstance
 
 from c64_pipeline import atomic
 from c64_pipeline.documents import MAX_PDF_PAGES, MAX_TEXT_BYTES, DocumentRejected, inspect_document, open_pdf
-from c64_pipeline.orchestration.partitions import range_tags, sync_manual_partitions
+from c64_pipeline.documents import discover_documents
+from c64_pipeline.orchestration.partitions import manual_partitions, range_tags
 from c64_pipeline.orchestration.resources import PageReader
 from c64_pipeline.report import build_report
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_partitions(instance, folder: Path) -> list[str]:
+    """The partitions the sensor would add for the folder, added; their keys in order."""
+    keys = sorted(discover_documents(folder))
+    instance.add_dynamic_partitions(manual_partitions.name, keys)
+    return keys
 SPLIT_FILES = {"dapt": ["train.parquet", "validation.parquet", "test.parquet"],
                "sft": ["train.jsonl", "validation.jsonl", "test.jsonl"]}
 
@@ -140,7 +148,7 @@ def test_file_that_vanishes_before_its_run_reads_it_is_rejected_and_the_batch_go
     from c64_pipeline.definitions import build_definitions
 
     with DagsterInstance.ephemeral() as instance:
-        keys = sorted(sync_manual_partitions(instance, workspace.manuals)[0])  # the run is planned ...
+        keys = add_partitions(instance, workspace.manuals)  # the run is planned ...
         (workspace.manuals / "extra_notes.md").unlink()  # ... and the file is gone before it reads the folder
         ingest = build_definitions(workspace.resources()).resolve_job_def("ingest_documents")
         result = ingest.execute_in_process(instance=instance, raise_on_error=False,
@@ -157,7 +165,7 @@ def test_file_that_vanishes_between_inspection_and_reading_is_rejected_and_the_b
     from c64_pipeline.definitions import build_definitions
 
     with DagsterInstance.ephemeral() as instance:
-        keys = sorted(sync_manual_partitions(instance, workspace.manuals)[0])
+        keys = add_partitions(instance, workspace.manuals)
         ingest = build_definitions(workspace.resources()).resolve_job_def("ingest_documents")
         tags = range_tags(keys[0], keys[-1])
         assert ingest.execute_in_process(instance=instance, tags=tags, asset_selection=[AssetKey("raw_pdfs")]).success
