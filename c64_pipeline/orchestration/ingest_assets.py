@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, Output
 from c64_pipeline.documents import (
     DocumentRejected, discover_documents, inspect_document, rejected_document, unreadable_reason,
 )
-from c64_pipeline.extraction import extract_document
+from c64_pipeline.extraction import extract_document, extract_pdfs
 from c64_pipeline.orchestration.partitions import manual_partitions
 from c64_pipeline.orchestration.resources import PageReader, PipelinePaths
 
@@ -81,6 +81,33 @@ def _read_document(context: AssetExecutionContext, record: dict, page_reader: Pa
     return result
 
 
+def _read_pdfs_together(context: AssetExecutionContext, records: dict, page_reader: PageReader) -> dict:
+    """The batch's PDFs read together: every text layer first, then the scanned pages of all of them in one OCR pool
+    (workers stay busy even when each document has one scanned page). A document that fails is its own rejection;
+    anything unexpected falls back to reading the PDFs one by one."""
+    pdfs = {key: r for key, r in records.items() if r["status"] == "ok" and r["kind"] == "pdf"}
+    if len(pdfs) < 2:
+        return {}
+    try:
+        read = extract_pdfs([(r["doc_id"], Path(r["path"])) for r in pdfs.values()], page_reader.settings())
+    except Exception as exc:  # one document's surprise must not cost the others: they are read one by one below
+        context.log.warning(f"reading the batch's PDFs together failed ({type(exc).__name__}: {exc}); one by one")
+        return {}
+    results = {}
+    for key, record in pdfs.items():
+        value = read.get(record["doc_id"])
+        if value is None:
+            continue
+        result = {"doc_id": record["doc_id"], "file_name": record["file_name"], "error": None, "pages": []}
+        if isinstance(value, DocumentRejected):
+            result["error"] = str(value)
+            context.log.error(f"rejected {record['file_name']}: {value}")
+        else:
+            result["pages"] = [p.as_dict() for p in value]
+        results[key] = result
+    return results
+
+
 @asset(
     partitions_def=manual_partitions,
     backfill_policy=BATCHED,
@@ -90,7 +117,9 @@ def _read_document(context: AssetExecutionContext, record: dict, page_reader: Pa
 )
 def page_text(context: AssetExecutionContext, raw_pdfs, page_reader: PageReader) -> Output[dict]:
     started = time.perf_counter()
-    results = {key: _read_document(context, record, page_reader) for key, record in _by_partition(context, raw_pdfs).items()}
+    records = _by_partition(context, raw_pdfs)
+    together = _read_pdfs_together(context, records, page_reader)
+    results = {key: together.get(key) or _read_document(context, record, page_reader) for key, record in records.items()}
     pages = [p for r in results.values() for p in r["pages"]]
     methods = Counter(p["method"] for p in pages)
     metadata = {
