@@ -154,6 +154,7 @@ def build_report(
             for s in SPLITS
         },
         "think": think,
+        "sft_max_length": sft_max_length,
         "leakage": {
             "documents_in_several_splits": sorted(d for d, n in doc_split_count.items() if n > 1),
             "near_duplicate_threshold": near_duplicate_threshold,

@@ -148,3 +148,22 @@ def test_two_runs_give_identical_datasets(tmp_path, tiny_model_dir):
         outputs.append({p.relative_to(ws.processed).as_posix(): p.read_bytes() for p in files})
     assert set(outputs[0]) >= {"dapt/train.parquet", "sft/train.jsonl", "validation_report.json", "splits.json"}
     assert outputs[0] == outputs[1]
+
+
+def test_chunk_length_and_the_reports_sft_limit_follow_the_training_recipe(workspace):
+    """One max_length governs chunking, the report and training: for the real model the founding recipe's 2048
+    (chunks of 2047 tokens, room for <s>), for the demo model the demo profile's 768."""
+    from c64_pipeline.training.recipe import default_recipe
+
+    write_small_corpus(workspace.manuals)
+    with DagsterInstance.ephemeral() as instance:
+        run = workspace.run(instance)
+        assert run.datasets.success
+        chunking = instance.get_latest_materialization_event(AssetKey("token_chunks")).asset_materialization
+    founding = default_recipe("real", "dapt").max_length
+    assert chunking.metadata["max_tokens"].value == founding - 1
+    chunks = [row for split in ("train", "validation", "test")
+              for row in pq.read_table(workspace.processed / "dapt" / f"{split}.parquet").to_pylist()]
+    assert max(row["token_count"] for row in chunks) <= founding - 1
+    assert workspace.report()["sft_max_length"] == default_recipe("real", "sft").max_length
+    assert default_recipe("demo", "dapt").max_length == default_recipe("demo", "sft").max_length == 768

@@ -26,6 +26,7 @@ from c64_pipeline.report import build_report, render_markdown
 from c64_pipeline.settings import PROJECT_ROOT
 from c64_pipeline.sft_coverage import mine_document
 from c64_pipeline.curated_sft import load_curated_conversations
+from c64_pipeline.training.recipe import default_recipe
 from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
 from c64_pipeline.think_metrics import think_stats
 
@@ -94,7 +95,9 @@ def base_model(context: AssetExecutionContext, model_source: BaseModelSource) ->
 
 
 class ChunkingConfig(Config):
-    max_tokens: int = 2048
+    # None: one token less than the training recipe's max_length for this model (room for <s>), so every chunk is one
+    # DAPT training sequence as it is (2047 for the real model, 767 for the demo model)
+    max_tokens: int | None = None
     overlap: int = 128
     min_page_quality: float = DAPT_MIN_PAGE_QUALITY  # flagged pages (poor after OCR) below this stay out of DAPT
 
@@ -110,12 +113,13 @@ def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_te
     for doc_id, pages in left_out.items():
         context.log.warning(f"{doc_id}: pages {pages} left out of DAPT (flagged, quality below {config.min_page_quality})")
     tokenizer = load_tokenizer(Path(base_model["model_dir"]))
-    chunks = [c.as_dict() for c in chunk_documents(documents, tokenizer, config.max_tokens, config.overlap)]
+    max_tokens = config.max_tokens or default_recipe(base_model["mode"], "dapt").max_length - 1
+    chunks = [c.as_dict() for c in chunk_documents(documents, tokenizer, max_tokens, config.overlap)]
     return Output(chunks, metadata={
         "documents": len(documents),
         "chunks": len(chunks),
         "tokens": sum(c["token_count"] for c in chunks),
-        "max_tokens": config.max_tokens,
+        "max_tokens": max_tokens,
         "overlap": config.overlap,
         "pages_left_out": sum(len(p) for p in left_out.values()),
     })
@@ -188,7 +192,9 @@ def dapt_dataset(context: AssetExecutionContext, token_chunks: list[dict], docum
 
 class SftConfig(Config):
     multi_turn_every: int = 4
-    max_length: int = 2048  # conversations longer than this are counted in the report (training filters them)
+    # conversations longer than this are counted in the report (training filters them); None: the training
+    # recipe's max_length for this model
+    max_length: int | None = None
 
 
 def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
@@ -222,7 +228,7 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     sample = rows["train"][0]["messages"][1:] if rows["train"] else []
     return Output(
         {"dir": str(out_dir), "rows": rows, "token_counts": token_counts, "curated_rejections": rejections,
-         "max_length": config.max_length, "outcomes": outcomes},
+         "max_length": config.max_length or default_recipe(base_model["mode"], "sft").max_length, "outcomes": outcomes},
         metadata={
             **{f"{s}_conversations": len(rows[s]) for s in SPLITS},
             "curated_conversations": len(curated),

@@ -25,7 +25,7 @@ from c64_pipeline import atomic
 from c64_pipeline.orchestration.checks import data_checks
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.settings import deployment_from_env
-from c64_pipeline.training.recipe import TrainingRecipe, demo_profile, founding_recipe
+from c64_pipeline.training.recipe import TrainingRecipe, default_recipe
 
 TEMPLATE_GATE = AssetCheckKey(AssetKey("base_model"), "chat_template_has_generation_blocks")
 
@@ -51,10 +51,7 @@ class TrainingConfig(Config):
     resume: bool = True
 
     def recipe(self, model_mode: str, stage: str) -> TrainingRecipe:
-        profile = self.profile if self.profile != "auto" else ("demo" if model_mode == "demo" else "founding")
-        if profile not in ("demo", "founding"):
-            raise ValueError(f"profile must be 'auto', 'demo' or 'founding', not {self.profile!r}")
-        base = demo_profile(stage) if profile == "demo" else founding_recipe()
+        base = default_recipe(model_mode, stage, self.profile)
         overrides = {k: v for k, v in self.model_dump().items() if k not in ("profile", "resume") and v is not None}
         return base.replace(**overrides) if overrides else base
 

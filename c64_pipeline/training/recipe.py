@@ -171,3 +171,13 @@ def demo_profile(stage: str = "sft") -> TrainingRecipe:
         eval_max_prompts=50,
         eval_max_new_tokens=320,  # assistant turns of the sample data run to ~220 tokens
     )
+
+
+def default_recipe(model_mode: str, stage: str = "sft", profile: str = "auto") -> TrainingRecipe:
+    """The recipe a stage trains with unless the run says otherwise: `profile` "auto" is the demo profile for the tiny
+    demo model and the founding recipe for the real one. The datasets read their lengths from it too (chunk size,
+    the report's SFT length limit), so one `max_length` governs chunking, the report and training."""
+    chosen = profile if profile != "auto" else ("demo" if model_mode == "demo" else "founding")
+    if chosen not in ("demo", "founding"):
+        raise ValueError(f"profile must be 'auto', 'demo' or 'founding', not {profile!r}")
+    return demo_profile(stage) if chosen == "demo" else founding_recipe()
