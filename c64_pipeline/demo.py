@@ -11,10 +11,24 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from dagster import DagsterInstance
 
-from c64_pipeline.settings import paths_from_env
+from c64_pipeline.settings import PROJECT_ROOT, paths_from_env
+
+SAMPLE_EXAM_DIR = PROJECT_ROOT / "data" / "sample_exam"
+
+
+def copy_sample_exam(eval_dir: Path) -> list[Path]:
+    """The bundled exam on the sample manuals, copied into the eval folder (a user's own files there are kept)."""
+    from c64_pipeline.atomic import write_text
+
+    copied = []
+    for source in sorted(SAMPLE_EXAM_DIR.glob("*.jsonl")):
+        write_text(Path(eval_dir) / source.name, source.read_text(encoding="utf-8"))
+        copied.append(Path(eval_dir) / source.name)
+    return copied
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rendered = render_sample_manuals(paths.manuals_dir)
         print(f"sample manuals: {len(rendered)} files in {paths.manuals_dir}")
+        exam = copy_sample_exam(paths.eval_dir)
+        print(f"sample exam: {', '.join(p.name for p in exam)} in {paths.eval_dir}")
 
     from c64_pipeline.definitions import defs
     from c64_pipeline.orchestration.runner import materialize_data_half, materialize_graph
