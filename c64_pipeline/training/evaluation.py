@@ -136,26 +136,34 @@ def score_generations(
     }
 
 
+def judge_answer(question: ExamQuestion, ids: list[int], tokenizer, contract: ReasoningContract) -> dict:
+    """One exam answer: correct when its final answer (after `[/THINK]`, up to the end of sequence) states every
+    key fact. Facts in the reasoning do not count; a truncated generation has no final answer unless it already
+    closed its reasoning."""
+    result = contract.check(ids)
+    final = tokenizer.decode(contract.final_answer_ids(ids), skip_special_tokens=True).strip()
+    found = [f for f in question.key_facts if fact_stated(f, final)]
+    return {
+        "question": question.question, "reference_answer": question.answer, "key_facts": list(question.key_facts),
+        "facts_found": found, "correct": len(found) == len(question.key_facts), "final_answer": final,
+        "generation": tokenizer.decode(ids, skip_special_tokens=False), "generated_tokens": len(ids),
+        "truncated": result.truncated, "contract_ok": result.ok, "source": question.source,
+        "file": question.file, "line": question.line,
+    }
+
+
 def score_exam(
     model, tokenizer, questions: list[ExamQuestion], system_prompt: str, settings: GenerationSettings | int,
     contract: ReasoningContract,
 ) -> dict:
-    """Closed-book accuracy: each question asked with the system prompt alone; correct when the final answer (after
-    `[/THINK]`) states every key fact. Truncated answers count as wrong (there is no final answer) and are counted."""
-    answers, results = [], []
-    for q in questions:
-        ids = generate(model, tokenizer, [{"role": "system", "content": system_prompt},
-                                          {"role": "user", "content": q.question}], settings)
-        result = contract.check(ids)
-        results.append(result)
-        final = tokenizer.decode(contract.final_answer_ids(ids), skip_special_tokens=True).strip()
-        found = [f for f in q.key_facts if fact_stated(f, final)]
-        answers.append({
-            "question": q.question, "reference_answer": q.answer, "key_facts": list(q.key_facts),
-            "facts_found": found, "correct": len(found) == len(q.key_facts), "final_answer": final,
-            "generation": tokenizer.decode(ids, skip_special_tokens=False), "generated_tokens": len(ids),
-            "truncated": result.truncated, "contract_ok": result.ok, "source": q.source, "file": q.file, "line": q.line,
-        })
+    """Closed-book accuracy: each question asked with the system prompt alone (no manual text), judged by
+    `judge_answer`. Truncated answers are counted (and are wrong unless their final answer was already given)."""
+    answers = [
+        judge_answer(q, generate(model, tokenizer, [{"role": "system", "content": system_prompt},
+                                                   {"role": "user", "content": q.question}], settings),
+                     tokenizer, contract)
+        for q in questions
+    ]
     n = len(questions)
     correct = sum(a["correct"] for a in answers)
     facts = sum(len(q.key_facts) for q in questions)
@@ -164,8 +172,8 @@ def score_exam(
         "correct": correct,
         "accuracy": correct / n if n else None,
         "facts_found_share": sum(len(a["facts_found"]) for a in answers) / facts if facts else None,
-        "truncated": sum(r.truncated for r in results),
-        "format_ok": sum(r.ok for r in results),
+        "truncated": sum(a["truncated"] for a in answers),
+        "format_ok": sum(a["contract_ok"] for a in answers),
         "answers": answers,
     }
 
