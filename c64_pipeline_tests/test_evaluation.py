@@ -319,3 +319,33 @@ def test_a_resumed_run_drops_sample_generations_after_its_checkpoint(tiny_tokeni
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4]
     callback.on_train_begin(None, TrainerState(global_step=0), None)
     assert path.read_text() == ""
+
+
+@pytest.mark.slow
+def test_resumed_sft_has_the_same_losses_and_one_line_per_prompt_and_step(model_dir, data_dir, dapt_run, tmp_path):
+    recipe = quick(sample_generation_prompts=2, sample_generation_max_new_tokens=4)
+    train_sft(model_dir, dapt_run[0], data_dir / "sft", tmp_path / "straight", recipe)
+
+    class Interrupted(Exception):
+        pass
+
+    def crash_at_step_3(event: dict) -> None:
+        if event.get("step", 0) >= 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train_sft(model_dir, dapt_run[0], data_dir / "sft", tmp_path / "resumed", recipe, progress=crash_at_step_3)
+    metrics = train_sft(model_dir, dapt_run[0], data_dir / "sft", tmp_path / "resumed", recipe, resume=True)
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+
+    def losses(run: str) -> list[tuple[int, float]]:
+        history = json.loads((tmp_path / run / "log_history.json").read_text())
+        return [(e["step"], round(e["loss"], 5)) for e in history if "loss" in e]
+
+    def generations(run: str) -> list[tuple[int, int, str]]:
+        lines = (tmp_path / run / SAMPLE_GENERATIONS).read_text().splitlines()
+        return [(r["step"], r["prompt_number"], r["generation"]) for r in map(json.loads, lines)]
+
+    assert losses("resumed") == losses("straight")
+    assert generations("resumed") == generations("straight")
+    assert [(s, n) for s, n, _ in generations("straight")] == [(2, 1), (2, 2), (4, 1), (4, 2)]

@@ -198,8 +198,8 @@ def summary_table(report: dict) -> str:
             exam_cell += f", {exam['truncated']} truncated"
         lines.append(
             f"| {stage} | {_fmt(r['dapt_test_perplexity'], '{:.2f}')} | {_fmt(r['sft_test_loss'])} | "
-            f"{r['format_ok']}/{r['finished']} ({_fmt(r['format_rate'], '{:.0%}')}) | {r['truncated']}/{r['prompts']} | "
-            f"{r['malformed']} | {_fmt(r['fact_accuracy'], '{:.0%}')} | {exam_cell} |"
+            f"{r['format_ok']}/{r['finished']} ({_fmt(r['format_rate'], '{:.0%}')}) | "
+            f"{r['truncated']}/{r['prompts']} | {r['malformed']} | {_fmt(r['fact_accuracy'], '{:.0%}')} | {exam_cell} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -207,12 +207,12 @@ def summary_table(report: dict) -> str:
 def _markdown(report: dict, samples_per_model: int) -> str:
     settings = report["settings"]
     generation = settings["generation"]
-    how = ("greedy" if not generation["do_sample"]
-           else f"sampling (temperature {generation['temperature']}, top_p {generation['top_p']}, seed {generation['seed']})")
+    how = "greedy" if not generation["do_sample"] else (
+        f"sampling (temperature {generation['temperature']}, top_p {generation['top_p']}, seed {generation['seed']})")
     lines = ["# Evaluation: base vs base+DAPT vs base+DAPT+SFT", "", summary_table(report).rstrip(), "",
              f"Generations: {how}, at most {generation['max_new_tokens']} new tokens; a generation that reaches the "
              "budget without an end of sequence is *truncated* (its format is unknown) and left out of the format "
-             "rate. Held-out prompts: " f"{report['models'][STAGES[0]]['prompts']} from the SFT test split.", ""]
+             f"rate. Held-out prompts: {report['models'][STAGES[0]]['prompts']} from the SFT test split.", ""]
     exam = report["exam"]
     if exam["questions"] or exam["rejections"]:
         lines += [f"Exam: {exam['questions']} questions from {exam['dir']}"
