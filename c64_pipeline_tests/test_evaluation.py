@@ -349,3 +349,17 @@ def test_resumed_sft_has_the_same_losses_and_one_line_per_prompt_and_step(model_
     assert losses("resumed") == losses("straight")
     assert generations("resumed") == generations("straight")
     assert [(s, n) for s, n, _ in generations("straight")] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+
+
+def test_exam_answers_in_the_report_keep_one_row_per_question():
+    from c64_pipeline.training.evaluation import _markdown
+
+    answer = {"question": "What does A|B give?", "key_facts": ["$D020"], "final_answer": "It is\n$D020 | or not",
+              "correct": True, "truncated": False}
+    stage = {"dapt_test_perplexity": 2.0, "sft_test_loss": 1.0, "format_ok": 0, "finished": 0, "format_rate": None,
+             "truncated": 1, "prompts": 1, "malformed": 0, "fact_accuracy": None, "contract_problems": {}, "samples": [],
+             "exam": {"questions": 1, "correct": 1, "accuracy": 1.0, "truncated": 0, "answers": [answer]}}
+    report = {"models": {"base": stage}, "exam": {"dir": "eval", "questions": 1, "available": 1, "rejections": []},
+              "settings": {"generation": GenerationSettings(max_new_tokens=8).as_dict()}}
+    rows = [line for line in _markdown(report, 1).splitlines() if line.startswith("| What")]
+    assert rows == ["| What does A\\|B give? | $D020 | It is $D020 \\| or not | correct |"]

@@ -185,6 +185,11 @@ def _fmt(value, pattern="{:.3f}") -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
 
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def summary_table(report: dict) -> str:
     """Stage by figure, as a Markdown table (the UI shows it as the evaluation's metadata)."""
     lines = ["| stage | DAPT test perplexity | SFT test loss | format rate (finished) | truncated | malformed | "
@@ -238,8 +243,8 @@ def _markdown(report: dict, samples_per_model: int) -> str:
                       "|---|---|---|---|"]
             for a in answers:
                 verdict = "correct" if a["correct"] else ("truncated" if a["truncated"] else "wrong")
-                cell = " ".join(a["final_answer"].split()).replace("|", "\\|")[:200] or "_(none)_"
-                lines.append(f"| {a['question']} | {', '.join(a['key_facts'])} | {cell} | {verdict} |")
+                lines.append(f"| {_cell(a['question'])} | {_cell(', '.join(a['key_facts']))} | "
+                             f"{_cell(a['final_answer'][:200]) or '_(none)_'} | {verdict} |")
             lines.append("")
     return "\n".join(lines) + "\n"
 
