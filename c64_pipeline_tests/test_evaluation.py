@@ -363,3 +363,13 @@ def test_exam_answers_in_the_report_keep_one_row_per_question():
               "settings": {"generation": GenerationSettings(max_new_tokens=8).as_dict()}}
     rows = [line for line in _markdown(report, 1).splitlines() if line.startswith("| What")]
     assert rows == ["| What does A\\|B give? | $D020 | It is $D020 \\| or not | correct |"]
+
+
+def test_the_demo_copies_the_sample_exam_beside_the_users_own(tmp_path):
+    from c64_pipeline.demo import copy_sample_exam
+
+    mine = write_lines(tmp_path / "eval" / "mine.jsonl", [row(question="Where is CHROUT?", answer="At $FFD2.")])
+    copied = copy_sample_exam(tmp_path / "eval")
+    assert [p.name for p in copied] == ["sample_manuals.jsonl"] and mine.read_text().startswith('{"question"')
+    questions, rejections = load_exam(tmp_path / "eval")
+    assert rejections == [] and {q.file for q in questions} == {"mine.jsonl", "sample_manuals.jsonl"}

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 # the tiny model is validated as a real one (mode "real"), so "auto" would pick the founding recipe, which refuses
 # to run on a machine without a bf16 GPU: the demo profile, cut to 30 steps
-QUICK = {"profile": "demo", "max_steps": 30}
+QUICK = {"profile": "demo", "max_steps": 30, "eval_max_prompts": 3, "eval_max_new_tokens": 32}
 QUICK_RUN = {"ops": {name: {"config": QUICK} for name in ("dapt_adapter", "sft_adapter", "model_evaluation")}}
 
 
