@@ -18,7 +18,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from c64_pipeline.settings import Paths, paths_from_env, user_chose_manuals_dir
+from c64_pipeline.settings import PROJECT_ROOT, Paths, paths_from_env, user_chose_manuals_dir
 
 
 def quiet_libraries() -> None:
@@ -52,6 +52,20 @@ def sample_decision(paths: Paths, force: bool | None) -> tuple[bool, str]:
     return True, f"{folder} holds no manuals of yours"
 
 
+SAMPLE_EXAM_DIR = PROJECT_ROOT / "data" / "sample_exam"
+
+
+def copy_sample_exam(eval_dir: Path) -> list[Path]:
+    """The bundled exam on the sample manuals, copied into the eval folder (a user's own files there are kept)."""
+    from c64_pipeline.atomic import write_text
+
+    copied = []
+    for source in sorted(SAMPLE_EXAM_DIR.glob("*.jsonl")):
+        write_text(Path(eval_dir) / source.name, source.read_text(encoding="utf-8"))
+        copied.append(Path(eval_dir) / source.name)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     samples = parser.add_mutually_exclusive_group()
@@ -79,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rendered = render_sample_manuals(paths.manuals_dir)
         say(f"sample manuals: {len(rendered)} files rendered into {paths.manuals_dir} ({why})")
+        exam = copy_sample_exam(paths.eval_dir)
+        say(f"sample exam: {', '.join(p.name for p in exam)} in {paths.eval_dir}")
     else:
         say(f"sample manuals not rendered: {why}")
 

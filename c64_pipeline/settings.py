@@ -26,6 +26,7 @@ class Paths:
     data_dir: Path
     manuals_dir: Path
     curated_sft_dir: Path
+    eval_dir: Path  # the user's exam: question/answer pairs in *.jsonl, asked of every stage by the evaluation
     processed_dir: Path
     models_dir: Path
     docs_dir: Path
@@ -59,6 +60,7 @@ def paths_from_env() -> Paths:
         data_dir=data_dir,
         manuals_dir=_path("C64_MANUALS_DIR", data_dir / "raw" / "manuals"),
         curated_sft_dir=_path("C64_CURATED_SFT_DIR", data_dir / "raw" / "sft"),
+        eval_dir=_path("C64_EVAL_DIR", data_dir / "raw" / "eval"),
         processed_dir=_path("C64_PROCESSED_DIR", data_dir / "processed"),
         models_dir=models_dir,
         docs_dir=_path("C64_DOCS_DIR", PROJECT_ROOT / "docs"),

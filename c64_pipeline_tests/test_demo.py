@@ -70,5 +70,9 @@ def test_demo_materializes_the_whole_graph_into_its_dagster_home(tmp_path):
     after_sft = evaluation["models"]["base+dapt+sft"]
     assert after_sft["prompts"] >= 30 and after_sft["format_rate"] >= 0.9, after_sft["contract_problems"]
     assert evaluation["models"]["base"]["format_ok"] == 0
+    # the bundled exam was copied into the eval folder and asked of every stage (capped by the demo profile)
+    assert evaluation["exam"]["questions"] > 0 and evaluation["exam"]["rejections"] == []
+    assert all(m["exam"]["questions"] == evaluation["exam"]["questions"] for m in evaluation["models"].values())
+    assert (models / "fine-tuned-sft" / "sample_generations.jsonl").is_file()
     assert after_sft["sft_test_loss"] < evaluation["models"]["base"]["sft_test_loss"]
     assert "model_evaluation reasoning_contract: passed" in result.stdout

@@ -105,7 +105,8 @@ def write_datasets(root: Path, n_train: int = 60, n_val: int = 6, n_test: int = 
 
 def quick(**changes) -> TrainingRecipe:
     """The demo profile cut to a handful of steps, with a checkpoint every 2 steps."""
-    settings = {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1, **changes}
+    settings = {"max_steps": 4, "eval_steps": 2, "save_steps": 2, "logging_steps": 1,
+                "sample_generation_max_new_tokens": 8, **changes}
     return demo_profile().replace(**settings)
 
 

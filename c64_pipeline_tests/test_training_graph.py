@@ -13,7 +13,9 @@ from c64_pipeline_tests.graph_helpers import Workspace, write_small_corpus
 
 pytestmark = pytest.mark.slow
 
-QUICK = {"max_steps": 30}
+# the tiny model is validated as a real one (mode "real"), so "auto" would pick the founding recipe, which refuses
+# to run on a machine without a bf16 GPU: the demo profile, cut to 30 steps
+QUICK = {"profile": "demo", "max_steps": 30, "eval_max_prompts": 3, "eval_max_new_tokens": 32}
 QUICK_RUN = {"ops": {name: {"config": QUICK} for name in ("dapt_adapter", "sft_adapter", "model_evaluation")}}
 
 
@@ -45,6 +47,11 @@ def test_adapters_and_evaluation_are_trained_in_pipes_processes(workspace):
         assert set(materialized) == {AssetKey("dapt_adapter"), AssetKey("sft_adapter"), AssetKey("model_evaluation")}
         dapt = materialized[AssetKey("dapt_adapter")].materialization.metadata
         assert dapt["tokens_per_second"].value > 0 and "loss curve" in dapt["loss_curve"].value
+        # the SFT adapter shows its fixed-prompt generations, the evaluation a stage-by-figure table (not JSON)
+        sft = materialized[AssetKey("sft_adapter")].materialization.metadata
+        assert "Greedy generations of 3 fixed validation prompts" in sft["sample_generations"].value
+        table = materialized[AssetKey("model_evaluation")].materialization.metadata["evaluation"].value
+        assert "| base+dapt+sft |" in table and "| truncated |" in table
         # the subprocess's log lines reached the run's logs
         logs = [e.message for e in instance.all_logs(training.run_id) if e.user_message and "progress" in e.user_message]
         assert logs

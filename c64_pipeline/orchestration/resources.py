@@ -18,6 +18,7 @@ class PipelinePaths(ConfigurableResource):
     processed_dir: str
     docs_dir: str
     models_dir: str
+    eval_dir: str | None = None  # the user's exam (*.jsonl question/answer pairs); None: no exam
 
     @classmethod
     def from_env(cls) -> "PipelinePaths":
@@ -28,6 +29,7 @@ class PipelinePaths(ConfigurableResource):
             processed_dir=str(p.processed_dir),
             docs_dir=str(p.docs_dir),
             models_dir=str(p.models_dir),
+            eval_dir=str(p.eval_dir),
         )
 
     @property

@@ -48,6 +48,13 @@ class TrainingConfig(Config):
     lora_alpha: int | None = None
     seed: int | None = None
     allow_cpu: bool | None = None  # expert override: train the founding recipe without a bf16 GPU (fp32, slow)
+    # generation in the evaluation (greedy unless eval_do_sample; the model card's temperature 0.7 / top_p 0.95)
+    eval_max_new_tokens: int | None = None
+    eval_do_sample: bool | None = None
+    eval_temperature: float | None = None
+    eval_top_p: float | None = None
+    eval_max_prompts: int | None = None
+    eval_max_exam_questions: int | None = None
     resume: bool = True
 
     def recipe(self, model_mode: str, stage: str) -> TrainingRecipe:
@@ -183,7 +190,8 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
     deps=[AssetKey("dapt_adapter"), AssetKey("sft_adapter"), AssetKey("dapt_dataset"), AssetKey("sft_dataset")],
     automation_condition=AutomationCondition.eager(),
     description="Base vs base+DAPT vs base+DAPT+SFT on the test splits: DAPT perplexity, SFT loss, the reasoning "
-    "format on greedy generations (checked on token ids) and fact accuracy (models/evaluation/).",
+    "format on generations (checked on token ids; those cut by the token budget counted as truncated), fact accuracy, "
+    "and closed-book accuracy on the user's exam (C64_EVAL_DIR, data/raw/eval/*.jsonl) (models/evaluation/).",
 )
 def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
@@ -196,5 +204,5 @@ def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, bas
         "model_dir": str(_model_dir(base_model)),
         "dapt_dir": str(paths.processed / "dapt"), "sft_dir": str(paths.processed / "sft"),
         "dapt_adapter_dir": str(models / "fine-tuned-dapt"), "sft_adapter_dir": str(models / "fine-tuned-sft"),
-        "out_dir": str(models / "evaluation"),
+        "out_dir": str(models / "evaluation"), "exam_dir": paths.eval_dir,
     })

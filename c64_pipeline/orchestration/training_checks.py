@@ -77,24 +77,35 @@ def assistant_only_loss_recorded(paths: PipelinePaths) -> AssetCheckResult:
 
 # Not blocking: nothing is downstream of the evaluation; a failure is an ERROR result (and an alert), not a crash.
 @asset_check(asset=model_evaluation, blocking=False,
-             description="After SFT, held-out generations keep [THINK]reasoning[/THINK]answer</s> at the configured rate.")
+             description="After SFT, held-out generations that finish within the token budget keep "
+             "[THINK]reasoning[/THINK]answer</s> at the configured rate (truncated ones are counted apart).")
 def reasoning_contract(paths: PipelinePaths, thresholds: QualityThresholds) -> AssetCheckResult:
     report = _read(Path(paths.models_dir) / "evaluation" / "report.json")
     if report is None:
         return _fail("no evaluation report")
-    rates = {stage: r.get("format_rate") for stage, r in report["models"].items()}
+    models = report["models"]
+    rates = {stage: r.get("format_rate") for stage, r in models.items()}
+    truncated = {stage: r.get("truncated", 0) for stage, r in models.items()}
+    after = models.get("base+dapt+sft", {})
     final = rates.get("base+dapt+sft")
     floor = thresholds.min_reasoning_format_rate
+    finished, prompts = after.get("finished", after.get("prompts")), after.get("prompts")
+    if _finite(final):
+        verdict = f"format rate after SFT {final:.3f} over {finished} finished generations (threshold {floor})"
+    else:
+        verdict = f"no generation after SFT finished within the token budget ({prompts} prompts, all truncated)"
     return AssetCheckResult(
         passed=_finite(final) and final >= floor, severity=AssetCheckSeverity.ERROR,
-        description=f"format rate after SFT {final} (threshold {floor}); base {rates.get('base')}, "
+        description=f"{verdict}; truncated {truncated.get('base+dapt+sft')}/{prompts}; base {rates.get('base')}, "
         f"base+DAPT {rates.get('base+dapt')}",
         metadata={"format_rate_after_sft": final if _finite(final) else str(final), "threshold": floor,
-                  "rates": MetadataValue.json(rates),
-                  "fact_accuracy": MetadataValue.json({s: r.get("fact_accuracy") for s, r in report["models"].items()})},
+                  "finished_after_sft": finished if finished is not None else "n/a",
+                  "truncated_after_sft": truncated.get("base+dapt+sft", 0),
+                  "malformed_after_sft": after.get("malformed", "n/a"),
+                  "rates": MetadataValue.json(rates), "truncated": MetadataValue.json(truncated),
+                  "fact_accuracy": MetadataValue.json({s: r.get("fact_accuracy") for s, r in models.items()}),
+                  "exam_accuracy": MetadataValue.json({s: (r.get("exam") or {}).get("accuracy") for s, r in models.items()})},
     )
-
-
 
 
 @asset_check(asset=AssetKey("base_model"), blocking=True,

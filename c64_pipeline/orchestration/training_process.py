@@ -47,19 +47,43 @@ def run_stage(extras: dict, progress) -> tuple[dict, dict]:
     elif stage == "evaluation":
         from c64_pipeline.training.evaluation import evaluate
 
+        exam_dir = Path(extras["exam_dir"]) if extras.get("exam_dir") else None
         metrics = evaluate(Path(extras["model_dir"]), Path(extras["dapt_adapter_dir"]), Path(extras["sft_adapter_dir"]),
-                           Path(extras["dapt_dir"]), Path(extras["sft_dir"]), out_dir, recipe, progress=progress)
-        markdown = (out_dir / "report.md").read_text(encoding="utf-8") if (out_dir / "report.md").is_file() else ""
-        return metrics, {"out_dir": str(out_dir), "report": {"type": "md", "raw_value": markdown},
-                         "summary": {"type": "json", "raw_value": json.loads(json.dumps(
-                             {m: {k: v for k, v in r.items() if k != "samples"} for m, r in metrics["models"].items()},
-                             default=str))}}
+                           Path(extras["dapt_dir"]), Path(extras["sft_dir"]), out_dir, recipe, progress=progress,
+                           exam_dir=exam_dir)
+        return metrics, evaluation_metadata(metrics, out_dir)
     else:
         raise ValueError(f"unknown training stage {stage!r}")
     metadata = {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool)) and (not isinstance(value, float) or math.isfinite(value))}
     metadata["out_dir"] = str(out_dir)
     metadata["loss_curve"] = {"type": "md", "raw_value": _png_markdown(out_dir / "loss_curve.png", "loss curve")}
+    if stage == "sft":
+        from c64_pipeline.training.common import SAMPLE_GENERATIONS, sample_generations_markdown
+
+        metadata["sample_generations"] = {"type": "md",
+                                          "raw_value": sample_generations_markdown(out_dir / SAMPLE_GENERATIONS)}
     return metrics, metadata
+
+
+def evaluation_metadata(report: dict, out_dir: Path) -> dict:
+    """The evaluation in the UI: the stage-by-figure table, the full report, and the final model's figures as
+    numbers (plottable across runs)."""
+    from c64_pipeline.training.evaluation import summary_table
+
+    markdown = (out_dir / "report.md").read_text(encoding="utf-8") if (out_dir / "report.md").is_file() else ""
+    final = report["models"].get("base+dapt+sft", {})
+    exam = final.get("exam") or {}
+    figures = {
+        "format_rate_after_sft": final.get("format_rate"),
+        "truncated_after_sft": final.get("truncated"),
+        "malformed_after_sft": final.get("malformed"),
+        "exam_accuracy_after_sft": exam.get("accuracy"),
+        "exam_questions": report.get("exam", {}).get("questions"),
+        "exam_rejected_lines": len(report.get("exam", {}).get("rejections", [])),
+    }
+    metadata = {k: v for k, v in figures.items() if _number(v) is not None}
+    return {"out_dir": str(out_dir), "evaluation": {"type": "md", "raw_value": summary_table(report)},
+            "report": {"type": "md", "raw_value": markdown}, **metadata}
 
 
 def _pipes_extras() -> dict:

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,15 @@ import torch
 from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
-from c64_pipeline.atomic import write_json, write_with
+from c64_pipeline.atomic import write_json, write_text, write_with
 from c64_pipeline.training import distributed
+from c64_pipeline.training.generation import ReasoningContract, generate, prompt_messages
 from c64_pipeline.training.manifest import build_manifest, sha256_file, write_manifest
-from c64_pipeline.training.recipe import TrainingRecipe
+from c64_pipeline.training.recipe import GENERATION_FIELDS, GenerationSettings, TrainingRecipe
 
 CHECKPOINTS = "checkpoints"
 RUN_KEY = "run_key.json"
+SAMPLE_GENERATIONS = "sample_generations.jsonl"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 FINAL_FILES = (
     *ADAPTER_FILES, "metrics.json", "run_manifest.json", "log_history.json", "loss_curve.png", "README.md",
@@ -125,6 +128,83 @@ class ReportProgress(TrainerCallback):
         self.progress({"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch, **(logs or {})})
 
 
+class SampleGenerations(TrainerCallback):
+    """At every evaluation step, greedy answers to a few fixed prompts (the Axolotl habit), so the format can be
+    watched forming before training ends: reported through `progress` (Dagster logs under Pipes) and appended to
+    `out_path` (one JSON object per prompt and step, rewritten atomically). On a resumed run the lines after the
+    checkpoint's step are dropped first, so the file stays one line per prompt and evaluation step.
+
+    Every rank generates (the same greedy work, so sharded models see the same collective calls); only the main
+    process writes and reports. `seconds` is the time spent here (to keep the habit cheap)."""
+
+    def __init__(self, tokenizer, conversations: list[list[dict]], settings: GenerationSettings, out_path: Path,
+                 progress: Progress | None = None):
+        self.tokenizer, self.conversations, self.settings = tokenizer, conversations, settings
+        self.out_path, self.progress = Path(out_path), progress
+        self.contract = ReasoningContract.from_tokenizer(tokenizer)
+        self.seconds = 0.0
+
+    def _records(self) -> list[dict]:
+        if not self.out_path.is_file():
+            return []
+        return [json.loads(line) for line in self.out_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def _write(self, records: list[dict]) -> None:
+        write_text(self.out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if distributed.is_main_process():
+            self._write([r for r in self._records() if r.get("step", 0) <= state.global_step])
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if model is None or not self.conversations:
+            return
+        started = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        records = []
+        try:
+            for number, conversation in enumerate(self.conversations, start=1):
+                ids = generate(model, self.tokenizer, prompt_messages(conversation), self.settings)
+                result = self.contract.check(ids)
+                verdict = ("well formed" if result.ok else "truncated (budget reached)" if result.truncated
+                           else f"malformed: {result.problem}")
+                records.append({
+                    "step": state.global_step, "prompt_number": number,
+                    "prompt": prompt_messages(conversation)[-1]["content"],
+                    "generation": self.tokenizer.decode(ids, skip_special_tokens=False),
+                    "generated_tokens": len(ids), "max_new_tokens": self.settings.max_new_tokens,
+                    "contract_ok": result.ok, "truncated": result.truncated, "verdict": verdict,
+                })
+        finally:
+            if was_training:
+                model.train()
+        self.seconds += time.perf_counter() - started
+        if not distributed.is_main_process():
+            return
+        self._write(self._records() + records)
+        if self.progress:
+            for record in records:
+                self.progress({"sample_generation": record})
+
+
+def sample_generations_markdown(path: Path) -> str:
+    """The last evaluation step's sample generations in `path` as Markdown (for the adapter's metadata)."""
+    path = Path(path)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if (
+        path.is_file()) else []
+    if not records:
+        return "_no sample generations (no evaluation step ran, or sample_generation_prompts is 0)_"
+    last = max(r["step"] for r in records)
+    steps = sorted({r["step"] for r in records})
+    lines = [f"Greedy generations of {len({r['prompt_number'] for r in records})} fixed validation prompts at step "
+             f"{last} (evaluations at steps {', '.join(map(str, steps))}; all in {path.name}).", ""]
+    for r in (r for r in records if r["step"] == last):
+        lines += [f"**Prompt {r['prompt_number']}:** {r['prompt']}", "", "```", r["generation"], "```", "",
+                  f"{r['verdict']} ({r['generated_tokens']} of at most {r['max_new_tokens']} tokens)", ""]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------------- arguments
 
 
@@ -213,7 +293,7 @@ def make_run_key(recipe: TrainingRecipe, model_dir: Path, files: list[Path]) -> 
     """What a checkpoint must have been made from to be resumed (contents, not paths: folders may move)."""
     model_dir = Path(model_dir)
     return {
-        "recipe": recipe.as_dict(),
+        "recipe": {k: v for k, v in recipe.as_dict().items() if k not in GENERATION_FIELDS},
         "model": {
             name: sha256_file(model_dir / name) for name in ("config.json", "tokenizer.json")
         } | {w.name: w.stat().st_size for w in sorted(model_dir.glob("*.safetensors"))},

@@ -1,18 +1,14 @@
-"""Compare base, base+DAPT and base+DAPT+SFT: DAPT test perplexity, SFT test loss on assistant tokens, and greedy
-generations for held-out SFT prompts checked against the reasoning contract and the reference answers' key facts.
-
-The contract is checked on the TOKEN IDS of the continuation: decoding with skip_special_tokens=True would delete
-[THINK] and [/THINK] and make any output look well formed.
+"""Compare base, base+DAPT and base+DAPT+SFT: DAPT test perplexity, SFT test loss on assistant tokens, generations
+for held-out SFT prompts checked against the reasoning contract (generations cut by the token budget counted as
+truncated, apart from broken formats) and the reference answers' key facts, and the closed-book accuracy on the
+user's own exam (data/raw/eval/*.jsonl).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,89 +16,28 @@ import torch
 from c64_pipeline.atomic import write_json, write_text
 from c64_pipeline.training.common import Progress
 from c64_pipeline.training.dapt import DTYPES, PadCollator, read_texts, token_windows
+from c64_pipeline.training.exam import ExamQuestion, fact_stated, facts_found, key_facts, load_exam
+from c64_pipeline.training.generation import (
+    END_THINK,
+    THINK,
+    TRUNCATED,
+    ContractResult,
+    ReasoningContract,
+    generate,
+    prompt_messages,
+    spread,
+)
 from c64_pipeline.training.manifest import dataset_versions
 from c64_pipeline.training.model_loading import load_base_model, load_model_tokenizer, merge_adapter
-from c64_pipeline.training.recipe import TrainingRecipe, resolved_precision
+from c64_pipeline.training.recipe import GenerationSettings, TrainingRecipe, resolved_precision
 from c64_pipeline.training.sft import conversation_length, read_conversations
 
-THINK, END_THINK = "[THINK]", "[/THINK]"
+__all__ = [
+    "END_THINK", "STAGES", "THINK", "TRUNCATED", "ContractResult", "ReasoningContract", "evaluate", "facts_found",
+    "key_facts", "score_exam", "score_generations", "spread",
+]
+
 STAGES = ("base", "base+dapt", "base+dapt+sft")
-
-
-# ---------------------------------------------------------------------------------------------------- contract
-
-
-@dataclass(frozen=True)
-class ContractResult:
-    ok: bool
-    problem: str | None
-    reasoning_ids: tuple[int, ...] = ()
-    answer_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReasoningContract:
-    """`[THINK]` reasoning `[/THINK]` final answer `</s>`, on token ids. `blank_ids` are ids that decode to
-    whitespace only (they do not make reasoning or an answer non-empty); `special_ids` may not appear inside."""
-
-    think_id: int
-    end_think_id: int
-    eos_id: int
-    special_ids: frozenset[int] = frozenset()
-    blank_ids: frozenset[int] = frozenset()
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer) -> ReasoningContract:
-        think, end_think = tokenizer.convert_tokens_to_ids([THINK, END_THINK])
-        unk = tokenizer.unk_token_id
-        if unk is not None and unk in (think, end_think):
-            raise ValueError(f"the tokenizer has no {THINK} / {END_THINK} special tokens")
-        blank = frozenset(i for t, i in tokenizer.get_vocab().items() if not tokenizer.decode([i]).strip())
-        return cls(think, end_think, tokenizer.eos_token_id, frozenset(tokenizer.all_special_ids), blank)
-
-    def check(self, ids: Sequence[int]) -> ContractResult:
-        ids = list(ids)
-        if self.eos_id not in ids:
-            return ContractResult(False, "no end-of-sequence token (ran out of max_new_tokens)")
-        body = ids[: ids.index(self.eos_id)]
-        opens, closes = body.count(self.think_id), body.count(self.end_think_id)
-        if opens != 1:
-            return ContractResult(False, "missing [THINK]" if opens == 0 else "more than one [THINK]")
-        if closes != 1:
-            return ContractResult(False, "missing [/THINK]" if closes == 0 else "more than one [/THINK]")
-        if body[0] != self.think_id:
-            return ContractResult(False, "output before [THINK]")
-        close = body.index(self.end_think_id)
-        reasoning, answer = tuple(body[1:close]), tuple(body[close + 1 :])
-        if all(i in self.blank_ids for i in reasoning):
-            return ContractResult(False, "empty reasoning", reasoning, answer)
-        if all(i in self.blank_ids for i in answer):
-            return ContractResult(False, "empty final answer", reasoning, answer)
-        allowed = {self.think_id, self.end_think_id}
-        if any(i in self.special_ids and i not in allowed for i in body):
-            return ContractResult(False, "special token inside the turn", reasoning, answer)
-        return ContractResult(True, None, reasoning, answer)
-
-
-# ---------------------------------------------------------------------------------------------------- facts
-
-_HEX = re.compile(r"(?<![\w$])\$[0-9A-Fa-f]+\b")
-_NUMBER = re.compile(r"(?<![\w$#%.])\d+(?:\.\d+)?(?![\w])")
-_CAPS = re.compile(r"(?<![\w$])[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*(?![\w-])")
-
-
-def key_facts(answer: str) -> set[str]:
-    """`$`-hex addresses, numbers and ALL-CAPS names (2+ characters) of a reference answer."""
-    facts = {m.group().upper() for m in _HEX.finditer(answer)}
-    facts |= set(_NUMBER.findall(answer))
-    facts |= {m.group() for m in _CAPS.finditer(answer) if len(m.group()) > 1}
-    return facts
-
-
-def facts_found(facts: set[str], answer: str) -> set[str]:
-    present = {m.group().upper() for m in _HEX.finditer(answer)} | set(_NUMBER.findall(answer))
-    present |= {m.group() for m in _CAPS.finditer(answer)}
-    return facts & present
 
 
 def reference_answer(content: str) -> str:
@@ -143,46 +78,32 @@ def assistant_labelled(tokenizer, conversation: list[dict]) -> tuple[list[int], 
 # ---------------------------------------------------------------------------------------------------- generations
 
 
-def spread(items: list, count: int) -> list:
-    """`count` items evenly spaced over `items` (all of them if there are fewer): a test split is ordered by document
-    and page, so its first rows would all ask about one page."""
-    if count >= len(items):
-        return list(items)
-    return [items[i * len(items) // count] for i in range(count)]
-
-
-def prompt_messages(conversation: list[dict]) -> list[dict]:
-    """The turns before the first assistant turn (system + user)."""
-    first = next(i for i, m in enumerate(conversation) if m["role"] == "assistant")
-    return conversation[:first]
-
-
-@torch.no_grad()
-def generate(model, tokenizer, messages: list[dict], max_new_tokens: int) -> list[int]:
-    """Greedy continuation ids (prompt excluded) of the conversation so far."""
-    device = next(model.parameters()).device
-    prompt = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=True)
-    input_ids = torch.tensor([prompt["input_ids"]], device=device)
-    out = model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return out[0, input_ids.shape[1] :].tolist()
+def form_counts(results: list[ContractResult]) -> dict:
+    """Well formed, truncated (cut by the token budget: form unknown) and malformed generations, and the format
+    rate over the generations that finished (None when none did)."""
+    ok = sum(r.ok for r in results)
+    truncated = sum(r.truncated for r in results)
+    finished = len(results) - truncated
+    return {
+        "format_ok": ok,
+        "truncated": truncated,
+        "malformed": finished - ok,
+        "finished": finished,
+        "format_rate": ok / finished if finished else None,
+        "truncated_rate": truncated / len(results) if results else None,
+    }
 
 
 def score_generations(
-    model, tokenizer, conversations: list[list[dict]], max_new_tokens: int, contract: ReasoningContract
+    model, tokenizer, conversations: list[list[dict]], settings: GenerationSettings | int, contract: ReasoningContract
 ) -> dict:
-    samples, problems = [], Counter()
+    samples, results, problems = [], [], Counter()
     with_facts = correct = 0
     for conversation in conversations:
-        ids = generate(model, tokenizer, prompt_messages(conversation), max_new_tokens)
+        ids = generate(model, tokenizer, prompt_messages(conversation), settings)
         result = contract.check(ids)
-        problems[result.problem or "ok"] += 1
+        results.append(result)
+        problems[TRUNCATED if result.truncated else (result.problem or "ok")] += 1
         if result.ok:
             answer = tokenizer.decode(list(result.answer_ids), skip_special_tokens=True)
         else:  # facts are scored on whatever follows the last [/THINK], or on everything
@@ -198,16 +119,16 @@ def score_generations(
             "prompt": prompt_messages(conversation)[-1]["content"],
             "reference_answer": reference,
             "generation": tokenizer.decode(ids, skip_special_tokens=False),
+            "generated_tokens": len(ids),
             "contract_ok": result.ok,
+            "truncated": result.truncated,
             "problem": result.problem,
             "key_facts": sorted(facts),
             "facts_found": sorted(found),
         })
-    n = len(conversations)
     return {
-        "prompts": n,
-        "format_ok": problems["ok"],
-        "format_rate": problems["ok"] / n if n else None,
+        "prompts": len(conversations),
+        **form_counts(results),
         "contract_problems": dict(problems),
         "fact_questions": with_facts,
         "fact_accuracy": correct / with_facts if with_facts else None,
@@ -215,32 +136,116 @@ def score_generations(
     }
 
 
+def judge_answer(question: ExamQuestion, ids: list[int], tokenizer, contract: ReasoningContract) -> dict:
+    """One exam answer: correct when its final answer (after `[/THINK]`, up to the end of sequence) states every
+    key fact. Facts in the reasoning do not count; a truncated generation has no final answer unless it already
+    closed its reasoning."""
+    result = contract.check(ids)
+    final = tokenizer.decode(contract.final_answer_ids(ids), skip_special_tokens=True).strip()
+    found = [f for f in question.key_facts if fact_stated(f, final)]
+    return {
+        "question": question.question, "reference_answer": question.answer, "key_facts": list(question.key_facts),
+        "facts_found": found, "correct": len(found) == len(question.key_facts), "final_answer": final,
+        "generation": tokenizer.decode(ids, skip_special_tokens=False), "generated_tokens": len(ids),
+        "truncated": result.truncated, "contract_ok": result.ok, "source": question.source,
+        "file": question.file, "line": question.line,
+    }
+
+
+def score_exam(
+    model, tokenizer, questions: list[ExamQuestion], system_prompt: str, settings: GenerationSettings | int,
+    contract: ReasoningContract,
+) -> dict:
+    """Closed-book accuracy: each question asked with the system prompt alone (no manual text), judged by
+    `judge_answer`. Truncated answers are counted (and are wrong unless their final answer was already given)."""
+    answers = [
+        judge_answer(q, generate(model, tokenizer, [{"role": "system", "content": system_prompt},
+                                                   {"role": "user", "content": q.question}], settings),
+                     tokenizer, contract)
+        for q in questions
+    ]
+    n = len(questions)
+    correct = sum(a["correct"] for a in answers)
+    facts = sum(len(q.key_facts) for q in questions)
+    return {
+        "questions": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "facts_found_share": sum(len(a["facts_found"]) for a in answers) / facts if facts else None,
+        "truncated": sum(a["truncated"] for a in answers),
+        "format_ok": sum(a["contract_ok"] for a in answers),
+        "answers": answers,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def _markdown(report: dict, samples_per_model: int) -> str:
-    lines = ["# Evaluation: base vs base+DAPT vs base+DAPT+SFT", ""]
-    lines += ["| model | DAPT test perplexity | SFT test loss (assistant tokens) | format rate | fact accuracy |",
-              "|---|---|---|---|---|"]
+def _fmt(value, pattern="{:.3f}") -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
-    def fmt(value, pattern="{:.3f}"):
-        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else pattern.format(value)
 
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def summary_table(report: dict) -> str:
+    """Stage by figure, as a Markdown table (the UI shows it as the evaluation's metadata)."""
+    lines = ["| stage | DAPT test perplexity | SFT test loss | format rate (finished) | truncated | malformed | "
+             "held-out fact accuracy | exam accuracy |",
+             "|---|---|---|---|---|---|---|---|"]
     for stage, r in report["models"].items():
+        exam = r.get("exam") or {}
+        exam_cell = (f"{exam['correct']}/{exam['questions']} ({_fmt(exam['accuracy'], '{:.0%}')})"
+                     if exam.get("questions") else "no exam")
+        if exam.get("truncated"):
+            exam_cell += f", {exam['truncated']} truncated"
         lines.append(
-            f"| {stage} | {fmt(r['dapt_test_perplexity'], '{:.2f}')} | {fmt(r['sft_test_loss'])} | "
-            f"{r['format_ok']}/{r['prompts']} | {fmt(r['fact_accuracy'], '{:.0%}')} |"
+            f"| {stage} | {_fmt(r['dapt_test_perplexity'], '{:.2f}')} | {_fmt(r['sft_test_loss'])} | "
+            f"{r['format_ok']}/{r['finished']} ({_fmt(r['format_rate'], '{:.0%}')}) | "
+            f"{r['truncated']}/{r['prompts']} | {r['malformed']} | {_fmt(r['fact_accuracy'], '{:.0%}')} | {exam_cell} |"
         )
-    lines += ["", f"Settings: {report['settings']}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(report: dict, samples_per_model: int) -> str:
+    settings = report["settings"]
+    generation = settings["generation"]
+    how = "greedy" if not generation["do_sample"] else (
+        f"sampling (temperature {generation['temperature']}, top_p {generation['top_p']}, seed {generation['seed']})")
+    lines = ["# Evaluation: base vs base+DAPT vs base+DAPT+SFT", "", summary_table(report).rstrip(), "",
+             f"Generations: {how}, at most {generation['max_new_tokens']} new tokens; a generation that reaches the "
+             "budget without an end of sequence is *truncated* (its format is unknown) and left out of the format "
+             f"rate. Held-out prompts: {report['models'][STAGES[0]]['prompts']} from the SFT test split.", ""]
+    exam = report["exam"]
+    if exam["questions"] or exam["rejections"]:
+        lines += [f"Exam: {exam['questions']} questions from {exam['dir']}"
+                  + (f" (capped from {exam['available']})" if exam["available"] > exam["questions"] else "")
+                  + "; correct when the final answer (after [/THINK]) states every key fact.", ""]
+        if exam["rejections"]:
+            lines += [f"Rejected exam lines ({len(exam['rejections'])}):", ""]
+            lines += [f"- {r['file']}:{r['line']}: {r['reason']}" for r in exam["rejections"]] + [""]
+    lines += [f"Settings: {settings}", ""]
     for stage, r in report["models"].items():
         lines += [f"## Sample generations: {stage}", ""]
         if r["contract_problems"]:
             lines += [f"Contract results: {r['contract_problems']}", ""]
         for s in r["samples"][:samples_per_model]:
-            verdict = "well formed" if s["contract_ok"] else f"malformed: {s['problem']}"
+            verdict = ("well formed" if s["contract_ok"] else "truncated (budget reached)" if s["truncated"]
+                       else f"malformed: {s['problem']}")
             lines += [f"**Q:** {s['prompt']}", "", f"**Reference:** {s['reference_answer']}", "",
                       "```", s["generation"], "```", "",
                       f"{verdict}; facts {s['facts_found']} of {s['key_facts']}", ""]
+        answers = (r.get("exam") or {}).get("answers") or []
+        if answers:
+            lines += [f"### Exam answers: {stage}", "", "| question | key facts | final answer | verdict |",
+                      "|---|---|---|---|"]
+            for a in answers:
+                verdict = "correct" if a["correct"] else ("truncated" if a["truncated"] else "wrong")
+                lines.append(f"| {_cell(a['question'])} | {_cell(', '.join(a['key_facts']))} | "
+                             f"{_cell(a['final_answer'][:200]) or '_(none)_'} | {verdict} |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -258,11 +263,15 @@ def evaluate(
     max_sft_examples: int = 200,
     samples_per_model: int = 3,
     progress: Progress | None = None,
+    exam_dir: Path | None = None,
 ) -> dict:
-    """Evaluate the three stages on the test splits; write out_dir/report.json and out_dir/report.md."""
+    """Evaluate the three stages on the test splits and the exam in `exam_dir` (if any); write out_dir/report.json
+    and out_dir/report.md."""
+    from c64_pipeline.base_model import compose_system_prompt
+
     recipe = recipe or TrainingRecipe()
     max_prompts = recipe.eval_max_prompts if max_prompts is None else max_prompts
-    max_new_tokens = recipe.eval_max_new_tokens if max_new_tokens is None else max_new_tokens
+    settings = recipe.generation(max_new_tokens)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     dapt_test, sft_test = Path(dapt_dir) / "test.parquet", Path(sft_dir) / "test.jsonl"
     tokenizer = load_model_tokenizer(model_dir)
@@ -273,6 +282,11 @@ def evaluate(
     labelled = [assistant_labelled(tokenizer, c) for c in conversations[:max_sft_examples]]
     prompts = spread(conversations, max_prompts)
     contract = ReasoningContract.from_tokenizer(tokenizer)
+    questions, rejections = load_exam(exam_dir) if exam_dir is not None else ([], [])
+    available = len(questions)
+    if recipe.eval_max_exam_questions is not None:
+        questions = spread(questions, recipe.eval_max_exam_questions) if recipe.eval_max_exam_questions else []
+    system_prompt = compose_system_prompt(model_dir) if questions else ""
 
     started = time.perf_counter()
     model = load_base_model(model_dir, DTYPES[resolved_precision(recipe)], "cuda" if torch.cuda.is_available() else None)
@@ -290,14 +304,21 @@ def evaluate(
             "dapt_test_tokens": tokens,
             "sft_test_loss": sft_loss if sft_tokens else None,
             "sft_test_tokens": sft_tokens,
-            **score_generations(model, tokenizer, prompts, max_new_tokens, contract),
+            **score_generations(model, tokenizer, prompts, settings, contract),
+            "exam": score_exam(model, tokenizer, questions, system_prompt, settings, contract) if questions else None,
         }
         if progress:
-            progress({"stage": stage, **{k: v for k, v in models[stage].items() if k != "samples"}})
+            exam = models[stage]["exam"] or {}
+            progress({"stage": stage, **{k: v for k, v in models[stage].items() if k not in ("samples", "exam")},
+                      **{f"exam_{k}": v for k, v in exam.items() if k != "answers"}})
     report = {
         "models": models,
-        "settings": {"max_prompts": max_prompts, "max_new_tokens": max_new_tokens, "max_length": recipe.max_length,
-                     "max_test_chunks": max_test_chunks, "max_sft_examples": max_sft_examples, "greedy": True},
+        "exam": {"dir": str(exam_dir) if exam_dir is not None else None, "questions": len(questions),
+                 "available": available, "rejections": [r.as_dict() for r in rejections]},
+        "settings": {"max_prompts": max_prompts, "max_new_tokens": settings.max_new_tokens,
+                     "max_length": recipe.max_length, "max_test_chunks": max_test_chunks,
+                     "max_sft_examples": max_sft_examples, "greedy": not settings.do_sample,
+                     "max_exam_questions": recipe.eval_max_exam_questions, "generation": settings.as_dict()},
         "inputs": {"model_dir": str(model_dir), "dapt_adapter_dir": str(dapt_adapter_dir),
                    "sft_adapter_dir": str(sft_adapter_dir), "datasets": dataset_versions([dapt_test, sft_test])},
         "runtime_s": time.perf_counter() - started,

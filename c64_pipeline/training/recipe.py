@@ -13,6 +13,35 @@ LORA_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_p
 
 
 @dataclass(frozen=True)
+class GenerationSettings:
+    """How answers are generated in evaluations: greedy (the default: reproducible), or sampling with the
+    temperature and top_p the model card recommends for Ministral 3 Reasoning (0.7, 0.95), seeded."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be positive and top_p in (0, 1]")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# Fields that change how answers are generated for evaluation, never the trained weights: a checkpoint made with other
+# values may still be resumed.
+GENERATION_FIELDS: tuple[str, ...] = (
+    "eval_max_prompts", "eval_max_new_tokens", "eval_do_sample", "eval_temperature", "eval_top_p",
+    "eval_max_exam_questions", "sample_generation_prompts", "sample_generation_max_new_tokens",
+)
+
+
+@dataclass(frozen=True)
 class TrainingRecipe:
     profile: str = "founding"
     # LoRA
@@ -51,9 +80,17 @@ class TrainingRecipe:
     save_steps: int | None = None
     save_total_limit: int | None = 3
     logging_steps: int = 10
-    # Evaluation of the trained models (generations are bounded so the report stays cheap)
+    # Evaluation of the trained models. The budget fits a reasoning model (reasoning + answer); a generation that
+    # reaches it without an end of sequence is counted as truncated, not as a broken format.
     eval_max_prompts: int = 50
-    eval_max_new_tokens: int = 1024
+    eval_max_new_tokens: int = 2048
+    eval_do_sample: bool = False  # greedy; True samples with the temperature / top_p below (the model card's values)
+    eval_temperature: float = 0.7
+    eval_top_p: float = 0.95
+    eval_max_exam_questions: int | None = None  # None: every question of the user's exam (data/raw/eval/*.jsonl)
+    # Generations of a few fixed validation prompts at every evaluation step during SFT (0 turns them off)
+    sample_generation_prompts: int = 3
+    sample_generation_max_new_tokens: int = 512
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +114,14 @@ class TrainingRecipe:
             problems.append("save_strategy='steps' needs save_steps")
         if self.precision not in ("auto", "bf16", "fp32"):
             problems.append(f"precision must be 'auto', 'bf16' or 'fp32', not {self.precision!r}")
+        if self.eval_max_new_tokens < 1 or self.sample_generation_max_new_tokens < 1:
+            problems.append("eval_max_new_tokens and sample_generation_max_new_tokens must be at least 1")
+        if self.eval_temperature <= 0 or not 0 < self.eval_top_p <= 1:
+            problems.append("eval_temperature must be positive and eval_top_p in (0, 1]")
+        if self.eval_max_exam_questions is not None and self.eval_max_exam_questions < 0:
+            problems.append("eval_max_exam_questions must be None or >= 0")
+        if self.sample_generation_prompts < 0:
+            problems.append("sample_generation_prompts must be >= 0")
         if problems:
             raise ValueError("invalid TrainingRecipe: " + "; ".join(problems))
 
@@ -96,6 +141,17 @@ class TrainingRecipe:
 
     def replace(self, **changes) -> TrainingRecipe:
         return replace(self, **changes)
+
+    def generation(self, max_new_tokens: int | None = None) -> GenerationSettings:
+        """The evaluation's generation settings (`max_new_tokens` overrides the recipe's budget)."""
+        return GenerationSettings(
+            max_new_tokens=self.eval_max_new_tokens if max_new_tokens is None else max_new_tokens,
+            do_sample=self.eval_do_sample, temperature=self.eval_temperature, top_p=self.eval_top_p, seed=self.seed,
+        )
+
+    def sample_generation(self) -> GenerationSettings:
+        """Greedy, small budget: the fixed prompts shown at each evaluation step of SFT."""
+        return GenerationSettings(max_new_tokens=self.sample_generation_max_new_tokens, seed=self.seed)
 
 
 class HardwareError(RuntimeError):
@@ -141,6 +197,10 @@ def founding_recipe() -> TrainingRecipe:
 
 
 DEMO_MAX_STEPS = {"dapt": 200, "sft": 900}
+# The demo's generations cost CPU minutes: the exam is capped to 8 questions (spread over the bundled 16), and the
+# fixed prompts at SFT's evaluation steps get a budget that shows the reasoning forming, not a whole turn.
+DEMO_EXAM_QUESTIONS = 8
+SAMPLE_GENERATION_TOKENS_DEMO = 96
 
 
 def demo_profile(stage: str = "sft") -> TrainingRecipe:
@@ -170,6 +230,8 @@ def demo_profile(stage: str = "sft") -> TrainingRecipe:
         logging_steps=10,
         eval_max_prompts=50,
         eval_max_new_tokens=320,  # assistant turns of the sample data run to ~220 tokens
+        eval_max_exam_questions=DEMO_EXAM_QUESTIONS,
+        sample_generation_max_new_tokens=SAMPLE_GENERATION_TOKENS_DEMO,
     )
 
 

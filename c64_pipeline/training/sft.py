@@ -13,9 +13,11 @@ from pathlib import Path
 
 from c64_pipeline.base_model import ModelDirError
 from c64_pipeline.training.common import (
+    SAMPLE_GENERATIONS,
     GroupedBatchesMixin,
     Progress,
     ReportProgress,
+    SampleGenerations,
     StopOnNonFinite,
     TrainingDataError,
     make_run_key,
@@ -26,6 +28,7 @@ from c64_pipeline.training.common import (
     write_run_outputs,
 )
 from c64_pipeline.training.dapt import DTYPES, disable_cache, json_targets, lora_config
+from c64_pipeline.training.generation import spread
 from c64_pipeline.training.manifest import MANIFEST_FILE, base_model_identity, sha256_file
 from c64_pipeline.training.model_loading import (
     check_adapter_dir,
@@ -182,6 +185,11 @@ def train_sft(
     class GroupedSFTTrainer(GroupedBatchesMixin, SFTTrainer):
         pass
 
+    # a few fixed validation prompts, generated at every evaluation step (spread: the split is ordered by page)
+    samples = SampleGenerations(tokenizer, spread(evals, recipe.sample_generation_prompts)
+                                if recipe.sample_generation_prompts else [],
+                                recipe.sample_generation(), out_dir / SAMPLE_GENERATIONS, progress)
+
     trainer = GroupedSFTTrainer(
         model=model,
         args=SFTConfig(**sft_arguments),
@@ -189,7 +197,7 @@ def train_sft(
         eval_dataset=Dataset.from_list([{"messages": c} for c in evals]),
         processing_class=tokenizer,
         peft_config=lora_config(recipe, architecture),
-        callbacks=[StopOnNonFinite(), *([ReportProgress(progress)] if progress else [])],
+        callbacks=[StopOnNonFinite(), *([ReportProgress(progress)] if progress else []), samples],
     )
     trainer.remove_callback(PrinterCallback)
     require_trainable(trainer.model)
@@ -208,6 +216,8 @@ def train_sft(
         "filtered_examples": {"too_long_train": too_long_train, "too_long_validation": too_long_eval},
         "max_length": recipe.max_length,
         **run_metrics(trainer, output, resumed_from),
+        "sample_generation_prompts": len(samples.conversations),
+        "sample_generation_seconds": samples.seconds,
     }
     merged = [{
         "stage": "dapt",
