@@ -31,7 +31,6 @@ import html as htmlmod
 import json
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import pymupdf
 
+from bench.common import sample_manuals_or
 from c64_pipeline.layout import blocks_from_page, layout_text, strip_running_heads
 from c64_pipeline.ocr import (
     TesseractEngine,
@@ -263,13 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the three pages with the most address rows")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        manuals = args.manuals
-        if manuals is None:
-            from c64_pipeline.sample_manuals import render_sample_manuals
-
-            manuals = Path(tmp)
-            render_sample_manuals(manuals)
+    with sample_manuals_or(args.manuals) as manuals:
         results = {"ocr_tables": bench_ocr_tables(manuals, quick=args.quick)}
         print("ocr tables", json.dumps(results["ocr_tables"]), flush=True)
         folders = [manuals] + ([SHARED_PDFS] if SHARED_PDFS.is_dir() else [])

@@ -36,6 +36,7 @@ import argparse
 import json
 import re
 import tempfile
+
 import time
 import unicodedata
 from collections import Counter
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import pymupdf
 
+from bench.common import best_of
 from c64_pipeline.atomic import write_json
 from c64_pipeline.settings import PROJECT_ROOT
 
@@ -329,12 +331,7 @@ def _project_loop(pdfs: list[Path]) -> None:
 
 def _best_of(fn, repeats: int) -> float:
     """Best CPU seconds of ``repeats`` runs (CPU time: the machine may be shared; both loops are single-threaded)."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        fn()
-        best = min(best, time.process_time() - started)
-    return best
+    return best_of(fn, repeats, time.process_time)
 
 
 def throughput(pdfs: list[Path], repeats: int) -> dict:

@@ -16,12 +16,12 @@ import argparse
 import random
 import statistics
 import string
-import tempfile
 import time
 from pathlib import Path
 
 import pymupdf
 
+from bench.common import sample_manuals_or
 from c64_pipeline.extraction import ExtractionSettings
 from c64_pipeline.layout import blocks_from_page
 from c64_pipeline.readability import readability
@@ -112,13 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--manuals", type=Path, help="rendered sample manuals (default: render to a temporary folder)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        manuals = args.manuals
-        if manuals is None:
-            from c64_pipeline.sample_manuals import render_sample_manuals
-
-            manuals = Path(tmp)
-            render_sample_manuals(manuals)
+    with sample_manuals_or(args.manuals) as manuals:
         result = calibrate(manuals, args.seed)
     print(f"OCR threshold (min_quality): {result['threshold']}")
     for name, r in result["real"].items():

@@ -21,25 +21,18 @@ import json
 import os
 import platform
 import tempfile
+
 import time
 from pathlib import Path
 
 import pymupdf
 
+from bench.common import best_of
 from c64_pipeline.atomic import write_json
 from c64_pipeline.extraction import ExtractionSettings, ocr_reason, page_signals
 from c64_pipeline.settings import PROJECT_ROOT
 
 SHARED_PDFS = PROJECT_ROOT.parent / "shared" / "corpus" / "pdf"
-
-
-def _best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def text_layer_pdfs(folders: list[Path]) -> list[Path]:
@@ -152,7 +145,7 @@ def bench_chunking(texts: list[str], repeats: int) -> dict:
     def project():
         chunk_documents(docs, tokenizer, 2048, 128)
 
-    bare_s, project_s = _best_of(bare, repeats), _best_of(project, repeats)
+    bare_s, project_s = best_of(bare, repeats), best_of(project, repeats)
     return {
         "documents": len(texts), "tokens": tokens,
         "bare_tokens_per_s": round(tokens / bare_s), "project_tokens_per_s": round(tokens / project_s),
