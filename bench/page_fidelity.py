@@ -36,7 +36,6 @@ import argparse
 import json
 import re
 import tempfile
-
 import time
 import unicodedata
 from collections import Counter
