@@ -103,8 +103,9 @@ def lower_first(text: str) -> str:
         return first.lower() + text[len(first):]
     if not first or first.isupper() or not first[1:].islower():
         return text
-    if len(words) >= 2 and all(w[:1].isupper() or not w[:1].isalpha() for w in words):
-        return text  # a Title Case name or heading
+    small = {"of", "and", "or", "the", "a", "an", "to", "in", "on", "for", "at", "by", "with", "from"}
+    if len(words) >= 2 and all(w[:1].isupper() or not w[:1].isalpha() or w in small for w in words):
+        return text  # a Title Case name or heading ("Time of Day Clock Seconds")
     if len(words) >= 2 and (words[1][:1].isdigit() or words[1].isupper()):
         return text  # "Commodore 64", "Voice 3" stays a name
     return text[0].lower() + text[1:]

@@ -91,6 +91,7 @@ class Mnemonic(Mined):
     mnemonic: str
     operation: str
     flags: str | None
+    modes: tuple[tuple[str, int], ...] = ()  # (mode, opcode) of the same mnemonic in the document's opcode table
 
     family = "instruction"
 
@@ -195,8 +196,18 @@ def mine_instructions(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str
                 found.append(Mnemonic(*base, *mn))
                 taken.add((page["doc_id"], page["page"], line_no))
     operations = {(m.doc_id, m.mnemonic): m.operation for m in found if isinstance(m, Mnemonic)}
-    found = [replace(o, operation=operations.get((o.doc_id, o.mnemonic))) if isinstance(o, Opcode) else o for o in found]
+    modes: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for o in found:
+        if isinstance(o, Opcode) and (o.mode, o.opcode) not in modes.setdefault((o.doc_id, o.mnemonic), []):
+            modes[(o.doc_id, o.mnemonic)].append((o.mode, o.opcode))
+    found = [replace(o, operation=operations.get((o.doc_id, o.mnemonic))) if isinstance(o, Opcode)
+             else replace(o, modes=tuple(modes.get((o.doc_id, o.mnemonic), ()))) for o in found]
     return found, taken
+
+
+def _plain(operation: str) -> str:
+    """'Load Accumulator' -> 'load accumulator' (a Title Case list entry read as words); acronyms stay."""
+    return " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in operation.split())
 
 
 def _mode_name(mode: str) -> str:
@@ -237,7 +248,7 @@ def _opcode_turn(o: Opcode, kind: str) -> Turn:
         ])
         steps.append(f"The opcode table on {place} has {o.mnemonic} {mode.lower()}{shown} as {code}.")
         if o.operation:
-            steps.append(f"{o.mnemonic} is the instruction to {lower_first(o.operation)}, per the mnemonic list of the same document.")
+            steps.append(f"{o.mnemonic} is the instruction to {_plain(o.operation)}, per the mnemonic list of the same document.")
         if o.decimal_confirmed:
             steps.append(f"Check: {code} = {o.opcode >> 4}*16 + {o.opcode & 15} = {o.opcode}, the decimal column of that row.")
         if o.length:
@@ -251,7 +262,7 @@ def _opcode_turn(o: Opcode, kind: str) -> Turn:
         ])
         steps.append(f"Searching the opcode column of the table on {place} for {code} finds the {o.mnemonic} row, mode {mode.lower()}.")
         if o.operation:
-            steps.append(f"In the instruction list, {o.mnemonic}: {lower_first(o.operation)}.")
+            steps.append(f"In the instruction list, {o.mnemonic}: {_plain(o.operation)}.")
         if o.length:
             steps.append(_length_step(o) + f", so the next {o.length - 1} byte(s) belong to it." if o.length > 1 else _length_step(o) + ".")
         answer = f"{code} is {o.mnemonic} in {mode.lower()} mode" + (f", e.g. {o.example}." if shown else ".")
@@ -265,7 +276,7 @@ def _opcode_turn(o: Opcode, kind: str) -> Turn:
         if o.length:
             steps.append(f"The same row gives {o.length} bytes.")
         if o.operation:
-            steps.append(f"(What it does: {lower_first(o.operation)}.)")
+            steps.append(f"(What it does: {_plain(o.operation)}.)")
         answer = f"{o.mnemonic} {mode.lower()} ({code}) takes {o.cycles} cycles."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
@@ -278,13 +289,17 @@ def _mnemonic_turn(m: Mnemonic, kind: str) -> Turn:
     if kind == "operation":
         question = pick(key, [f"What does the {m.mnemonic} instruction do?", f"What is {m.mnemonic} on the 6510?",
                               f"Explain the mnemonic {m.mnemonic}."])
-        steps = [f"The instruction list on {place} gives {m.mnemonic} as: {lower_first(m.operation)}."]
+        steps = [f"The instruction list on {place} gives {m.mnemonic} as: {_plain(m.operation)}."]
         if m.flags:
             steps.append(f"Its flag column reads {m.flags}, the flags it can change.")
+        if m.modes:
+            listed = ", ".join(f"{_mode_name(mode).lower()} ${code:02X}" for mode, code in m.modes[:4])
+            steps.append(f"The opcode table of the same document has it in {len(m.modes)} addressing mode(s): {listed}"
+                         + (" and more." if len(m.modes) > 4 else "."))
         answer = f"{m.mnemonic}: {m.operation}."
     elif kind == "flags":
         question = pick(key, [f"Which flags does {m.mnemonic} change?", f"Does {m.mnemonic} affect the status flags?"])
-        steps = [f"{m.mnemonic} ({lower_first(m.operation)}) has {m.flags} in the flags column on {place}."]
+        steps = [f"{m.mnemonic} ({_plain(m.operation)}) has {m.flags} in the flags column on {place}."]
         answer = f"{m.mnemonic} can change: {m.flags}."
     else:
         raise ValueError(f"unknown question kind {kind!r}")

@@ -117,8 +117,8 @@ def _entry_labels(lines: list[str], start: int) -> tuple[dict[str, str], list[Ev
         m = _LABELLED.match(text)
         if m:
             key = _LABELS[m.group(1).lower()]
-            value = m.group(2).strip(" *")
-            if key not in found and value and len(value) <= 120:
+            value = m.group(2).strip(" *").rstrip(".")
+            if key not in found and value and len(value) <= 120 and value.lower() not in ("none", "n/a", "-"):
                 found[key] = value
                 used.append(EvidenceLine(k + 1, lines[k].strip()))
     return found, used

@@ -9,13 +9,15 @@ first sentences of a section) as printed, cited by the lines it spans.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, readable, where
 
 _FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which)$", re.IGNORECASE)
-_NUMBERED = re.compile(r"^(?:#{1,4}\s+|(?:Chapter\s+)?\d+(?:\.\d+)*\.?\s+)(?=[A-Z])")
+_NUMBERED = re.compile(r"^(?:#{1,4}\s+|Chapter\s+\d+\.?\s+|\d+(?:\.\d+)+\.?\s+|\d+\.\s+)(?=[A-Z])")
+_TOP = re.compile(r"^(?:#\s+|Chapter\s+\d+\.?\s+)(?=[A-Z])")
 _PRONOUN_START = re.compile(r"^(?:It|This|That|These|Those|They|There|Here|Its|Such|Both|Each|Only|Then|So|But|And|Or|If|When|With|For)\b")
 _UNIT = re.compile(r"^(?:bytes?|bits?|cycles?|registers?|instructions?|lines?|pages?|characters?|rows?|columns?|times|"
                    r"kilobytes|KB|K|Hz|kHz|MHz|microseconds?|milliseconds?|seconds?|addresses|locations|sprites?|voices?|"
@@ -55,18 +57,31 @@ def _heading(lines: list[str], i: int) -> str | None:
     numbered = _NUMBERED.match(text)
     if numbered:
         title = text[numbered.end():].strip()
-        return title if title and not title.endswith((".", ",")) and len(title.split()) <= 9 else None
+        plain = title and not title.endswith((".", ",", ":")) and not re.search(r"[=$|#:;\"]|\b[0-9A-F]{4}\b", title) \
+            and re.search(r"[a-z]{3,}", title)
+        return title if plain and len(title.split()) <= 9 and readable(title + " words", 80) else None
     words = text.split()
     if len(words) > 6 or not text[0].isupper() or text.endswith((".", ",", ";", ":", "-")) or _FUNCTION_END.search(text):
         return None
-    if re.search(r"\b(?:is|are|has|was|were)\b|[|=$#]", text) or text.isupper() and len(words) > 3:
+    if re.search(r"\b(?:is|are|has|was|were)\b|[|=$#:;\"()]", text) or not re.search(r"[a-z]{3,}", text):
         return None
+    if re.fullmatch(r"[A-Z]{3}", words[0]) and len(words) > 1:
+        return None  # "JSR RDTIM", "ROL Rotate Left": a mnemonic line, not a title
     prev = next((lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), "")
     nxt = next((lines[k].strip() for k in range(i + 1, len(lines)) if lines[k].strip()), "")
     blank_before = i == 0 or not lines[i - 1].strip()
     if not nxt or not nxt[0].isupper() or cells(nxt):
         return None
     return text if (blank_before or prev.endswith((".", "!", "?", ":"))) else None
+
+
+def top_heading(lines: list[str]) -> str | None:
+    """The title of the chapter or document this page belongs to ("# MOS 6526 CIA (timers)", "Chapter 3. ...")."""
+    for line in lines:
+        m = _TOP.match(line.strip())
+        if m and len(line.split()) <= 9 and not line.strip().endswith((".", ",")):
+            return line.strip()[m.end():].strip()
+    return None
 
 
 def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
@@ -170,6 +185,7 @@ class Section(Mined):
     lines: tuple[EvidenceLine, ...]
     heading: str
     sentences: tuple[str, ...]
+    context: str | None = None  # the chapter or document title, for a heading too short to stand alone
 
     family = "section"
 
@@ -182,10 +198,13 @@ class Section(Mined):
     def turn(self, kind: str) -> Turn:
         key = f"{self.doc_id}:{self.page}:{self.lines[0].line_no}:{kind}"
         topic = lower_first(self.heading)
+        if self.context and len(self.heading.split()) <= 2 and self.context.lower() != self.heading.lower():
+            topic = f"{topic} ({self.context})"
         question = pick(key, [f"Can you explain {topic}?", f"What should I know about {topic} on the C64?",
                               f"Explain {topic} briefly.", f"Tell me about {topic}."])
         terms = _terms(" ".join(self.sentences))
-        steps = [f"The section headed {self.heading} on {where(self.doc_id, self.page)} answers this."]
+        steps = [f"The section headed {self.heading} on {where(self.doc_id, self.page)} answers this"
+                 + (f"; it is part of {self.context}." if self.context and self.context != self.heading else ".")]
         steps.append(f"It opens with {lower_first(mask(self.sentences[0], 12)).rstrip('.')}" +
                      (f", then adds {len(self.sentences) - 1} more sentence(s)" if len(self.sentences) > 1 else "") + ".")
         if terms:
@@ -243,12 +262,21 @@ def _statement(sentence: str, heading: str | None) -> tuple[str, str] | None:
 
 def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[Mined]:
     found: list[Mined] = []
+    pages = [p for p in pages if p.get("method") != "none"]
+    parsed = {(p["doc_id"], p["page"]): paragraphs(p["text"].split("\n")) for p in pages}
+    # A heading printed again and again in one document ("How to Use:", "Example") names no topic of its own.
+    headings = Counter((doc, h.lower()) for (doc, _), paras in parsed.items() for h, _ in paras if h)
+    seen: set[tuple[str, str]] = set()
+    context: dict[str, str | None] = {}
     for page in pages:
-        if page.get("method") == "none":
-            continue
+        top = top_heading(page["text"].split("\n"))
+        if top or page["doc_id"] not in context:
+            context[page["doc_id"]] = top or context.get(page["doc_id"])
         lines = page["text"].split("\n")
         method = page.get("method", "text_layer")
-        for heading, sentences in paragraphs(lines):
+        for heading, sentences in parsed[(page["doc_id"], page["page"])]:
+            if heading and (headings[(page["doc_id"], heading.lower())] > 1 or heading.endswith(":")):
+                heading = None
             sentences = [s for s in sentences if not any((page["doc_id"], page["page"], i + 1) in taken for i in s.lines)]
             if not sentences:
                 continue
@@ -262,11 +290,14 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
                 if words >= 12:
                     found.append(Section(page["doc_id"], page["page"], method,
                                          _evidence(lines, [i for s in chosen for i in s.lines]), heading,
-                                         tuple(s.text for s in chosen)))
+                                         tuple(s.text for s in chosen), context[page["doc_id"]]))
                 heading_used = heading
             else:
                 heading_used = None
             for s in sentences:
+                if (page["doc_id"], s.text) in seen:
+                    continue  # the same sentence repeated in one document is taught once
+                seen.add((page["doc_id"], s.text))
                 made = _statement(s.text, heading_used)
                 if made:
                     found.append(Statement(page["doc_id"], page["page"], method, _evidence(lines, s.lines), s.text,

@@ -76,6 +76,8 @@ def _clean_description(text: str) -> str:
     while previous != text:
         previous, text = text, _CONNECTORS.sub("", text).strip()
         text = _BIT_COLUMNS.sub("", text).strip()
+    # ROM addresses a disassembly reference prints after the name: "Determine Output Device F1CA/F27A-F1E4/F28E"
+    text = re.sub(r"(?:\s+\$?[0-9A-F]{4}(?:[/-]\$?[0-9A-F]{4})*)+$", "", text)
     return text.rstrip(".")
 
 
@@ -221,8 +223,10 @@ def _bit_note(description: str) -> str | None:
 
 def _subject(fact: Fact) -> str:
     """The description as a noun phrase inside a sentence ("Border colour" -> "border colour", "BASIC ROM" stays)."""
-    core = re.split(r",\s*(?=normally|default|same|for example|e\.g\.|usually|[0-9$])|;\s", fact.description)[0]
-    return lower_first(core.strip())
+    core = re.split(r",\s*(?=normally|default|same|for example|e\.g\.|usually|[0-9$])|;\s", fact.description)[0].strip()
+    if core.count("(") > core.count(")"):
+        core = core[: core.rindex("(")].strip()
+    return lower_first(core or fact.description)
 
 
 def is_noun_phrase(description: str) -> bool:
@@ -319,6 +323,7 @@ def question_kinds(fact: Fact) -> list[str]:
     if fact.end_address is not None:
         return ["range", "meaning"] if noun else ["meaning"]
     kinds = (["lookup"] if noun else []) + ["meaning"]
-    if noun and (fact.decimal_confirmed or fact.address >= 0x0400):
+    in_rom = 0xA000 <= fact.address <= 0xBFFF or fact.address >= 0xE000
+    if noun and not in_rom and (fact.decimal_confirmed or fact.address >= 0x0400):
         kinds.append("decimal")
     return kinds
