@@ -99,10 +99,10 @@ def test_kernal_table_rows_give_call_address_and_registers():
     qa = turns(convs)
     setlfs = [t for t in qa if "SETLFS" in t[0]]
     assert any("What must be in the registers" in q or "pass parameters" in q or "read on entry" in q for q, _, _ in setlfs)
-    assert any("A file, X device, Y secondary address" in a for _, _, a in setlfs)
+    assert any("A = file, X = device, Y = secondary address" in a for _, _, a in setlfs)
     assert any("65466" in r and "$FFBA = " in r for _, r, _ in qa)  # SYS address worked out and cross-checked
     assert any("$FFBA + 3 = $FFBD" in r for _, r, _ in qa)  # jump-table slots are three bytes apart
-    assert any("A character, 0 if none" in a for _, _, a in qa if "GETIN" in a)
+    assert any("A = character, 0 if none" in a for _, _, a in qa if "GETIN" in a)
     assert all("register" not in a.split(":")[0] for _, _, a in qa)  # a routine is never called a register
 
 
@@ -265,3 +265,10 @@ def test_sample_manuals_teach_every_family_with_diverse_grounded_reasoning():
     assert all(conversation_grounding_problems(c) == [] for c in convs)
     # answers stay short enough for the demo model's 768-token window
     assert max(len(m["content"].split()) for c in convs for m in c["messages"] if m["role"] == "assistant") < 200
+
+
+def test_a_location_that_mentions_a_register_is_still_a_location():
+    qa = turns(conversations_of("$030E | 782 | SYREG | Y register value loaded before SYS\n"
+                                "$DC0E | 56334 | CIACRA | Control Register A\n", "register"))
+    answers = " ".join(a for _, _, a in qa)
+    assert "the SYREG location" in answers and "the CIACRA register" in answers

@@ -73,6 +73,16 @@ class Routine(Mined):
         return _turn(self, kind)
 
 
+def registers_text(spec: str) -> str:
+    """'A file, X device, Y secondary address' -> 'A = file, X = device, Y = secondary address': the table's register
+    shorthand made readable ('A byte' is the byte in A, not 'a byte'); other text stays as printed."""
+    items = []
+    for item in re.split(r",\s+(?=[AXY](?:/[AXY])?\s)", spec):
+        m = re.match(r"^([AXY](?:/[AXY])?)\s+(?!=)(.+)$", item)
+        items.append(f"{m.group(1)} = {m.group(2)}" if m else item)
+    return ", ".join(items)
+
+
 def _infinitive(purpose: str) -> str:
     """'prints the character' -> 'print the character'; 'Print the character' -> 'print the character'."""
     first, _, rest = purpose.partition(" ")
@@ -183,9 +193,9 @@ def _turn(r: Routine, kind: str) -> Turn:
         steps.append(f"From machine code that is JSR {addr}; from BASIC, SYS needs the decimal form, {decimal}"
                      + (", which the decimal column of the row also prints." if r.decimal_confirmed else "."))
         if r.inputs:
-            steps.append(f"It expects {r.inputs} on entry, so those registers are loaded first.")
+            steps.append(f"It expects {registers_text(r.inputs)} on entry, so those registers are loaded first.")
         answer = f"{r.name} at {addr}: {r.purpose}. Call it with JSR {addr} (SYS {r.address} from BASIC)" + \
-            (f"; in: {r.inputs}." if r.inputs else ".")
+            (f"; in: {registers_text(r.inputs)}." if r.inputs else ".")
     elif kind == "routine_meaning":
         question = pick(key, [
             f"What does the {r.name} routine at {addr} do?",
@@ -208,19 +218,19 @@ def _turn(r: Routine, kind: str) -> Turn:
             f"How do I pass parameters to {r.name} ({addr})?",
             f"Which registers does {r.name} read on entry?",
         ])
-        steps.append(f"The entry for {r.name} on {place} lists what it expects on entry: {r.inputs}.")
+        steps.append(f"The entry for {r.name} on {place} lists what it expects on entry: {registers_text(r.inputs)}.")
         if task:
             steps.append(f"That fits its job, to {task}.")
-        answer = f"Before JSR {addr} ({r.name}), set up: {r.inputs}."
+        answer = f"Before JSR {addr} ({r.name}), set up: {registers_text(r.inputs)}."
     elif kind == "outputs":
         question = pick(key, [
             f"What does {r.name} return, and where?",
             f"After JSR {addr} ({r.name}), where is the result?",
         ])
-        steps.append(f"For {r.name} the reference on {place} gives the result as: {r.outputs}.")
+        steps.append(f"For {r.name} the reference on {place} gives the result as: {registers_text(r.outputs)}.")
         if r.inputs:
-            steps.append(f"Its inputs are listed separately ({r.inputs}), so the two are not confused.")
-        answer = f"{r.name} returns {r.outputs}."
+            steps.append(f"Its inputs are listed separately ({registers_text(r.inputs)}), so the two are not confused.")
+        answer = f"{r.name} returns: {registers_text(r.outputs)}."
     elif kind == "preparatory":
         question = pick(key, [
             f"Which routines must I call before {r.name}?",

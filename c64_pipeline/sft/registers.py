@@ -242,8 +242,9 @@ def is_noun_phrase(description: str) -> bool:
 
 
 def kind_of_location(fact: Fact) -> str:
-    """'register' for a chip or processor-port register, 'location' for any other memory cell or area."""
-    if 0xD000 <= fact.address <= 0xD7FF or 0xDC00 <= fact.address <= 0xDDFF or fact.address <= 0x0001 or re.search(r"\bregisters?\b", fact.description, re.IGNORECASE):
+    """'register' for a chip or processor-port register (I/O area, $00-$01, or a row that calls itself "... Register"),
+    'location' for any other memory cell or area ("Y register value loaded before SYS" is a location)."""
+    if 0xD000 <= fact.address <= 0xD7FF or 0xDC00 <= fact.address <= 0xDDFF or fact.address <= 0x0001 or re.search(r"\bregister(?:\s+[A-D0-9])?$", fact.description, re.IGNORECASE):
         return "register"
     return "location"
 
