@@ -109,7 +109,8 @@ def test_kernal_table_rows_give_call_address_and_registers():
 def test_kernal_entry_blocks_give_preparatory_routines_and_errors():
     convs = conversations_of(KERNAL_ENTRY, "kernal_routine", doc_id="kernal-txt")
     qa = turns(convs)
-    assert any("(OPEN, CHKIN)" in a for q, _, a in qa if "before" in q.lower())
+    assert any("OPEN, CHKIN" in a for q, _, a in qa if "before" in q.lower())
+    assert any(a.endswith("passes its data through: A.") for _, _, a in qa)
     assert any("0 (See READST)" in a for q, _, a in qa if "error" in q.lower())
     refs = {r["line"] for c in convs for r in c["source_refs"]}
     assert {1, 4, 5} <= refs  # the header and the labelled lines used are all cited

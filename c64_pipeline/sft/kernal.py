@@ -27,7 +27,8 @@ from c64_pipeline.sft.common import (
 )
 
 _LABELS = {
-    "communication registers": "inputs", "entry requirements": "inputs", "input": "inputs",
+    # "communication registers" carry data in either direction (A for CHROUT, A out of CHRIN): asked as such
+    "communication registers": "communication", "entry requirements": "inputs", "input": "inputs",
     "output": "outputs", "returns": "outputs",
     "preparatory routines": "preparatory", "setup routines": "preparatory",
     "error returns": "errors", "errors": "errors",
@@ -53,6 +54,7 @@ class Routine(Mined):
     affected: str | None = None
     preparatory: str | None = None
     errors: str | None = None
+    communication: str | None = None
     neighbour: tuple[int, str] | None = None  # (address, name) of the entry listed just before it
 
     family = "kernal_routine"
@@ -66,7 +68,7 @@ class Routine(Mined):
 
     def kinds(self) -> list[str]:
         kinds = ["routine", "routine_meaning"]
-        kinds += [k for k in ("inputs", "outputs", "preparatory", "errors") if getattr(self, k)]
+        kinds += [k for k in ("inputs", "outputs", "communication", "preparatory", "errors") if getattr(self, k)]
         return kinds
 
     def turn(self, kind: str) -> Turn:
@@ -128,6 +130,8 @@ def _entry_labels(lines: list[str], start: int) -> tuple[dict[str, str], list[Ev
         if m:
             key = _LABELS[m.group(1).lower()]
             value = m.group(2).strip(" *").rstrip(".")
+            if re.fullmatch(r"\([^()]*\)", value):
+                value = value[1:-1]  # "(CHKOUT,OPEN)"
             if key not in found and value and len(value) <= 120 and value.lower() not in ("none", "n/a", "-"):
                 found[key] = value
                 used.append(EvidenceLine(k + 1, lines[k].strip()))
@@ -231,6 +235,13 @@ def _turn(r: Routine, kind: str) -> Turn:
         if r.inputs:
             steps.append(f"Its inputs are listed separately ({registers_text(r.inputs)}), so the two are not confused.")
         answer = f"{r.name} returns: {registers_text(r.outputs)}."
+    elif kind == "communication":
+        question = pick(key, [f"Which registers does {r.name} use to pass its data?",
+                              f"Through which registers does {r.name} ({addr}) exchange data with the caller?"])
+        steps.append(f"The {r.name} entry on {place} gives its communication registers as {r.communication}.")
+        if task:
+            steps.append(f"Its job is to {task}, so that is where the data goes in or comes out.")
+        answer = f"{r.name} passes its data through: {r.communication}."
     elif kind == "preparatory":
         question = pick(key, [
             f"Which routines must I call before {r.name}?",
