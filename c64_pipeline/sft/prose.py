@@ -28,10 +28,11 @@ _NUMERIC_VERB = re.compile(r"^(?P<subj>[A-Z$][^,;:]{1,70}?) (?P<verb>has|have|ho
                            r"counts|count|generates|generate|runs at|run at|consists of|consist of)\b (?P<rest>.+)$")
 _DEFINITION = re.compile(r"^(?P<subj>[A-Z$][^,;:()]{1,50}?) (?P<verb>is|are|means|stands for) (?P<pred>(?:a|an|the|one|two|three|four|"
                          r"called|known as|used|set|cleared|made|an?\w*)\b.+)$")
-_CALLED = re.compile(r"\b(?:is|are) (?:called|known as|named) (?!with\b|by\b|from\b|when\b|at\b|every\b|in\b|on\b|once\b|for\b)(?:the )?(?P<term>[A-Za-z0-9$'/ -]{2,40}?)(?=[,.;]|$| and | or )")
+_CALLED = re.compile(r"\b(?:is|are) (?:called|known as|named) (?!with\b|by\b|from\b|when\b|at\b|every\b|in\b|on\b|once\b|for\b|during\b|after\b|before\b|if\b|as\b)(?:the )?(?P<term>[A-Za-z0-9$'/ -]{2,40}?)(?=[,.;]|$| and | or )")
 _BAD_SUBJECT = re.compile(r"\b(?:is|are|was|were|has|have|can|will|must|should|if|when|which|that|this|it|only|also|not|then|"
-                          r"therefore|however|thus|so|and|or)\b|[$(]|^(?:without|with|in|on|at|by|for|from|after|before|during|"
-                          r"every|all|most|some|each|any|no)\b|^\w+ing\b", re.IGNORECASE)
+                          r"therefore|however|thus|so|and|or|similar|same|other|following|previous|above|below|latter|former)\b|"
+                          r"[$(]|^(?:without|with|in|on|at|by|for|from|after|before|during|since|because|although|while|once|"
+                          r"as|until|unless|every|all|most|some|each|any|no)\b|^\w+ing\b", re.IGNORECASE)
 _VAGUE = re.compile(r"^(?:the|a|an)\s+[a-z]+$")
 
 
@@ -299,7 +300,10 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
                     continue  # the same sentence repeated in one document is taught once
                 seen.add((page["doc_id"], s.text))
                 made = _statement(s.text, heading_used)
+                if made and (page["doc_id"], made[0]) in seen:
+                    continue  # "When is the Z flag set?" asked once per document, not for every instruction
                 if made:
+                    seen.add((page["doc_id"], made[0]))
                     found.append(Statement(page["doc_id"], page["page"], method, _evidence(lines, s.lines), s.text,
                                            made[0], made[1], heading_used))
     return found
