@@ -273,3 +273,10 @@ def test_a_location_that_mentions_a_register_is_still_a_location():
                                 "$DC0E | 56334 | CIACRA | Control Register A\n", "register"))
     answers = " ".join(a for _, _, a in qa)
     assert "the SYREG location" in answers and "the CIACRA register" in answers
+
+
+def test_a_sentence_that_ends_on_a_number_is_not_a_heading():
+    text = ("The character ROM appears to the chip in bank 0 and in bank\n"
+            "2. This is why screen memory at\n"
+            "$0400 and the character set can be used together without any banking.\n")
+    assert [c for c in conversations_of(text) if c["family"] == "section"] == []

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, readable, where
 
-_FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which)$", re.IGNORECASE)
+_FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which|must|can|"
+                           r"will|should|may|than|then|into|onto|be)$", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(?:#{1,4}\s+|Chapter\s+\d+\.?\s+|\d+(?:\.\d+)+\.?\s+|\d+\.\s+)(?=[A-Z])")
 _TOP = re.compile(r"^(?:#\s+|Chapter\s+\d+\.?\s+)(?=[A-Z])")
 _PRONOUN_START = re.compile(r"^(?:It|This|That|These|Those|They|There|Here|Its|Such|Both|Each|Only|Then|So|But|And|Or|If|When|With|For)\b")
@@ -59,7 +60,9 @@ def _heading(lines: list[str], i: int) -> str | None:
     if numbered:
         title = text[numbered.end():].strip()
         plain = title and not title.endswith((".", ",", ":")) and not re.search(r"[=$|#:;\"]|\b[0-9A-F]{4}\b", title) \
-            and re.search(r"[a-z]{3,}", title)
+            and re.search(r"[a-z]{3,}", title) and not _FUNCTION_END.search(title)
+        if plain and not text.startswith("#") and re.search(r"\b(?:is|are|has|was|were|must|can|will|should)\b", title):
+            plain = False  # "2. This is why screen memory at": a sentence that ended on a number, not a title
         return title if plain and len(title.split()) <= 9 and readable(title + " words", 80) else None
     words = text.split()
     if len(words) > 6 or not text[0].isupper() or text.endswith((".", ",", ";", ":", "-")) or _FUNCTION_END.search(text):
