@@ -83,7 +83,7 @@ def top_heading(lines: list[str]) -> str | None:
     """The title of the chapter or document this page belongs to ("# MOS 6526 CIA (timers)", "Chapter 3. ...")."""
     for line in lines:
         m = _TOP.match(line.strip())
-        if m and len(line.split()) <= 9 and not line.strip().endswith((".", ",")):
+        if m and len(line.split()) <= 9 and not line.strip().endswith((".", ",")) and not _FUNCTION_END.search(line.strip()):
             return line.strip()[m.end():].strip()
     return None
 
