@@ -99,8 +99,20 @@ def _infinitive(purpose: str) -> str:
     return f"{low} {rest}".strip()
 
 
+_IMPERATIVES = set(
+    "accept activate add advance allocate call change check choose clear close command compare convert copy define "
+    "delete disable display enable end fetch find get give handle init initialise initialize input list load look "
+    "make move open output perform plot print put read receive reset restore return save scan search select send set "
+    "show start stop store switch take test transfer transmit turn unlisten untalk update verify wait write".split()
+)
+
+
 def _is_verb_phrase(purpose: str) -> bool:
     first = purpose.split()[0] if purpose.split() else ""
+    base = re.split(r"[/,]", first.lower())[0]
+    if base in _IMPERATIVES or (base.endswith("s") and base[:-1] in _IMPERATIVES) or \
+            (base.endswith("es") and base[:-2] in _IMPERATIVES):
+        return True
     return bool(re.fullmatch(r"[A-Za-z]+", first)) and not first.isupper() and \
         bool(re.match(r"^\S+\s+(?:the|a|an|one|all|or|and|to|from|whether|if|pages?|memory|\w+ing)\b", purpose, re.IGNORECASE))
 
@@ -239,8 +251,8 @@ def _turn(r: Routine, kind: str) -> Turn:
         question = pick(key, [f"Which registers does {r.name} use to pass its data?",
                               f"Through which registers does {r.name} ({addr}) exchange data with the caller?"])
         steps.append(f"The {r.name} entry on {place} gives its communication registers as {r.communication}.")
-        if task:
-            steps.append(f"Its job is to {task}, so that is where the data goes in or comes out.")
+        steps.append(f"Its job is to {task}, so that is where the data goes in or comes out." if task
+                     else f"It is described as {lower_first(r.purpose)}; those registers carry that data.")
         answer = f"{r.name} passes its data through: {r.communication}."
     elif kind == "preparatory":
         question = pick(key, [
@@ -248,12 +260,12 @@ def _turn(r: Routine, kind: str) -> Turn:
             f"What has to be set up before using {r.name} at {addr}?",
         ])
         steps.append(f"The {r.name} entry on {place} names its preparatory routines: {r.preparatory}.")
-        if task:
-            steps.append(f"{r.name} itself only does this: {lower_first(r.purpose)}; the channel or device has to be prepared first.")
+        steps.append(f"{r.name} itself only does this: {lower_first(r.purpose)}; what it relies on has to be prepared first.")
         answer = f"Before {r.name}, call {r.preparatory}."
     elif kind == "errors":
         question = pick(key, [f"What errors can {r.name} report?", f"How does {r.name} ({addr}) signal an error?"])
         steps.append(f"Under error returns, the {r.name} entry on {place} says: {r.errors}.")
+        steps.append(f"That applies to what {r.name} does: {lower_first(r.purpose)}.")
         answer = f"{r.name} error returns: {r.errors}."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
