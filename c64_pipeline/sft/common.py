@@ -127,6 +127,12 @@ def repeated_words(text: str) -> bool:
     return len(words) >= 2 and len(set(words)) <= max(1, len(words) // 2)
 
 
+def plain_words(text: str) -> str:
+    """'Border Color Register' -> 'border color register': a Title Case label read as words in reasoning; acronyms
+    and names with digits ('CIA', 'VIC-II', 'M0X') stay."""
+    return " ".join(w if (w.isupper() and len(w) > 1) or re.search(r"\d", w) else w.lower() for w in text.split())
+
+
 def page_lines(page: dict) -> list[str]:
     return page["text"].split("\n")
 

@@ -22,6 +22,7 @@ from c64_pipeline.sft.common import (
     hex_to_decimal_steps as _hex_to_decimal_steps,
     lower_first,
     pick as _pick,
+    plain_words,
     readable,
     repeated_words,
     where as _where,
@@ -258,6 +259,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
     """One question/answer about `fact`; `kind` is lookup, meaning, decimal or range."""
     key = f"{fact.doc_id}:{fact.page}:{fact.line_no}:{kind}"
     addr, subject = _hex(fact.address), _subject(fact)
+    said = plain_words(subject)  # the description as words in the reasoning
     noun = kind_of_location(fact)
     label = f"{fact.name} ({addr})" if fact.name else addr
     where = _where(fact.doc_id, fact.page)
@@ -269,7 +271,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             f"Where in memory do I find the {subject}?",
             f"What is the address of the {subject} on a Commodore 64?",
         ])
-        steps.append(f"Looking for the {subject}; {where} lists it on the row for {label}.")
+        steps.append(f"Looking for the {said}; {where} lists it on the row for {label}.")
         if fact.decimal_confirmed:
             steps.append(f"That row also prints {fact.address} in decimal, and {_hex_to_decimal_steps(fact.address)}, so the two columns agree.")
         else:
@@ -281,7 +283,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             f"I see {addr} in a listing. What is stored there?",
             f"What is the purpose of {noun} {addr}" + (f" ({fact.name})?" if fact.name else "?"),
         ])
-        steps.append(f"{addr} appears on {where}" + (f" under the name {fact.name}" if fact.name else "") + f", described as {subject}.")
+        steps.append(f"{addr} appears on {where}" + (f" under the name {fact.name}" if fact.name else "") + f", described as {said}.")
         if fact.neighbours:
             steps.append("Its neighbours in the same list, " + " and ".join(fact.neighbours) + ", confirm which block this belongs to.")
         answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + f" is the {noun} for the {subject}." if is_noun_phrase(fact.description) \
@@ -291,7 +293,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             f"What decimal address would I use with PEEK or POKE for the {subject}?",
             f"In BASIC, which number do I POKE to reach the {subject}?",
         ])
-        steps.append(f"BASIC wants decimal, and {where} gives the {subject} at {addr}.")
+        steps.append(f"BASIC wants decimal, and {where} gives the {said} at {addr}.")
         steps.append(_hex_to_decimal_steps(fact.address) + ".")
         if fact.decimal_confirmed:
             steps.append("The decimal column on the same row shows the same number.")
@@ -304,7 +306,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             f"What occupies {addr}-{end} in the C64 memory map, and how big is it?",
             f"How large is the area from {addr} to {end}, and what is it used for?",
         ])
-        steps.append(f"The memory map on {where} gives {addr}-{end} as {subject}.")
+        steps.append(f"The memory map on {where} gives {addr}-{end} as {said}.")
         steps.append(f"Size: {end} - {addr} + 1 = {size} bytes" + (f", which is {size // 1024} KB." if size % 1024 == 0 and size >= 1024 else "."))
         answer = f"{addr}-{end} is {subject}; it spans {size} bytes."
     else:
