@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 THINK_OPEN = "[THINK]"
 THINK_CLOSE = "[/THINK]"
@@ -126,10 +126,27 @@ class ThinkStats:
     top_skeletons: list[tuple[str, int]]
     problems: dict[str, int]
     mean_reasoning_words: float
+    # the same figures per knowledge family (conversations that carry a "family" key), without the top skeletons
+    by_family: dict[str, dict] = field(default_factory=dict)
 
 
-def think_stats(conversations: Iterable[dict]) -> ThinkStats:
-    """Aggregate THINK metrics over the assistant turns of `{"messages": [{"role", "content"}, ...]}` records."""
+def think_stats(conversations: Iterable[dict], per_family: bool = True) -> ThinkStats:
+    """Aggregate THINK metrics over the assistant turns of `{"messages": [{"role", "content"}, ...]}` records, overall
+    and (when `per_family` and records carry a "family" key) for each family."""
+    conversations = list(conversations)
+    by_family: dict[str, dict] = {}
+    if per_family:
+        families: dict[str, list[dict]] = {}
+        for conversation in conversations:
+            if conversation.get("family"):
+                families.setdefault(str(conversation["family"]), []).append(conversation)
+        for name in sorted(families):
+            s = think_stats(families[name], per_family=False)
+            by_family[name] = {
+                "assistant_turns": s.assistant_turns, "well_formed": s.well_formed, "distinct_ratio": s.distinct_ratio,
+                "distinct_skeletons": s.distinct_skeletons, "top_skeleton_share": s.top_skeleton_share,
+                "distinct_skeleton_ratio": s.distinct_skeletons / s.well_formed if s.well_formed else 0.0,
+            }
     turns = 0
     problems: Counter[str] = Counter()
     reasonings: list[str] = []
@@ -160,4 +177,5 @@ def think_stats(conversations: Iterable[dict]) -> ThinkStats:
         top_skeletons=top,
         problems=dict(sorted(problems.items())),
         mean_reasoning_words=sum(len(r.split()) for r in reasonings) / good if good else 0.0,
+        by_family=by_family,
     )

@@ -225,3 +225,18 @@ def test_specific_reasoning_is_not_flagged():
 def test_shared_opening_phrase_does_not_collapse_specific_reasoning():
     texts = [f"The question asks about this. {r}" for r in SPECIFIC[:10]]
     assert len({reasoning_skeleton(t) for t in texts}) == 10
+
+
+def test_think_stats_report_each_family_on_its_own():
+    def fam(family, reasoning):
+        return {"family": family, "messages": [{"role": "assistant", "content": f"[THINK]{reasoning}[/THINK]Answer."}]}
+
+    same = "The row for the border lists it at $D020."
+    convs = [fam("register", same), fam("register", same), fam("section", "The heading Sprites opens with eight sprites.")]
+    stats = think_stats(convs)
+    assert set(stats.by_family) == {"register", "section"}
+    assert stats.by_family["register"]["assistant_turns"] == 2 and stats.by_family["register"]["distinct_ratio"] == 0.5
+    assert stats.by_family["register"]["top_skeleton_share"] == 1.0
+    assert stats.by_family["section"]["distinct_ratio"] == 1.0
+    assert think_stats([fam("register", same)], per_family=False).by_family == {}
+    assert think_stats([{"messages": convs[0]["messages"]}]).by_family == {}  # records without a family

@@ -1,0 +1,47 @@
+"""Grounded SFT conversations mined from page text, one module per knowledge family.
+
+- registers: memory-map and register rows ("$D020 | 53280 | EXTCOL | Border colour")
+- kernal: KERNAL/ROM routine entries (call address, purpose, registers in and out, preparatory routines, errors)
+- instructions: CPU opcode tables and mnemonic lists
+- basic: BASIC keywords (token, purpose, example) and error messages
+- pinouts: pin/signal tables
+- prose: definitions and numeric statements in sentences, and section-level explanations
+
+`mine_facts(pages)` returns the records of every family, `build_conversations(records, system_prompt)` turns them
+into chat conversations; each carries `family`, `source_refs` (document, page, line, verbatim evidence) and `doc_id`.
+Families that read table rows claim their lines first, so a line is taught by one family only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from c64_pipeline.sft.basic import mine_basic
+from c64_pipeline.sft.common import Mined
+from c64_pipeline.sft.conversations import build_conversations
+from c64_pipeline.sft.instructions import mine_instructions
+from c64_pipeline.sft.kernal import mine_routines
+from c64_pipeline.sft.pinouts import mine_pinouts
+from c64_pipeline.sft.prose import mine_prose
+from c64_pipeline.sft.registers import Fact
+from c64_pipeline.sft.registers import mine_facts as mine_register_facts
+
+FAMILIES = ("register", "kernal_routine", "instruction", "basic_keyword", "pinout", "definition", "section")
+
+
+def mine_facts(pages: Iterable[dict]) -> list[Mined]:
+    """Records of every family from page records ({doc_id, page, text, method}), grouped by family, each family in
+    page and line order."""
+    pages = [p for p in pages if p.get("method") != "none"]
+    taken: set[tuple[str, int, int]] = set()
+    records: list[Mined] = []
+    for miner in (mine_routines, mine_instructions, mine_basic, mine_pinouts):
+        found, lines = miner(pages)
+        records += found
+        taken |= lines
+    registers = mine_register_facts(pages, skip=taken)
+    taken |= {(f.doc_id, f.page, f.line_no + k) for f in registers for k in range(f.evidence.count("\n") + 1)}
+    return registers + records + mine_prose(pages, taken)
+
+
+__all__ = ["FAMILIES", "Fact", "Mined", "build_conversations", "mine_facts"]
