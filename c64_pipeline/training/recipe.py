@@ -80,6 +80,9 @@ class TrainingRecipe:
     save_steps: int | None = None
     save_total_limit: int | None = 3
     logging_steps: int = 10
+    # the eval loss during training on at most this many validation examples, spread over the split (None: all).
+    # Training curves only; the evaluation after training and the validation report use the whole split.
+    eval_max_examples: int | None = None
     # Evaluation of the trained models. The budget fits a reasoning model (reasoning + answer); a generation that
     # reaches it without an end of sequence is counted as truncated, not as a broken format.
     eval_max_prompts: int = 50
@@ -112,6 +115,8 @@ class TrainingRecipe:
             problems.append("eval_strategy='steps' needs eval_steps")
         if self.save_strategy == "steps" and not self.save_steps:
             problems.append("save_strategy='steps' needs save_steps")
+        if self.eval_max_examples is not None and self.eval_max_examples < 1:
+            problems.append("eval_max_examples must be at least 1 (or None for the whole validation split)")
         if self.precision not in ("auto", "bf16", "fp32"):
             problems.append(f"precision must be 'auto', 'bf16' or 'fp32', not {self.precision!r}")
         if self.eval_max_new_tokens < 1 or self.sample_generation_max_new_tokens < 1:
@@ -228,6 +233,7 @@ def demo_profile(stage: str = "sft") -> TrainingRecipe:
         save_steps=100,
         save_total_limit=2,
         logging_steps=10,
+        eval_max_examples=64,  # nine evaluations during SFT: the whole validation split would cost minutes each
         eval_max_prompts=50,
         eval_max_new_tokens=320,  # assistant turns of the sample data run to ~220 tokens
         eval_max_exam_questions=DEMO_EXAM_QUESTIONS,

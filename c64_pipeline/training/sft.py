@@ -167,6 +167,8 @@ def train_sft(
     strict_template_check(tokenizer, train_all[0])
     train, too_long_train = filter_long(tokenizer, train_all, recipe.max_length)
     evals, too_long_eval = filter_long(tokenizer, eval_all, recipe.max_length)
+    if recipe.eval_max_examples:
+        evals = spread(evals, recipe.eval_max_examples)
     for kept, name in ((train, files[0]), (evals, files[1])):
         if not kept:
             raise TrainingDataError(f"every conversation in {name} is longer than max_length={recipe.max_length}")
