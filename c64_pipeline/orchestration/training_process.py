@@ -54,6 +54,25 @@ def run_stage(extras: dict, progress) -> tuple[dict, dict]:
                          "summary": {"type": "json", "raw_value": json.loads(json.dumps(
                              {m: {k: v for k, v in r.items() if k != "samples"} for m, r in metrics["models"].items()},
                              default=str))}}
+    elif stage == "merge":
+        from c64_pipeline.training.export import export_merged_model
+
+        merged = export_merged_model(Path(extras["model_dir"]), Path(extras["dapt_adapter_dir"]),
+                                     Path(extras["sft_adapter_dir"]), out_dir, recipe.eval_max_new_tokens)
+        metrics = {k: v for k, v in merged.as_dict().items() if k not in ("weight_files", "adapters")}
+        return metrics, {**metrics, "weight_files": {"type": "json", "raw_value": merged.weight_files}}
+    elif stage == "gguf":
+        from c64_pipeline.training.export import export_gguf
+
+        summary = export_gguf(Path(extras["merged_dir"]), out_dir, Path(extras["sft_dir"]) / "test.jsonl",
+                              recipe.eval_max_prompts, recipe.eval_max_new_tokens, recipe.max_length)
+        check = summary["check"]
+        metrics = {k: check[k] for k in ("prompts", "format_ok", "format_rate", "prompt_tokens_identical")}
+        return metrics, {**{k: v for k, v in metrics.items() if v is not None}, "out_dir": str(out_dir),
+                         "files": {"type": "json", "raw_value": summary["files"]},
+                         "contract_problems": {"type": "json", "raw_value": check["contract_problems"]},
+                         "modelfile": {"type": "md", "raw_value": "```\n" + Path(summary["modelfile"]).read_text()
+                                       + "```"}}
     else:
         raise ValueError(f"unknown training stage {stage!r}")
     metadata = {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool)) and (not isinstance(value, float) or math.isfinite(value))}

@@ -1,0 +1,372 @@
+"""A model people can run: base + DAPT + SFT merged into plain safetensors, converted to GGUF with llama.cpp's own
+converter, an Ollama Modelfile beside it, and a check that llama.cpp runs the GGUF and keeps the reasoning format.
+
+Nothing here downloads anything: the converter is the `convert_hf_to_gguf.py` script and the `gguf-py` package of a
+llama.cpp source tree already on disk (the llama-cpp-python sdist vendors one; see `find_converter`), run in a
+subprocess with this Python; the check loads the GGUF with llama-cpp-python (`llama_cpp.Llama`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from c64_pipeline.atomic import write_json, write_text
+from c64_pipeline.base_model import SYSTEM_PROMPT_FILE, chat_template, compose_system_prompt
+
+# Where a llama.cpp source tree (convert_hf_to_gguf.py + gguf-py/) is found when none is passed explicitly.
+LLAMA_CPP_DIR_ENV = "C64_LLAMA_CPP_DIR"
+GGUF_OUTTYPES = ("f16", "q8_0")  # llama.cpp's converter writes these itself; Q4_K_M needs llama-quantize (C++)
+EXPORT_MANIFEST = "export_manifest.json"
+MODELFILE = "Modelfile"
+STOP_TOKENS = ("</s>", "[INST]")  # the end of the assistant turn; a new user turn must never be generated
+
+_GENERATION_TAG = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
+
+
+class ExportError(RuntimeError):
+    """The trained model could not be exported; the message names the input and what to do."""
+
+
+def inference_chat_template() -> str:
+    """The project's chat template without its `{% generation %}` markers: they only tell TRL which tokens to train
+    on, and they are a transformers extension other engines (llama.cpp's Jinja, Ollama) do not parse."""
+    return _GENERATION_TAG.sub("", chat_template())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+
+
+# ---------------------------------------------------------------------------------------------------- merged model
+
+
+@dataclass(frozen=True)
+class MergedModel:
+    out_dir: str
+    architecture: str
+    dtype: str
+    weight_files: list[str]
+    parameters: int
+    system_prompt_sha256: str
+    adapters: dict[str, str]
+    runtime_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _checkpoint_dtype(model_dir: Path):
+    """The dtype the base checkpoint is stored in (bf16 for the real model, fp32 for the demo model)."""
+    import torch
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    name = config.get("dtype") or config.get("torch_dtype") or (config.get("text_config") or {}).get("dtype")
+    return getattr(torch, str(name), torch.float32) if name else torch.float32
+
+
+def merge_stages(model_dir: Path, dapt_adapter_dir: Path, sft_adapter_dir: Path, dtype=None):
+    """Base model with the DAPT adapter merged, then the SFT adapter merged on top (the order they were trained in)."""
+    from c64_pipeline.training.model_loading import load_base_model, merge_adapter
+
+    model = load_base_model(model_dir, dtype or _checkpoint_dtype(model_dir))
+    model = merge_adapter(model, dapt_adapter_dir)
+    return merge_adapter(model, sft_adapter_dir).eval()
+
+
+def export_merged_model(model_dir: Path, dapt_adapter_dir: Path, sft_adapter_dir: Path, out_dir: Path,
+                        max_new_tokens: int = 1024) -> MergedModel:
+    """Write base + DAPT + SFT merged into `out_dir` (replaced whole): safetensors weights, config, tokenizer with the
+    inference chat template, SYSTEM_PROMPT.txt (the base prompt with the C64 specialization), a greedy generation
+    config and export_manifest.json. `from_pretrained` on `out_dir` alone loads it."""
+    from transformers import GenerationConfig
+
+    from c64_pipeline.training.model_loading import load_model_tokenizer, model_architecture
+
+    started = time.perf_counter()
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    architecture = model_architecture(model_dir)
+    tokenizer = load_model_tokenizer(model_dir)
+    system_prompt = compose_system_prompt(model_dir)
+    dtype = _checkpoint_dtype(model_dir)
+    model = merge_stages(model_dir, dapt_adapter_dir, sft_adapter_dir, dtype)
+    staging = _staging_dir(out_dir)
+    try:
+        model.save_pretrained(staging)  # safetensors (transformers 5 writes nothing else)
+        tokenizer.chat_template = inference_chat_template()
+        tokenizer.save_pretrained(staging)
+        GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=max_new_tokens,
+        ).save_pretrained(staging)
+        write_text(staging / SYSTEM_PROMPT_FILE, system_prompt + "\n")
+        weights = sorted(p.name for p in staging.glob("*.safetensors"))
+        if not weights:
+            raise ExportError(f"saving the merged model of {model_dir} wrote no safetensors files into {staging}")
+        record = MergedModel(
+            out_dir=str(out_dir), architecture=architecture, dtype=str(dtype).replace("torch.", ""),
+            weight_files=weights, parameters=sum(p.numel() for p in model.parameters()),
+            system_prompt_sha256=hashlib.sha256(system_prompt.encode()).hexdigest(),
+            adapters={"dapt": str(dapt_adapter_dir), "sft": str(sft_adapter_dir)},
+            runtime_s=time.perf_counter() - started,
+        )
+        write_json(staging / EXPORT_MANIFEST, {
+            **record.as_dict(), "base_model_dir": str(model_dir),
+            "adapter_sha256": {stage: _sha256(Path(d) / "adapter_model.safetensors")
+                               for stage, d in record.adapters.items()},
+        })
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return record
+
+
+# ---------------------------------------------------------------------------------------------------- GGUF
+
+
+@dataclass(frozen=True)
+class Converter:
+    """llama.cpp's converter: the script and the gguf-py package it imports (same llama.cpp tree)."""
+
+    script: Path
+    gguf_py: Path
+
+    @classmethod
+    def in_tree(cls, llama_cpp_dir: Path) -> Converter:
+        root = Path(llama_cpp_dir)
+        script, gguf_py = root / "convert_hf_to_gguf.py", root / "gguf-py"
+        missing = [str(p) for p in (script, gguf_py / "gguf") if not p.exists()]
+        if missing:
+            raise ExportError(
+                f"{root} is not a llama.cpp source tree: {', '.join(missing)} missing. Point {LLAMA_CPP_DIR_ENV} at "
+                "the vendor/llama.cpp folder of the llama-cpp-python sdist (see README, 'A model people can run')"
+            )
+        return cls(script, gguf_py)
+
+
+def find_converter(llama_cpp_dir: Path | None = None) -> Converter:
+    """The converter in `llama_cpp_dir`, else in $C64_LLAMA_CPP_DIR; an ExportError says what to install if neither."""
+    chosen = llama_cpp_dir or os.environ.get(LLAMA_CPP_DIR_ENV)
+    if not chosen:
+        raise ExportError(
+            f"no llama.cpp converter: set {LLAMA_CPP_DIR_ENV} to a llama.cpp source tree (the vendor/llama.cpp folder "
+            "of the pinned llama-cpp-python sdist holds convert_hf_to_gguf.py and gguf-py)"
+        )
+    return Converter.in_tree(Path(chosen))
+
+
+# Known converter failures, explained: (text in the converter's output, what it means for this pipeline).
+KNOWN_CONVERTER_FAILURES = (
+    ("BPE pre-tokenizer was not recognized",
+     "llama.cpp identifies a byte-level BPE tokenizer's pre-tokenizer by the sha256 of the token ids it gives for a "
+     "fixed text (get_vocab_base_pre in conversion/base.py) and refuses any vocabulary it has no hash for. A "
+     "vocabulary trained for this model (the demo tokenizer) can never match a published model's hash; the real "
+     "Ministral 3 tokenizer (Tekken) is known to it"),
+    ("No module named 'sentencepiece'",
+     "the converter imports sentencepiece before it looks for a tokenizer.model (conversion/base.py "
+     "_create_vocab_sentencepiece); install the pinned sentencepiece package"),
+    ("No module named 'mistral_common'",
+     "converting a tekken.json tokenizer needs the mistral-common package"),
+)
+
+
+class GGUFConversionError(ExportError):
+    def __init__(self, message: str, reason: str | None):
+        super().__init__(message)
+        self.reason = reason
+
+
+def diagnose(output: str) -> str | None:
+    return next((why for marker, why in KNOWN_CONVERTER_FAILURES if marker in output), None)
+
+
+def convert_to_gguf(merged_dir: Path, out_dir: Path, name: str, outtypes: tuple[str, ...] = GGUF_OUTTYPES,
+                    converter: Converter | None = None, timeout_s: float = 3600) -> list[Path]:
+    """One GGUF file per outtype, written by llama.cpp's convert_hf_to_gguf.py in a subprocess (offline)."""
+    converter = converter or find_converter()
+    merged_dir, out_dir = Path(merged_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(converter.gguf_py), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    written = []
+    for outtype in outtypes:
+        target = out_dir / f"{name}-{outtype.upper()}.gguf"
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
+        os.close(fd)
+        command = [sys.executable, str(converter.script), str(merged_dir), "--outfile", tmp, "--outtype", outtype]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+            if done.returncode != 0:
+                output = done.stdout + done.stderr
+                reason = diagnose(output)
+                tail = " | ".join(line for line in output.strip().splitlines()[-3:])
+                raise GGUFConversionError(
+                    f"llama.cpp's converter ({converter.script}) could not convert {merged_dir} to {outtype}"
+                    f"{': ' + reason if reason else ''} (exit {done.returncode}; last lines: {tail})", reason)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        written.append(target)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------- Ollama
+
+
+def _ollama_block(text: str, what: str) -> str:
+    if '"""' in text:
+        raise ExportError(f'the {what} contains """, which ends a Modelfile block early; remove it')
+    return f'"""{text}"""'
+
+
+# Go template rendering the same text as the inference chat template (Ollama adds <s> itself: add_bos_token).
+OLLAMA_TEMPLATE = (
+    '{{- range .Messages }}'
+    '{{- if eq .Role "system" }}[SYSTEM_PROMPT]{{ .Content }}[/SYSTEM_PROMPT]'
+    '{{- else if eq .Role "user" }}[INST]{{ .Content }}[/INST]'
+    '{{- else if eq .Role "assistant" }}{{ .Content }}</s>'
+    '{{- end }}'
+    '{{- end }}'
+)
+
+
+def modelfile_text(gguf_file: str, system_prompt: str, max_new_tokens: int, num_ctx: int) -> str:
+    """An Ollama Modelfile: the GGUF beside it, the chat format, the system prompt, greedy decoding, stop tokens."""
+    lines = [
+        f"FROM ./{gguf_file}",
+        f"TEMPLATE {_ollama_block(OLLAMA_TEMPLATE, 'template')}",
+        f"SYSTEM {_ollama_block(system_prompt.strip(), 'system prompt')}",
+        *[f'PARAMETER stop "{token}"' for token in STOP_TOKENS],
+        "PARAMETER temperature 0",
+        f"PARAMETER num_predict {max_new_tokens}",
+        f"PARAMETER num_ctx {num_ctx}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_modelfile(out_dir: Path, gguf_file: Path, merged_dir: Path, num_ctx: int) -> Path:
+    merged_dir = Path(merged_dir)
+    generation = json.loads((merged_dir / "generation_config.json").read_text())
+    system_prompt = (merged_dir / SYSTEM_PROMPT_FILE).read_text(encoding="utf-8")
+    target = Path(out_dir) / MODELFILE
+    write_text(target, modelfile_text(Path(gguf_file).name, system_prompt, generation["max_new_tokens"], num_ctx))
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------- GGUF check
+
+
+@dataclass
+class GGUFCheck:
+    gguf_file: str
+    prompts: int = 0
+    format_ok: int = 0
+    prompt_tokens_identical: int = 0  # prompts llama.cpp tokenized to the very ids transformers gives
+    contract_problems: dict[str, int] = field(default_factory=dict)
+    samples: list[dict] = field(default_factory=list)
+    runtime_s: float = 0.0
+
+    @property
+    def format_rate(self) -> float | None:
+        return self.format_ok / self.prompts if self.prompts else None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "format_rate": self.format_rate}
+
+
+def check_gguf(gguf_file: Path, merged_dir: Path, conversations: list[list[dict]], max_new_tokens: int,
+               n_ctx: int = 2048, threads: int = 2) -> GGUFCheck:
+    """Load the GGUF with llama.cpp (llama-cpp-python), generate greedily for each conversation's prompt (its turns
+    before the first assistant turn) and check the continuation's token ids against the reasoning contract of
+    model_evaluation. The prompt is the merged model's chat template rendered as text and tokenized by llama.cpp
+    itself (special tokens parsed), so a GGUF whose vocabulary drifted from the model's shows up here."""
+    from llama_cpp import Llama
+
+    from c64_pipeline.training.evaluation import ReasoningContract, prompt_messages
+    from c64_pipeline.training.model_loading import load_model_tokenizer
+
+    started = time.perf_counter()
+    tokenizer = load_model_tokenizer(merged_dir)
+    contract = ReasoningContract.from_tokenizer(tokenizer)
+    llm = Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_threads=threads, n_batch=256, seed=0, verbose=False)
+    if llm.token_eos() != tokenizer.eos_token_id:
+        raise ExportError(f"{gguf_file} has end-of-sequence id {llm.token_eos()}, the model {tokenizer.eos_token_id}")
+    check = GGUFCheck(gguf_file=str(gguf_file))
+    problems: dict[str, int] = {}
+    for conversation in conversations:
+        messages = prompt_messages(conversation)
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        hf_ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        prompt = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        check.prompt_tokens_identical += list(prompt) == list(hf_ids)
+        ids: list[int] = []
+        llm.reset()
+        for token in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            ids.append(int(token))
+            if token == contract.eos_id or len(ids) >= max_new_tokens:
+                break
+        result = contract.check(ids)
+        problems[result.problem or "ok"] = problems.get(result.problem or "ok", 0) + 1
+        check.prompts += 1
+        check.format_ok += result.ok
+        if len(check.samples) < 3:
+            check.samples.append({"prompt": messages[-1]["content"], "contract_ok": result.ok,
+                                  "problem": result.problem,
+                                  "generation": tokenizer.decode(ids, skip_special_tokens=False)})
+    check.contract_problems = problems
+    check.runtime_s = time.perf_counter() - started
+    return check
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+
+GGUF_CHECK_FILE = "gguf_check.json"
+
+
+def export_gguf(merged_dir: Path, out_dir: Path, sft_test: Path, max_prompts: int, max_new_tokens: int,
+                max_length: int, name: str = "c64-ministral3", llama_cpp_dir: Path | None = None) -> dict:
+    """Convert the merged model to GGUF (F16 and Q8_0), write the Ollama Modelfile for the Q8_0 file, and run the
+    llama.cpp check on held-out prompts of the SFT test split; returns (and writes to gguf_check.json) the summary."""
+    from c64_pipeline.training.evaluation import spread
+    from c64_pipeline.training.sft import read_conversations
+
+    merged_dir, out_dir = Path(merged_dir), Path(out_dir)
+    files = convert_to_gguf(merged_dir, out_dir, name, converter=find_converter(llama_cpp_dir))
+    chosen = next(f for f in files if f.name.endswith("-Q8_0.gguf")) if any(
+        f.name.endswith("-Q8_0.gguf") for f in files) else files[0]
+    n_ctx = max_length + max_new_tokens
+    modelfile = write_modelfile(out_dir, chosen, merged_dir, n_ctx)
+    prompts = spread(read_conversations(Path(sft_test)), max_prompts)
+    check = check_gguf(chosen, merged_dir, prompts, max_new_tokens, n_ctx=n_ctx)
+    summary = {
+        "files": {f.name: {"bytes": f.stat().st_size} for f in files},
+        "modelfile": str(modelfile), "checked_file": chosen.name, "check": check.as_dict(),
+    }
+    write_json(out_dir / GGUF_CHECK_FILE, summary)
+    return summary
