@@ -31,6 +31,7 @@ from c64_pipeline.training.export import (
     merge_stages,
     modelfile_text,
 )
+from c64_pipeline.training.model_loading import load_base_model
 from c64_pipeline.training.sft import train_sft
 from c64_pipeline_tests.test_training import conversation, dapt_texts, quick, write_datasets
 
@@ -116,10 +117,10 @@ def test_merged_model_loads_with_from_pretrained_alone_and_equals_the_adapters_m
     assert type(model).__name__ == "Ministral3ForCausalLM"
     assert all(len(tokenizer.encode(t, add_special_tokens=False)) == 1 for t in ("[THINK]", "[/THINK]", "[INST]"))
     reference = merge_stages(trained["model"], trained["dapt"], trained["sft"])
-    ids = torch.tensor([tokenizer.apply_chat_template(SAMPLE, tokenize=True)])
+    ids = torch.tensor([tokenizer.apply_chat_template(SAMPLE, tokenize=True, return_dict=True)["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reference(ids).logits)
-        base = merge_stages.__globals__["load_base_model"](trained["model"])  # unmerged base: the adapters did change it
+        base = load_base_model(trained["model"])  # unmerged base: the adapters did change it
         assert not torch.allclose(base(ids).logits, reference(ids).logits)
     training_tokenizer = load_tokenizer(trained["model"])
     assert tokenizer.apply_chat_template(SAMPLE, tokenize=False) == training_tokenizer.apply_chat_template(
