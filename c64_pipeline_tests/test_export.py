@@ -151,3 +151,121 @@ def test_demo_tokenizer_is_refused_by_llama_cpp_with_the_reason(trained, convert
         convert_to_gguf(trained["merged"], tmp_path, "demo", outtypes=("f16",), converter=converter)
     assert "get_vocab_base_pre" in caught.value.reason
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# ---------------------------------------------------------------------------------------------------- GGUF, end to end
+#
+# llama.cpp converts a byte-level BPE vocabulary only when it knows its pre-tokenizer (a hash of the ids it gives for
+# a fixed text). The demo's own vocabulary cannot be known (test above), so the end-to-end path is proven on a tiny
+# Ministral 3 with Mistral's real Tekken vocabulary (mistral-common ships it: tekken_240911.json, 131072 ids) laid out
+# as Ministral 3 lays it out ([THINK] = 34, [/THINK] = 35 in its reserved special slots), and LoRA adapters with
+# random (non-zero) weights in place of DAPT and SFT: what is tested is merge -> GGUF -> llama.cpp, not learning.
+
+TEKKEN_THINK = {"<SPECIAL_34>": "[THINK]", "<SPECIAL_35>": "[/THINK]"}
+
+
+def tekken_tokenizer():
+    from importlib.resources import files
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+
+    converted = convert_tekken_tokenizer(str(files("mistral_common") / "data" / "tekken_240911.json"), chat_template="")
+    text = converted.backend_tokenizer.to_str()
+    for placeholder, name in TEKKEN_THINK.items():
+        text = text.replace(f'"{placeholder}"', json.dumps(name))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(text), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", additional_special_tokens=["[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
+                                                      "[THINK]", "[/THINK]"],
+    )
+
+
+def build_tekken_tiny_model(out: Path) -> Path:
+    from transformers import Ministral3Config, Ministral3ForCausalLM
+
+    tokenizer = tekken_tokenizer()
+    assert tokenizer.convert_tokens_to_ids(["[THINK]", "[/THINK]"]) == [34, 35]
+    config = Ministral3Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 1_000_000.0, "factor": 1.0,
+                         "original_max_position_embeddings": 4096, "beta_fast": 32.0, "beta_slow": 1.0,
+                         "mscale": 1.0, "mscale_all_dim": 1.0, "llama_4_scaling_beta": 0.1},
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = Ministral3ForCausalLM(config)
+    with torch.no_grad():  # logits with a clear spread, so that F16 and Q8_0 rounding is small beside them
+        model.lm_head.weight.normal_(0, 0.5)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / SYSTEM_PROMPT_FILE).write_text("Think in [THINK] ... [/THINK], then answer.\n", encoding="utf-8")
+    return out
+
+
+def random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    from c64_pipeline.training.recipe import LORA_TARGETS
+
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(load_base_model(model_dir), LoraConfig(r=4, lora_alpha=8, target_modules=list(
+        LORA_TARGETS), init_lora_weights=False))
+    peft_model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tekken_export(tmp_path_factory, converter) -> dict:
+    from c64_pipeline.training.export import export_gguf
+
+    root = tmp_path_factory.mktemp("tekken")
+    data = write_datasets(root / "data", n_train=2, n_val=1, n_test=3)
+    model_dir = build_tekken_tiny_model(root / "tiny")
+    dapt, sft = random_adapter(model_dir, root / "dapt", 1), random_adapter(model_dir, root / "sft", 2)
+    merged = root / "merged"
+    export_merged_model(model_dir, dapt, sft, merged, max_new_tokens=24)
+    summary = export_gguf(merged, root / "gguf", data / "sft" / "test.jsonl", max_prompts=3, max_new_tokens=24,
+                          max_length=256, name="tiny", llama_cpp_dir=converter.script.parent)
+    return {"merged": merged, "gguf": root / "gguf", "summary": summary}
+
+
+@pytest.mark.slow
+def test_gguf_files_are_written_by_llama_cpp_and_llama_cpp_computes_the_merged_models_logits(tekken_export):
+    import numpy as np
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = tekken_export["gguf"]
+    assert sorted(p.name for p in gguf.glob("*.gguf")) == ["tiny-F16.gguf", "tiny-Q8_0.gguf"]
+    merged = tekken_export["merged"]
+    model = AutoModelForCausalLM.from_pretrained(str(merged)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(merged))
+    ids = tokenizer.apply_chat_template(SAMPLE, tokenize=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits[0].numpy()
+    for name, floor in (("tiny-F16.gguf", 0.999), ("tiny-Q8_0.gguf", 0.99)):
+        llm = Llama(model_path=str(gguf / name), n_ctx=256, logits_all=True, verbose=False, n_threads=2)
+        assert list(llm.tokenize(tokenizer.apply_chat_template(SAMPLE, tokenize=False).encode(), add_bos=False,
+                                 special=True)) == list(ids)
+        llm.eval(ids)
+        got = np.asarray(llm.scores[: len(ids)])
+        correlation = np.corrcoef(got.ravel(), expected.ravel())[0, 1]
+        assert correlation > floor, f"{name}: llama.cpp logits correlate {correlation:.4f} with transformers'"
+        assert (got.argmax(-1) == expected.argmax(-1)).mean() > 0.9
+
+
+@pytest.mark.slow
+def test_llama_cpp_check_runs_held_out_prompts_through_the_reasoning_contract(tekken_export):
+    summary = tekken_export["summary"]
+    check = summary["check"]
+    assert summary["checked_file"] == "tiny-Q8_0.gguf"
+    assert check["prompts"] == 3 and check["prompt_tokens_identical"] == 3
+    assert sum(check["contract_problems"].values()) == 3
+    # random adapters: the format is not expected, the verdicts are; every sample is a real llama.cpp generation
+    assert all(s["generation"] for s in check["samples"])
+    modelfile = (tekken_export["gguf"] / "Modelfile").read_text()
+    assert modelfile.startswith("FROM ./tiny-Q8_0.gguf\n") and "Think in [THINK]" in modelfile
