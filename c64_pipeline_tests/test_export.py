@@ -104,6 +104,28 @@ def test_converter_must_be_a_llama_cpp_tree(tmp_path, monkeypatch):
         find_converter(tmp_path)
 
 
+def test_converter_is_unpacked_from_the_sdist_without_the_rest(tmp_path):
+    import io
+    import tarfile
+
+    from c64_pipeline.training.export import extract_converter
+
+    sdist = tmp_path / "llama_cpp_python-0.0.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name in ("convert_hf_to_gguf.py", "conversion/base.py", "gguf-py/gguf/__init__.py", "src/llama.cpp"):
+            data = b"# " + name.encode()
+            info = tarfile.TarInfo(f"llama_cpp_python-0.0.0/vendor/llama.cpp/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    converter = extract_converter(sdist, tmp_path / "tree")
+    assert converter.script == tmp_path / "tree" / "convert_hf_to_gguf.py" and converter.script.is_file()
+    assert (tmp_path / "tree" / "conversion" / "base.py").is_file() and not (tmp_path / "tree" / "src").exists()
+    with tarfile.open(tmp_path / "other.tar.gz", "w:gz"):
+        pass
+    with pytest.raises(ExportError, match="other.tar.gz holds no vendor/llama.cpp/convert_hf_to_gguf.py"):
+        extract_converter(tmp_path / "other.tar.gz", tmp_path / "x")
+
+
 # ---------------------------------------------------------------------------------------------------- merged model
 
 

@@ -169,6 +169,29 @@ class Converter:
         return cls(script, gguf_py)
 
 
+CONVERTER_MEMBERS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
+
+
+def extract_converter(sdist: Path, dest: Path) -> Converter:
+    """Unpack llama.cpp's converter (convert_hf_to_gguf.py, conversion/, gguf-py/) from the llama-cpp-python sdist
+    (`pip download --no-deps --no-binary :all: llama-cpp-python==<pinned>`) into `dest`; nothing is downloaded."""
+    import tarfile
+
+    dest = Path(dest)
+    with tarfile.open(sdist) as tar:
+        chosen = []
+        for member in tar.getmembers():
+            parts = member.name.split("/vendor/llama.cpp/", 1)
+            if len(parts) == 2 and parts[1].startswith(CONVERTER_MEMBERS) and (member.isfile() or member.isdir()):
+                member.name = parts[1]
+                chosen.append(member)
+        if not any(m.name == "convert_hf_to_gguf.py" for m in chosen):
+            raise ExportError(f"{sdist} holds no vendor/llama.cpp/convert_hf_to_gguf.py: not a llama-cpp-python sdist")
+        dest.mkdir(parents=True, exist_ok=True)
+        tar.extractall(dest, members=chosen, filter="data")
+    return Converter.in_tree(dest)
+
+
 def find_converter(llama_cpp_dir: Path | None = None) -> Converter:
     """The converter in `llama_cpp_dir`, else in $C64_LLAMA_CPP_DIR; an ExportError says what to install if neither."""
     chosen = llama_cpp_dir or os.environ.get(LLAMA_CPP_DIR_ENV)
@@ -370,3 +393,9 @@ def export_gguf(merged_dir: Path, out_dir: Path, sft_test: Path, max_prompts: in
     }
     write_json(out_dir / GGUF_CHECK_FILE, summary)
     return summary
+
+
+if __name__ == "__main__":  # python -m c64_pipeline.training.export extract-converter SDIST DEST
+    if len(sys.argv) != 4 or sys.argv[1] != "extract-converter":
+        sys.exit("usage: python -m c64_pipeline.training.export extract-converter LLAMA_CPP_PYTHON_SDIST DEST")
+    print(extract_converter(Path(sys.argv[2]), Path(sys.argv[3])).script)
