@@ -155,6 +155,34 @@ def test_merged_model_loads_with_from_pretrained_alone_and_equals_the_adapters_m
     assert not list(merged.parent.glob(".merged.*"))  # no staging folder left behind
 
 
+@pytest.mark.slow
+def test_merge_stage_of_the_pipes_process_reports_the_merged_model(trained, tmp_path):
+    from c64_pipeline.orchestration.training_process import run_stage
+    from c64_pipeline.training.recipe import demo_profile
+
+    out = tmp_path / "merged"
+    metrics, metadata = run_stage({"stage": "merge", "recipe": demo_profile("sft").as_dict(),
+                                   "model_dir": str(trained["model"]), "dapt_adapter_dir": str(trained["dapt"]),
+                                   "sft_adapter_dir": str(trained["sft"]), "out_dir": str(out)}, progress=None)
+    assert metrics["architecture"] == "Ministral3ForCausalLM" and metrics["parameters"] > 0
+    assert metadata["weight_files"]["raw_value"] == ["model.safetensors"] and (out / "model.safetensors").is_file()
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["max_new_tokens"] == demo_profile("sft").eval_max_new_tokens
+
+
+def test_export_is_its_own_job_downstream_of_the_sft_adapter():
+    from dagster import AssetKey
+
+    from c64_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    export = defs.resolve_job_def("export_model").asset_layer.selected_asset_keys
+    training = defs.resolve_job_def("train_and_evaluate").asset_layer.selected_asset_keys
+    assert export == {AssetKey("merged_model"), AssetKey("gguf_model")} and not export & training
+    assert AssetKey("sft_adapter") in graph.get(AssetKey("merged_model")).parent_keys
+    assert AssetKey("merged_model") in graph.get(AssetKey("gguf_model")).parent_keys
+
+
 # ---------------------------------------------------------------------------------------------------- GGUF
 
 
@@ -242,7 +270,9 @@ def random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def tekken_export(tmp_path_factory, converter) -> dict:
-    from c64_pipeline.training.export import export_gguf
+    from c64_pipeline.orchestration.training_process import run_stage
+    from c64_pipeline.training.export import GGUF_CHECK_FILE
+    from c64_pipeline.training.recipe import demo_profile
 
     root = tmp_path_factory.mktemp("tekken")
     data = write_datasets(root / "data", n_train=2, n_val=1, n_test=3)
@@ -250,9 +280,12 @@ def tekken_export(tmp_path_factory, converter) -> dict:
     dapt, sft = random_adapter(model_dir, root / "dapt", 1), random_adapter(model_dir, root / "sft", 2)
     merged = root / "merged"
     export_merged_model(model_dir, dapt, sft, merged, max_new_tokens=24)
-    summary = export_gguf(merged, root / "gguf", data / "sft" / "test.jsonl", max_prompts=3, max_new_tokens=24,
-                          max_length=256, name="tiny", llama_cpp_dir=converter.script.parent)
-    return {"merged": merged, "gguf": root / "gguf", "summary": summary}
+    # the stage the gguf_model asset runs in its Pipes process (the converter from $C64_LLAMA_CPP_DIR)
+    recipe = demo_profile("sft").replace(eval_max_prompts=3, eval_max_new_tokens=24, max_length=256)
+    metrics, metadata = run_stage({"stage": "gguf", "recipe": recipe.as_dict(), "merged_dir": str(merged),
+                                   "sft_dir": str(data / "sft"), "out_dir": str(root / "gguf")}, progress=None)
+    summary = json.loads((root / "gguf" / GGUF_CHECK_FILE).read_text())
+    return {"merged": merged, "gguf": root / "gguf", "summary": summary, "metrics": metrics, "metadata": metadata}
 
 
 @pytest.mark.slow
@@ -262,14 +295,14 @@ def test_gguf_files_are_written_by_llama_cpp_and_llama_cpp_computes_the_merged_m
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = tekken_export["gguf"]
-    assert sorted(p.name for p in gguf.glob("*.gguf")) == ["tiny-F16.gguf", "tiny-Q8_0.gguf"]
+    assert sorted(p.name for p in gguf.glob("*.gguf")) == ["c64-ministral3-F16.gguf", "c64-ministral3-Q8_0.gguf"]
     merged = tekken_export["merged"]
     model = AutoModelForCausalLM.from_pretrained(str(merged)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(merged))
     ids = tokenizer.apply_chat_template(SAMPLE, tokenize=True, return_dict=True)["input_ids"]
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
-    for name, floor in (("tiny-F16.gguf", 0.999), ("tiny-Q8_0.gguf", 0.99)):
+    for name, floor in (("c64-ministral3-F16.gguf", 0.999), ("c64-ministral3-Q8_0.gguf", 0.99)):
         llm = Llama(model_path=str(gguf / name), n_ctx=256, logits_all=True, verbose=False, n_threads=2)
         assert list(llm.tokenize(tokenizer.apply_chat_template(SAMPLE, tokenize=False).encode(), add_bos=False,
                                  special=True)) == list(ids)
@@ -284,10 +317,11 @@ def test_gguf_files_are_written_by_llama_cpp_and_llama_cpp_computes_the_merged_m
 def test_llama_cpp_check_runs_held_out_prompts_through_the_reasoning_contract(tekken_export):
     summary = tekken_export["summary"]
     check = summary["check"]
-    assert summary["checked_file"] == "tiny-Q8_0.gguf"
+    assert summary["checked_file"] == "c64-ministral3-Q8_0.gguf"
+    assert tekken_export["metrics"]["prompts"] == 3 and "FROM ./" in tekken_export["metadata"]["modelfile"]["raw_value"]
     assert check["prompts"] == 3 and check["prompt_tokens_identical"] == 3
     assert sum(check["contract_problems"].values()) == 3
     # random adapters: the format is not expected, the verdicts are; every sample is a real llama.cpp generation
     assert all(s["generation"] for s in check["samples"])
     modelfile = (tekken_export["gguf"] / "Modelfile").read_text()
-    assert modelfile.startswith("FROM ./tiny-Q8_0.gguf\n") and "Think in [THINK]" in modelfile
+    assert modelfile.startswith("FROM ./c64-ministral3-Q8_0.gguf\n") and "Think in [THINK]" in modelfile
