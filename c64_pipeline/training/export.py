@@ -22,9 +22,11 @@ from pathlib import Path
 
 from c64_pipeline.atomic import write_json, write_text
 from c64_pipeline.base_model import SYSTEM_PROMPT_FILE, chat_template, compose_system_prompt
+from c64_pipeline.settings import PROJECT_ROOT
 
 # Where a llama.cpp source tree (convert_hf_to_gguf.py + gguf-py/) is found when none is passed explicitly.
 LLAMA_CPP_DIR_ENV = "C64_LLAMA_CPP_DIR"
+DEFAULT_LLAMA_CPP_DIR = PROJECT_ROOT / ".llama.cpp"  # where `make setup` unpacks it
 GGUF_OUTTYPES = ("f16", "q8_0")  # llama.cpp's converter writes these itself; Q4_K_M needs llama-quantize (C++)
 EXPORT_MANIFEST = "export_manifest.json"
 MODELFILE = "Modelfile"
@@ -193,12 +195,16 @@ def extract_converter(sdist: Path, dest: Path) -> Converter:
 
 
 def find_converter(llama_cpp_dir: Path | None = None) -> Converter:
-    """The converter in `llama_cpp_dir`, else in $C64_LLAMA_CPP_DIR; an ExportError says what to install if neither."""
+    """The converter in `llama_cpp_dir`, else in $C64_LLAMA_CPP_DIR, else in .llama.cpp/ of the project (where
+    `make setup` unpacks it); an ExportError says how to get it if there is none."""
     chosen = llama_cpp_dir or os.environ.get(LLAMA_CPP_DIR_ENV)
+    if not chosen and (DEFAULT_LLAMA_CPP_DIR / "convert_hf_to_gguf.py").is_file():
+        chosen = DEFAULT_LLAMA_CPP_DIR
     if not chosen:
         raise ExportError(
-            f"no llama.cpp converter: set {LLAMA_CPP_DIR_ENV} to a llama.cpp source tree (the vendor/llama.cpp folder "
-            "of the pinned llama-cpp-python sdist holds convert_hf_to_gguf.py and gguf-py)"
+            f"no llama.cpp converter: run `make setup` (it unpacks one into {DEFAULT_LLAMA_CPP_DIR}) or set "
+            f"{LLAMA_CPP_DIR_ENV} to a llama.cpp source tree (the vendor/llama.cpp folder of the pinned "
+            "llama-cpp-python sdist holds convert_hf_to_gguf.py and gguf-py)"
         )
     return Converter.in_tree(Path(chosen))
 
