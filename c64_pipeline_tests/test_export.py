@@ -321,3 +321,33 @@ def test_llama_cpp_check_runs_held_out_prompts_through_the_reasoning_contract(te
     assert all(s["generation"] for s in check["samples"])
     modelfile = (tekken_export["gguf"] / "Modelfile").read_text()
     assert modelfile.startswith("FROM ./c64-ministral3-Q8_0.gguf\n") and "Think in [THINK]" in modelfile
+
+
+@pytest.mark.slow
+def test_the_real_architecture_merges_and_converts_its_language_model(converter, tmp_path):
+    """Mistral3ForConditionalGeneration (what the real checkpoint is): merged whole, converted by llama.cpp to its
+    mistral3 language model (the vision encoder would be a separate --mmproj file), loadable by llama.cpp."""
+    from llama_cpp import Llama
+    from transformers import Ministral3Config, Mistral3Config, Mistral3ForConditionalGeneration, PixtralVisionConfig
+
+    tokenizer = tekken_tokenizer()
+    tiny = json.loads(json.dumps(Ministral3Config().to_dict()))  # defaults, then shrunk below
+    text = Ministral3Config(**{**tiny, "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+                               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                               "head_dim": 16, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 11})
+    vision = PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                 image_size=32, patch_size=16, head_dim=16)
+    model_dir = tmp_path / "mm"
+    Mistral3ForConditionalGeneration(Mistral3Config(text_config=text, vision_config=vision)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    (model_dir / SYSTEM_PROMPT_FILE).write_text("Think first.\n", encoding="utf-8")
+    dapt, sft = random_adapter(model_dir, tmp_path / "dapt", 1), random_adapter(model_dir, tmp_path / "sft", 2)
+    merged = export_merged_model(model_dir, dapt, sft, tmp_path / "merged", max_new_tokens=8)
+    assert merged.architecture == "Mistral3ForConditionalGeneration"
+    [gguf] = convert_to_gguf(tmp_path / "merged", tmp_path / "gguf", "mm", outtypes=("f16",), converter=converter)
+    llm = Llama(model_path=str(gguf), n_ctx=128, verbose=False)
+    try:
+        assert llm.metadata["general.architecture"] == "mistral3" and llm.n_vocab() == len(tokenizer)
+        assert llm.metadata["tokenizer.ggml.pre"] in ("tekken", "pixtral")
+    finally:
+        llm.close()

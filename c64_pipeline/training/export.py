@@ -337,7 +337,7 @@ def check_gguf(gguf_file: Path, merged_dir: Path, conversations: list[list[dict]
     itself (special tokens parsed), so a GGUF whose vocabulary drifted from the model's shows up here."""
     from llama_cpp import Llama
 
-    from c64_pipeline.training.evaluation import ReasoningContract, prompt_messages
+    from c64_pipeline.training.evaluation import ReasoningContract
     from c64_pipeline.training.model_loading import load_model_tokenizer
 
     started = time.perf_counter()
@@ -346,6 +346,18 @@ def check_gguf(gguf_file: Path, merged_dir: Path, conversations: list[list[dict]
     llm = Llama(model_path=str(gguf_file), n_ctx=n_ctx, n_threads=threads, n_batch=256, seed=0, verbose=False)
     if llm.token_eos() != tokenizer.eos_token_id:
         raise ExportError(f"{gguf_file} has end-of-sequence id {llm.token_eos()}, the model {tokenizer.eos_token_id}")
+    try:
+        check = _run_check(llm, tokenizer, contract, gguf_file, conversations, max_new_tokens)
+    finally:
+        llm.close()  # free llama.cpp's model now, not in a finalizer at interpreter exit
+    check.runtime_s = time.perf_counter() - started
+    return check
+
+
+def _run_check(llm, tokenizer, contract, gguf_file: Path, conversations: list[list[dict]],
+               max_new_tokens: int) -> GGUFCheck:
+    from c64_pipeline.training.evaluation import prompt_messages
+
     check = GGUFCheck(gguf_file=str(gguf_file))
     problems: dict[str, int] = {}
     for conversation in conversations:
@@ -369,7 +381,6 @@ def check_gguf(gguf_file: Path, merged_dir: Path, conversations: list[list[dict]
                                   "problem": result.problem,
                                   "generation": tokenizer.decode(ids, skip_special_tokens=False)})
     check.contract_problems = problems
-    check.runtime_s = time.perf_counter() - started
     return check
 
 
