@@ -313,7 +313,7 @@ def test_gguf_files_are_written_by_llama_cpp_and_llama_cpp_computes_the_merged_m
 def test_llama_cpp_check_runs_held_out_prompts_through_the_reasoning_contract(tekken_export):
     summary = tekken_export["summary"]
     check = summary["check"]
-    assert summary["checked_file"] == "c64-ministral3-Q8_0.gguf"
+    assert summary["checked_file"] == "c64-ministral3-Q8_0.gguf" and summary["vocabulary"] == "tokenizer.json"
     assert tekken_export["metrics"]["prompts"] == 3 and "FROM ./" in tekken_export["metadata"]["modelfile"]["raw_value"]
     assert check["prompts"] == 3 and check["prompt_tokens_identical"] == 3
     assert sum(check["contract_problems"].values()) == 3
@@ -344,10 +344,81 @@ def test_the_real_architecture_merges_and_converts_its_language_model(converter,
     dapt, sft = random_adapter(model_dir, tmp_path / "dapt", 1), random_adapter(model_dir, tmp_path / "sft", 2)
     merged = export_merged_model(model_dir, dapt, sft, tmp_path / "merged", max_new_tokens=8)
     assert merged.architecture == "Mistral3ForConditionalGeneration"
-    [gguf] = convert_to_gguf(tmp_path / "merged", tmp_path / "gguf", "mm", outtypes=("f16",), converter=converter)
+    conversion = convert_to_gguf(tmp_path / "merged", tmp_path / "gguf", "mm", outtypes=("f16",), converter=converter)
+    [gguf] = conversion.files
+    assert conversion.vocabulary == "tokenizer.json"  # llama.cpp recognises Mistral's Tekken by its hash
     llm = Llama(model_path=str(gguf), n_ctx=128, verbose=False)
     try:
         assert llm.metadata["general.architecture"] == "mistral3" and llm.n_vocab() == len(tokenizer)
         assert llm.metadata["tokenizer.ggml.pre"] in ("tekken", "pixtral")
     finally:
         llm.close()
+
+
+# ---------------------------------------------------------------------------------------------------- the demo model, exported
+
+
+def test_tekken_layout_tokenizer_is_the_same_tokenizer_as_its_tekken_json(tmp_path):
+    """mistral-common's own Tekken implementation, reading the tekken.json written for the demo tokenizer, gives the
+    very ids transformers gives (text with no control tokens: mistral-common never parses those from text)."""
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+    from c64_pipeline.base_model import TEKKEN_SPECIAL_TOKENS, train_tekken_tokenizer
+    from c64_pipeline.training.export import tekken_json
+
+    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
+    tokenizer = train_tekken_tokenizer(texts, 1024)
+    assert tokenizer.convert_tokens_to_ids(["<pad>", "[SYSTEM_PROMPT]", "[THINK]", "[/THINK]"]) == [11, 17, 34, 35]
+    data = tekken_json(json.loads(tokenizer.backend_tokenizer.to_str()))
+    assert data["config"]["default_num_special_tokens"] == len(TEKKEN_SPECIAL_TOKENS)
+    (tmp_path / "tekken.json").write_text(json.dumps(data))
+    tekken = Tekkenizer.from_file(tmp_path / "tekken.json")
+    lines = [line for text in texts for line in text.splitlines() if line.strip() and "[" not in line]
+    assert len(lines) > 500
+    assert [tekken.encode(line, bos=False, eos=False) for line in lines] == [
+        tokenizer.encode(line, add_special_tokens=False) for line in lines]
+    assert tekken_json(json.loads(train_tokenizer(texts[:3], 300).backend_tokenizer.to_str())) is None
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory, converter) -> dict:
+    """The demo model with its tokenizer in the Tekken layout, trained a few steps, merged and exported."""
+    from c64_pipeline.training.export import export_gguf
+
+    root = tmp_path_factory.mktemp("demo-export")
+    data = write_datasets(root / "data", n_test=4)
+    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
+    texts += [json.dumps(conversation(i)) for i in range(60)] + dapt_texts(40)
+    model_dir = root / "tiny"
+    build_demo_model(model_dir, texts, TinyModelSettings(vocab_size=1024, tokenizer="tekken"))
+    dapt, sft = root / "fine-tuned-dapt", root / "fine-tuned-sft"
+    train_dapt(model_dir, data / "dapt", dapt, quick())
+    train_sft(model_dir, dapt, data / "sft", sft, quick())
+    export_merged_model(model_dir, dapt, sft, root / "merged", max_new_tokens=24)
+    summary = export_gguf(root / "merged", root / "gguf", data / "sft" / "test.jsonl", max_prompts=4,
+                          max_new_tokens=24, max_length=256, llama_cpp_dir=converter.script.parent)
+    return {"root": root, "summary": summary, "texts": texts}
+
+
+@pytest.mark.slow
+def test_demo_model_with_the_tekken_layout_converts_and_llama_cpp_tokenizes_as_transformers(demo_export):
+    from llama_cpp import Llama
+
+    summary = demo_export["summary"]
+    assert summary["vocabulary"] == "tekken.json"  # llama.cpp's hash does not know it; its Mistral path does
+    assert set(summary["files"]) == {"c64-ministral3-F16.gguf", "c64-ministral3-Q8_0.gguf"}
+    check = summary["check"]
+    assert check["prompts"] == 4 and check["prompt_tokens_identical"] == 4
+    assert sum(check["contract_problems"].values()) == 4
+    tokenizer = load_tokenizer(demo_export["root"] / "merged")
+    llm = Llama(model_path=str(demo_export["root"] / "gguf" / "c64-ministral3-F16.gguf"), vocab_only=True,
+                verbose=False)
+    try:
+        assert llm.metadata["tokenizer.ggml.pre"] == "tekken"
+        texts = demo_export["texts"] + [tokenizer.apply_chat_template(SAMPLE, tokenize=False)]
+        differ = [t[:60] for t in texts
+                  if list(llm.tokenize(t.encode(), add_bos=False, special=True)) != tokenizer.encode(
+                      t, add_special_tokens=False)]
+    finally:
+        llm.close()
+    assert differ == []

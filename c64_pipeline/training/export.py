@@ -234,35 +234,115 @@ def diagnose(output: str) -> str | None:
     return next((why for marker, why in KNOWN_CONVERTER_FAILURES if marker in output), None)
 
 
+def tekken_json(tokenizer_json: dict) -> dict | None:
+    """The tokenizer as Mistral's tekken.json, when it is in the Tekken layout (Tekken's split regex then byte-level
+    BPE; special tokens at ids 0..n-1, the 256 bytes next in byte order, merged tokens after: token id = n + rank);
+    None for any other tokenizer. The ids do not move, so the GGUF's rows stay those of the model's embeddings."""
+    import base64
+
+    from c64_pipeline.base_model import TEKKEN_PATTERN, byte_level_char
+
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
+    if not steps or len(steps) != 2 or steps[0].get("type") != "Split" or steps[1].get("type") != "ByteLevel":
+        return None
+    if (steps[0].get("pattern") or {}).get("Regex") != TEKKEN_PATTERN or steps[1].get("use_regex", True):
+        return None
+    model = tokenizer_json.get("model") or {}
+    if model.get("type") != "BPE":
+        return None
+    specials = sorted((a["id"], a["content"]) for a in tokenizer_json.get("added_tokens", []) if a.get("special"))
+    count = len(specials)
+    by_id = {i: token for token, i in model["vocab"].items()}
+    if [i for i, _ in specials] != list(range(count)) or sorted(by_id) != list(range(len(by_id))):
+        return None
+    if any(by_id.get(count + b) != byte_level_char(b) for b in range(256)):
+        return None
+    to_byte = {byte_level_char(b): b for b in range(256)}
+    try:
+        ranks = [{"rank": i - count, "token_bytes": base64.b64encode(bytes(to_byte[c] for c in by_id[i])).decode(),
+                  "token_str": None} for i in range(count, len(by_id))]
+    except KeyError:  # a character that is not a byte-level byte
+        return None
+    return {
+        "config": {"pattern": TEKKEN_PATTERN, "num_vocab_tokens": len(ranks), "default_vocab_size": len(by_id),
+                   "default_num_special_tokens": count, "version": "v7"},
+        "vocab": ranks,
+        "special_tokens": [{"rank": i, "token_str": token, "is_control": True} for i, token in specials],
+    }
+
+
+@dataclass(frozen=True)
+class GGUFConversion:
+    files: list[Path]
+    vocabulary: str  # "tokenizer.json" (recognised by llama.cpp's hash) or "tekken.json" (its Mistral path)
+
+
+def _tekken_input(merged_dir: Path, work: Path) -> Path | None:
+    """A conversion input beside the merged model that holds tekken.json instead of tokenizer.json, or None."""
+    tekken = tekken_json(json.loads((merged_dir / "tokenizer.json").read_text(encoding="utf-8")))
+    if tekken is None:
+        return None
+    work.mkdir(parents=True, exist_ok=True)
+    for item in merged_dir.iterdir():
+        if item.name not in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            (work / item.name).symlink_to(item.resolve())
+    write_json(work / "tekken.json", tekken)
+    return work
+
+
+def _convert_one(converter: Converter, source: Path, target: Path, outtype: str, timeout_s: float) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(converter.gguf_py), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    command = [sys.executable, str(converter.script), str(source), "--outfile", tmp, "--outtype", outtype]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            output = done.stdout + done.stderr
+            reason = diagnose(output)
+            tail = " | ".join(line for line in output.strip().splitlines()[-3:])
+            raise GGUFConversionError(
+                f"llama.cpp's converter ({converter.script}) could not convert {source} to {outtype}"
+                f"{': ' + reason if reason else ''} (exit {done.returncode}; last lines: {tail})", reason)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def convert_to_gguf(merged_dir: Path, out_dir: Path, name: str, outtypes: tuple[str, ...] = GGUF_OUTTYPES,
-                    converter: Converter | None = None, timeout_s: float = 3600) -> list[Path]:
-    """One GGUF file per outtype, written by llama.cpp's convert_hf_to_gguf.py in a subprocess (offline)."""
+                    converter: Converter | None = None, timeout_s: float = 3600) -> GGUFConversion:
+    """One GGUF file per outtype, written by llama.cpp's convert_hf_to_gguf.py in a subprocess (offline).
+
+    The vocabulary goes in as tokenizer.json, which llama.cpp accepts when it recognises the tokenizer (the real
+    Ministral 3's Tekken). When it refuses it as unknown and the tokenizer is in the Tekken layout (the demo model's
+    "tekken" tokenizer), the same tokenizer goes in as Mistral's own tekken.json, which llama.cpp reads with
+    mistral-common and the Tekken pre-tokenizer, without a hash; any other refusal is raised with its reason."""
     converter = converter or find_converter()
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(converter.gguf_py), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    source, vocabulary = merged_dir, "tokenizer.json"
+    work = Path(tempfile.mkdtemp(prefix=".tekken-input.", dir=out_dir))
     written = []
-    for outtype in outtypes:
-        target = out_dir / f"{name}-{outtype.upper()}.gguf"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-        os.close(fd)
-        command = [sys.executable, str(converter.script), str(merged_dir), "--outfile", tmp, "--outtype", outtype]
-        try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
-            if done.returncode != 0:
-                output = done.stdout + done.stderr
-                reason = diagnose(output)
-                tail = " | ".join(line for line in output.strip().splitlines()[-3:])
-                raise GGUFConversionError(
-                    f"llama.cpp's converter ({converter.script}) could not convert {merged_dir} to {outtype}"
-                    f"{': ' + reason if reason else ''} (exit {done.returncode}; last lines: {tail})", reason)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        written.append(target)
-    return written
+    try:
+        for outtype in outtypes:
+            target = out_dir / f"{name}-{outtype.upper()}.gguf"
+            try:
+                _convert_one(converter, source, target, outtype, timeout_s)
+            except GGUFConversionError as exc:
+                if source != merged_dir or "pre-tokenizer" not in (exc.reason or ""):
+                    raise
+                tekken_input = _tekken_input(merged_dir, work / "model")
+                if tekken_input is None:
+                    raise
+                source, vocabulary = tekken_input, "tekken.json"
+                _convert_one(converter, source, target, outtype, timeout_s)
+            written.append(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return GGUFConversion(written, vocabulary)
 
 
 # ---------------------------------------------------------------------------------------------------- Ollama
@@ -397,7 +477,8 @@ def export_gguf(merged_dir: Path, out_dir: Path, sft_test: Path, max_prompts: in
     from c64_pipeline.training.sft import read_conversations
 
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
-    files = convert_to_gguf(merged_dir, out_dir, name, converter=find_converter(llama_cpp_dir))
+    conversion = convert_to_gguf(merged_dir, out_dir, name, converter=find_converter(llama_cpp_dir))
+    files = conversion.files
     chosen = next(f for f in files if f.name.endswith("-Q8_0.gguf")) if any(
         f.name.endswith("-Q8_0.gguf") for f in files) else files[0]
     n_ctx = max_length + max_new_tokens
@@ -405,7 +486,7 @@ def export_gguf(merged_dir: Path, out_dir: Path, sft_test: Path, max_prompts: in
     prompts = spread(read_conversations(Path(sft_test)), max_prompts)
     check = check_gguf(chosen, merged_dir, prompts, max_new_tokens, n_ctx=n_ctx)
     summary = {
-        "files": {f.name: {"bytes": f.stat().st_size} for f in files},
+        "files": {f.name: {"bytes": f.stat().st_size} for f in files}, "vocabulary": conversion.vocabulary,
         "modelfile": str(modelfile), "checked_file": chosen.name, "check": check.as_dict(),
     }
     write_json(out_dir / GGUF_CHECK_FILE, summary)
