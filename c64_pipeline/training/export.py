@@ -219,8 +219,8 @@ KNOWN_CONVERTER_FAILURES = (
     ("No module named 'sentencepiece'",
      "the converter imports sentencepiece before it looks for a tokenizer.model (conversion/base.py "
      "_create_vocab_sentencepiece); install the pinned sentencepiece package"),
-    ("No module named 'mistral_common'",
-     "converting a tekken.json tokenizer needs the mistral-common package"),
+    ("Mistral format requires `mistral-common`",
+     "converting a tekken.json tokenizer needs the pinned mistral-common package"),
 )
 
 
