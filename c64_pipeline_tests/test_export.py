@@ -192,7 +192,8 @@ def converter():
 
 @pytest.mark.slow
 def test_demo_tokenizer_is_refused_by_llama_cpp_with_the_reason(trained, converter, tmp_path):
-    """The demo's byte-level BPE vocabulary is trained for it, so llama.cpp's pre-tokenizer hash cannot know it."""
+    """The default demo tokenizer (GPT-2-style byte-level BPE trained for it) is unknown to llama.cpp's pre-tokenizer
+    hash and not in the Tekken layout, so there is no honest route: the export fails with the reason."""
     with pytest.raises(GGUFConversionError, match="BPE pre-tokenizer was not recognized") as caught:
         convert_to_gguf(trained["merged"], tmp_path, "demo", outtypes=("f16",), converter=converter)
     assert "get_vocab_base_pre" in caught.value.reason
@@ -201,11 +202,12 @@ def test_demo_tokenizer_is_refused_by_llama_cpp_with_the_reason(trained, convert
 
 # ---------------------------------------------------------------------------------------------------- GGUF, end to end
 #
-# llama.cpp converts a byte-level BPE vocabulary only when it knows its pre-tokenizer (a hash of the ids it gives for
-# a fixed text). The demo's own vocabulary cannot be known (test above), so the end-to-end path is proven on a tiny
-# Ministral 3 with Mistral's real Tekken vocabulary (mistral-common ships it: tekken_240911.json, 131072 ids) laid out
-# as Ministral 3 lays it out ([THINK] = 34, [/THINK] = 35 in its reserved special slots), and LoRA adapters with
-# random (non-zero) weights in place of DAPT and SFT: what is tested is merge -> GGUF -> llama.cpp, not learning.
+# llama.cpp takes a tokenizer.json byte-level BPE vocabulary only when it knows its pre-tokenizer (a hash of the ids
+# it gives for a fixed text). The real model's route (tokenizer.json, recognised) is proven on a tiny Ministral 3 with
+# Mistral's real Tekken vocabulary (mistral-common ships it: tekken_240911.json, 131072 ids) laid out as Ministral 3
+# lays it out ([THINK] = 34, [/THINK] = 35 in its reserved special slots), and LoRA adapters with random (non-zero)
+# weights in place of DAPT and SFT: what is tested is merge -> GGUF -> llama.cpp, not learning. The demo model's
+# route (tekken.json) is proven at the end of the file.
 
 TEKKEN_THINK = {"<SPECIAL_34>": "[THINK]", "<SPECIAL_35>": "[/THINK]"}
 
