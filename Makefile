@@ -11,10 +11,15 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# llama-cpp-python is an sdist: pip compiles llama.cpp (about 30 minutes on 2 busy cores), portably
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+# llama.cpp's GGUF converter, unpacked from the sdist of the pinned llama-cpp-python (its wheel does not ship it)
+LLAMA_CPP_DIR := .llama.cpp
+export C64_LLAMA_CPP_DIR ?= $(CURDIR)/$(LLAMA_CPP_DIR)
 
 .PHONY: setup system-packages test-packages demo ui test test-fast bench clean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(LLAMA_CPP_DIR)/convert_hf_to_gguf.py
 
 system-packages:
 	@bash scripts/install_system_packages.sh
@@ -26,6 +31,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+$(LLAMA_CPP_DIR)/convert_hf_to_gguf.py: $(STAMP)
+	version=$$($(PY) -c "from importlib.metadata import version; print(version('llama-cpp-python'))") && \
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: -d .cache/llama-cpp "llama-cpp-python==$$version" && \
+	$(PY) -m c64_pipeline.training.export extract-converter .cache/llama-cpp/llama_cpp_python-$$version.tar.gz $(LLAMA_CPP_DIR)
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 	mkdir -p $(DAGSTER_HOME)

@@ -22,6 +22,17 @@ DEMO_SYSTEM_PROMPT_PATH = TEMPLATES / "demo_system_prompt.txt"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[THINK]", "[/THINK]", "<pad>"]
 SYSTEM_PROMPT_FILE = "SYSTEM_PROMPT.txt"
 
+# The Tekken tokenizer's layout of Ministral 3: its first 36 special ids (the <SPECIAL_n> are reserved slots) and the
+# regex that splits text before byte-level BPE. A demo tokenizer in this layout can be written as tekken.json, which
+# llama.cpp's converter reads without needing to recognise the vocabulary (see training/export.py).
+TEKKEN_SPECIAL_TOKENS = [
+    "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]", "[IMG_END]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]",
+    "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CONTENT]", *[f"<SPECIAL_{i}>" for i in range(20, 34)], "[THINK]",
+    "[/THINK]",
+]
+TEKKEN_PATTERN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 
 class ModelDirError(Exception):
     """The model directory is missing something the pipeline needs; the message lists what."""
@@ -40,6 +51,9 @@ class TinyModelSettings:
     max_position_embeddings: int = 4096
     rope_theta: float = 1_000_000.0
     seed: int = 0
+    # "bytelevel": byte-level BPE with GPT-2 splitting and 10 special tokens; "tekken": the Tekken layout of the real
+    # tokenizer (its split regex, its first 36 special ids, bytes first), which llama.cpp can convert to GGUF
+    tokenizer: str = "bytelevel"
 
 
 def chat_template() -> str:
@@ -211,6 +225,48 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tokenizer
 
 
+def byte_level_char(byte: int) -> str:
+    """The character byte-level BPE writes for `byte` (GPT-2's bytes_to_unicode)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    if byte in printable:
+        return chr(byte)
+    return chr(256 + [b for b in range(256) if b not in printable].index(byte))
+
+
+def train_tekken_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on the corpus in the layout of Ministral 3's Tekken tokenizer: Tekken's
+    split regex, its 36 first special ids, then the 256 bytes in byte order, then the merged tokens in merge order
+    (so token id = special count + Tekken rank, as in tekken.json)."""
+    import json as _json
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(TEKKEN_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TEKKEN_SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    core.train_from_iterator(texts, trainer=trainer)
+    data = _json.loads(core.to_str())
+    merges = [m if isinstance(m, list) else m.split(" ") for m in data["model"]["merges"]]
+    vocab = {token: i for i, token in enumerate(TEKKEN_SPECIAL_TOKENS)}
+    for token in [byte_level_char(b) for b in range(256)] + [left + right for left, right in merges]:
+        vocab.setdefault(token, len(vocab))
+    data["model"]["vocab"] = vocab
+    for added in data["added_tokens"]:
+        added["id"] = vocab[added["content"]]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_json.dumps(data)), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+        pad_token="<pad>", additional_special_tokens=list(CONTROL_TOKENS), model_max_length=1_000_000,
+    )
+    tokenizer.chat_template = chat_template()
+    return tokenizer
+
+
 def build_demo_model(out_dir: Path, texts: list[str], settings: TinyModelSettings = TinyModelSettings()) -> dict:
     """Build the tiny demo model into `out_dir` (replacing it whole) and return its identity."""
     import shutil
@@ -221,7 +277,10 @@ def build_demo_model(out_dir: Path, texts: list[str], settings: TinyModelSetting
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(texts, settings.vocab_size)
+    if settings.tokenizer not in ("bytelevel", "tekken"):
+        raise ValueError(f"TinyModelSettings.tokenizer must be 'bytelevel' or 'tekken', not {settings.tokenizer!r}")
+    trainer = train_tekken_tokenizer if settings.tokenizer == "tekken" else train_tokenizer
+    tokenizer = trainer(texts, settings.vocab_size)
     config = Ministral3Config(
         vocab_size=len(tokenizer),
         hidden_size=settings.hidden_size,

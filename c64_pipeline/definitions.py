@@ -12,7 +12,8 @@ from c64_pipeline.orchestration.dataset_assets import (
 )
 from c64_pipeline.orchestration.ingest_assets import page_text, raw_pdfs
 from c64_pipeline.orchestration.io_managers import JsonAssetStore
-from c64_pipeline.orchestration.jobs import dataset_job, ingest_job, training_job
+from c64_pipeline.orchestration.export_assets import export_assets, export_checks
+from c64_pipeline.orchestration.jobs import dataset_job, export_job, ingest_job, training_job
 from c64_pipeline.orchestration.alerting import ALERT_SENSORS, AlertSink
 from c64_pipeline.orchestration.sensors import new_manuals_sensor, nightly_manuals_rescan
 from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
@@ -22,7 +23,7 @@ from c64_pipeline.settings import paths_from_env
 
 ASSETS = [
     raw_pdfs, page_text, base_model, token_chunks, document_splits, dapt_dataset, sft_dataset, validation_report,
-    dapt_adapter, sft_adapter, model_evaluation,
+    dapt_adapter, sft_adapter, model_evaluation, *export_assets,
 ]
 
 
@@ -51,8 +52,8 @@ def build_definitions(resources: dict | None = None, extra_assets: list | None =
     """The project's Definitions; tests and other deployments swap resources (paths, OCR engine, thresholds)."""
     return Definitions(
         assets=ASSETS + list(extra_assets or []),
-        asset_checks=data_checks + training_checks,
-        jobs=[ingest_job, dataset_job, training_job],
+        asset_checks=data_checks + training_checks + export_checks,
+        jobs=[ingest_job, dataset_job, training_job, export_job],
         sensors=[new_manuals_sensor, *ALERT_SENSORS, automation_sensor],
         schedules=[nightly_manuals_rescan],
         resources={**default_resources(), **(resources or {})},

@@ -32,3 +32,13 @@ training_job = define_asset_job(
     description="DAPT then SFT LoRA adapters, then the evaluation; refused unless every blocking data check passed.",
     tags={MAX_RUNTIME_TAG: str(TRAINING_MAX_RUNTIME_S)},
 )
+
+EXPORT_ASSETS = AssetSelection.groups("export")
+
+export_job = define_asset_job(
+    "export_model", selection=EXPORT_ASSETS,
+    description="Merge base + DAPT + SFT into plain safetensors, convert to GGUF with llama.cpp's converter, write the "
+    "Ollama Modelfile and check the GGUF under llama.cpp. Its own job: it needs the trained adapters and a llama.cpp "
+    "tree (C64_LLAMA_CPP_DIR).",
+    tags={MAX_RUNTIME_TAG: str(TRAINING_MAX_RUNTIME_S)},
+)

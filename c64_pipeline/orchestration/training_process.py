@@ -52,6 +52,25 @@ def run_stage(extras: dict, progress) -> tuple[dict, dict]:
                            Path(extras["dapt_dir"]), Path(extras["sft_dir"]), out_dir, recipe, progress=progress,
                            exam_dir=exam_dir)
         return metrics, evaluation_metadata(metrics, out_dir)
+    elif stage == "merge":
+        from c64_pipeline.training.export import export_merged_model
+
+        merged = export_merged_model(Path(extras["model_dir"]), Path(extras["dapt_adapter_dir"]),
+                                     Path(extras["sft_adapter_dir"]), out_dir, recipe.eval_max_new_tokens)
+        metrics = {k: v for k, v in merged.as_dict().items() if k not in ("weight_files", "adapters")}
+        return metrics, {**metrics, "weight_files": {"type": "json", "raw_value": merged.weight_files}}
+    elif stage == "gguf":
+        from c64_pipeline.training.export import export_gguf
+
+        summary = export_gguf(Path(extras["merged_dir"]), out_dir, Path(extras["sft_dir"]) / "test.jsonl",
+                              recipe.eval_max_prompts, recipe.eval_max_new_tokens, recipe.max_length)
+        check = summary["check"]
+        metrics = {k: check[k] for k in ("prompts", "format_ok", "format_rate", "prompt_tokens_identical")}
+        return metrics, {**{k: v for k, v in metrics.items() if v is not None}, "out_dir": str(out_dir),
+                         "files": {"type": "json", "raw_value": summary["files"]},
+                         "contract_problems": {"type": "json", "raw_value": check["contract_problems"]},
+                         "modelfile": {"type": "md", "raw_value": "```\n" + Path(summary["modelfile"]).read_text()
+                                       + "```"}}
     else:
         raise ValueError(f"unknown training stage {stage!r}")
     metadata = {key: value for key, value in metrics.items() if isinstance(value, (int, float, str, bool)) and (not isinstance(value, float) or math.isfinite(value))}
@@ -101,8 +120,9 @@ def main() -> None:
     if launched_distributed() and launcher_rank() != 0:
         # under accelerate/torchrun: every rank trains, only rank 0 talks to Dagster (logs, metrics, the
         # materialization), so the run sees each figure once
-        if _pipes_extras()["stage"] != "evaluation":  # evaluation runs on the main process alone
-            run_stage(_pipes_extras(), progress=None)
+        extras = _pipes_extras()
+        if extras["stage"] in ("dapt", "sft"):  # evaluation and export run on the main process alone
+            run_stage(extras, progress=None)
         return
     with open_dagster_pipes() as pipes:
         extras = dict(pipes.extras)
