@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, AutomationCondition, Config, Failure, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AssetSelection, AutomationCondition, Config, Failure, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
 from c64_pipeline.base_model import (
@@ -30,8 +30,9 @@ from c64_pipeline.training.recipe import default_recipe
 from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
 from c64_pipeline.think_metrics import think_stats
 
-# Re-run once the per-document work they read has finished (declarative automation).
-REFRESH = AutomationCondition.eager()
+# Re-run once the per-document work they read has finished (declarative automation). The base model's own build
+# (on a fresh instance, before any manual was read) is not a reason: a build with no document read fails loudly.
+REFRESH = AutomationCondition.eager().ignore(AssetSelection.assets("base_model"))
 # The base model has no inputs: build it whenever it is missing (on_missing only fires when it *becomes* missing,
 # which never happens on a fresh instance), unless a build is running or the last one failed (no retry loop).
 BUILD_WHEN_MISSING = (
