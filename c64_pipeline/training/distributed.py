@@ -16,9 +16,12 @@ from functools import lru_cache
 def state():
     """accelerate's process state: initialises the process group from the launcher's environment (RANK,
     WORLD_SIZE, MASTER_ADDR...) with NCCL on GPUs and gloo on CPU; a world of one without a launcher."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    # on a machine without CUDA, accelerate forms the gloo process group only when told it runs on the CPU
+    # (otherwise every rank believes it is alone and the main process)
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def launched_distributed() -> bool:
