@@ -171,9 +171,50 @@ class _HtmlText(HTMLParser):
         self._end_row()
 
 
+_BRACKETS = re.compile(r"[<>]")
+
+
+def defuse_unclosed_tags(markup: str) -> str:
+    """Every `<` whose next angle bracket is another `<` (or none) cannot open a tag: write it as `&lt;`. The standard
+    library's HTMLParser rescans from each such `<` to the end of the markup (quadratic: `"<a" * 40000` took 3.6 s);
+    after this one linear pass every `<` it meets is closed by the next `>`. Comments are kept whole; well-formed
+    markup is unchanged."""
+    cut: list[int] = []
+    last_open = None
+    comment_ends_exhausted = False  # no "-->" after some point: later "<!--" need not search again
+    position = 0
+    while (match := _BRACKETS.search(markup, position)) is not None:
+        at = match.start()
+        if match.group() == ">":
+            last_open = None
+            position = at + 1
+            continue
+        if last_open is not None:
+            cut.append(last_open)
+            last_open = None
+        if markup.startswith("<!--", at) and not comment_ends_exhausted:
+            end = markup.find("-->", at + 4)
+            if end != -1:
+                position = end + 3
+                continue
+            comment_ends_exhausted = True
+        last_open = at
+        position = at + 1
+    if last_open is not None:
+        cut.append(last_open)
+    if not cut:
+        return markup
+    pieces, start = [], 0
+    for at in cut:
+        pieces += [markup[start:at], "&lt;"]
+        start = at + 1
+    pieces.append(markup[start:])
+    return "".join(pieces)
+
+
 def html_to_text(markup: str) -> str:
     parser = _HtmlText()
-    parser.feed(markup)
+    parser.feed(defuse_unclosed_tags(markup))
     parser.close()
     text = "".join(parser.out)  # already unescaped once by the parser: unescaping again turns &amp;lt; into <
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))  # not re.sub(r"[ \t]+\n"): quadratic on long blank runs

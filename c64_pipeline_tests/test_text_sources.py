@@ -88,3 +88,17 @@ def test_line_count_that_is_a_multiple_of_the_page_size_gives_no_empty_page(tmp_
     path.write_text("\n".join(f"{i:04d} POKE 53280,{i % 16} sets the border colour" for i in range(320)) + "\n")
     pages = extract_document("border-txt", path, "txt", ExtractionSettings())
     assert len(pages) == 4 and all(p.method == "text_layer" for p in pages)
+
+
+@pytest.mark.timeout(60)
+def test_html_of_a_megabyte_of_unclosed_tags_is_read_in_one_pass():
+    """The standard library's parser rescans from every unclosed `<` (hours for a hostile file near the size limit);
+    such a `<` is text, and the markup is read in one pass."""
+    from c64_pipeline.text_sources import defuse_unclosed_tags, html_to_text
+
+    text = html_to_text("<p>" + "<a" * 500_000 + "</p>")
+    assert text.startswith("<a<a") and len(text.strip()) == 1_000_000
+    # well-formed markup and comments (with tags inside) are left as they are
+    markup = "<p>a &lt; b</p><!-- <section> --><p>if a<b</p>"
+    assert defuse_unclosed_tags(markup) == markup.replace("a<b", "a&lt;b")
+    assert html_to_text(markup) == "a < b\n\nif a<b\n"
