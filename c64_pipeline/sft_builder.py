@@ -1,7 +1,8 @@
 """Compatibility entry points: the SFT builder now lives in the `c64_pipeline.sft` package (one module per family)."""
 
 from c64_pipeline.sft import FAMILIES, build_conversations, mine_facts
-from c64_pipeline.sft.common import THINK_CLOSE, THINK_OPEN, Turn, assistant_content, doc_title
+from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
+from c64_pipeline.sft.common import Turn, assistant_content, doc_title
 from c64_pipeline.sft.kernal import Routine
 from c64_pipeline.sft.registers import Fact, kind_of_location, parse_fact_line
 

@@ -11,8 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-THINK_OPEN = "[THINK]"
-THINK_CLOSE = "[/THINK]"
+from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
 
 # Anything that looks like a think marker. Only the exact markers are special tokens of the tokenizer; a variant
 # (`[think]`, `[ THINK ]`, `<think>`, `[THINK\]`) would survive as raw text and teach the model to emit it literally.

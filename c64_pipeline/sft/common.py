@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-THINK_OPEN, THINK_CLOSE = "[THINK]", "[/THINK]"
+from c64_pipeline.conversation import assistant_turn
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Mined:
 
 
 def assistant_content(turn: Turn) -> str:
-    return f"{THINK_OPEN}{turn.reasoning}{THINK_CLOSE}{turn.answer}"
+    return assistant_turn(turn.reasoning, turn.answer)
 
 
 def pick(key: str, options: Sequence[str]) -> str:

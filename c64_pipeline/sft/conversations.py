@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from c64_pipeline.sft.common import THINK_CLOSE, THINK_OPEN, Mined, assistant_content, hex4
+from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
+from c64_pipeline.sft.common import Mined, assistant_content, hex4
 from c64_pipeline.sft.registers import Fact
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
+from c64_pipeline.conversation import THINK_CLOSE as END_THINK, THINK_OPEN as THINK
 from c64_pipeline.training.recipe import GenerationSettings
 
-THINK, END_THINK = "[THINK]", "[/THINK]"
 TRUNCATED = "truncated"  # the problem of a generation that used the whole budget without an end of sequence
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from c64_pipeline.base_model import ModelDirError, validate_model_dir
+from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
 
 CAUSAL_LM_ARCHITECTURES = ("Ministral3ForCausalLM", "MistralForCausalLM")
 MULTIMODAL_ARCHITECTURES = ("Mistral3ForConditionalGeneration",)
@@ -141,7 +142,7 @@ def load_model_tokenizer(model_dir: Path):
     except Exception as exc:  # a corrupt tokenizer.json surfaces as many exception types
         raise ModelDirError(f"could not load the tokenizer in {model_dir}: {type(exc).__name__}: {exc}") from exc
     vocab = tokenizer.get_vocab()
-    missing = [t for t in ("[THINK]", "[/THINK]") if t not in vocab]
+    missing = [t for t in (THINK_OPEN, THINK_CLOSE) if t not in vocab]
     if missing or tokenizer.eos_token_id is None or tokenizer.bos_token_id is None:
         raise ModelDirError(
             f"the tokenizer in {model_dir} lacks {', '.join(missing) or 'a bos/eos token'}: not a Ministral 3 tokenizer"
