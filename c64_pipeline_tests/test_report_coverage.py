@@ -104,10 +104,10 @@ def test_validation_share_is_judged_once_there_are_enough_documents():
     report = _report(docs, splits)
     thresholds = QualityThresholds(min_validation_sft_conversations=1)
     assert validation_not_empty(validation_report=report, thresholds=thresholds).passed
-    strict = QualityThresholds(min_validation_sft_conversations=1, min_held_out_share=0.1)
+    strict = QualityThresholds(min_validation_sft_conversations=1, min_validation_share=0.1)
     result = validation_not_empty(validation_report=report, thresholds=strict)
     assert not result.passed and "0.083 of SFT conversations" in result.description
-    few = QualityThresholds(min_validation_sft_conversations=1, min_held_out_share=0.1, held_out_share_from_documents=13)
+    few = QualityThresholds(min_validation_sft_conversations=1, min_validation_share=0.1, held_out_share_from_documents=13)
     assert validation_not_empty(validation_report=report, thresholds=few).passed
 
 

@@ -46,9 +46,10 @@ def test_a_copy_split_from_its_original_by_an_old_ledger_is_reunited_and_leakage
 def test_low_sft_coverage_warns_without_stopping_the_run(tmp_path, tiny_model_dir):
     ws = Workspace.create(tmp_path, tiny_model_dir)
     write_small_corpus(ws.manuals)
+    # a page with text and nothing to teach: no table, no definition, no heading with an explanation under it
     (ws.manuals / "history.md").write_text(
-        "# A short history\n\nThe Commodore 64 was sold from 1982 and became the best-selling home computer of its "
-        "time; this page tells that story and lists no registers at all.\n")
+        "thanks to everyone who sent in corrections, tips and kind words over the years.\n\n"
+        "see you at the next meeting, and bring your disks!\n")
     with DagsterInstance.ephemeral() as instance:
         run = ws.run(instance)
     checks = {e.check_name: e for e in run.datasets.get_asset_check_evaluations()}

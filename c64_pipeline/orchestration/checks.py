@@ -46,7 +46,7 @@ def validation_not_empty(validation_report: dict, thresholds: QualityThresholds)
     documents = balance.get("documents_accepted", validation_report["totals"]["documents_accepted"])
     sft_share = (balance.get("sft_conversation_share") or {}).get("validation", 0.0)
     token_share = (balance.get("dapt_token_share") or {}).get("validation", 0.0)
-    floor = thresholds.min_held_out_share
+    floor = thresholds.min_validation_share
     shares_apply = documents >= thresholds.held_out_share_from_documents
     counts_ok = (rows["dapt_chunks"] >= max(1, thresholds.min_validation_dapt_chunks)
                  and rows["sft_conversations"] >= max(1, thresholds.min_validation_sft_conversations))

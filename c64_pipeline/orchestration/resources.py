@@ -83,11 +83,13 @@ class QualityThresholds(ConfigurableResource):
     min_distinct_skeleton_ratio: float = 0.5
     max_near_duplicate_pairs: int = 0
     # validation_not_empty: the validation split holds at least this many rows, and, once held_out_share_from_documents
-    # documents are accepted, at least min_held_out_share of the DAPT tokens and of the SFT conversations (ERROR);
-    # split_balance: validation and test each hold between min_ and max_held_out_share of both, from that many
-    # documents on (WARN: a held-out split too small to judge by, or so large it starves training)
+    # documents are accepted, at least min_validation_share of the DAPT tokens and of the SFT conversations (ERROR:
+    # a split too small to measure anything blocks training); split_balance: validation and test each hold between
+    # min_ and max_held_out_share of both, from that many documents on (WARN: the splitter places whole documents, so
+    # a share a little off its 10% target is reported, not a reason to stop)
     min_validation_sft_conversations: int = 5
     min_validation_dapt_chunks: int = 1
+    min_validation_share: float = 0.02
     min_held_out_share: float = 0.05
     max_held_out_share: float = 0.2
     held_out_share_from_documents: int = 10
