@@ -43,7 +43,7 @@ def sample_decision(paths: Paths, force: bool | None) -> tuple[bool, str]:
     folder = paths.manuals_dir
     if force is not None:
         return force, ("--samples" if force else "--no-samples")
-    if user_chose_manuals_dir() and os.environ.get("C64_MANUALS_DIR"):
+    if user_chose_manuals_dir():
         return False, f"your manuals folder {folder} (C64_MANUALS_DIR) is never added to"
     others = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
     foreign = [name for name in others if name not in sample_file_names()]

@@ -96,5 +96,5 @@ def deployment_from_env() -> Deployment:
 
 
 def user_chose_manuals_dir() -> bool:
-    """True when the manuals folder was pointed somewhere by the user (C64_MANUALS_DIR or C64_DATA_DIR)."""
-    return bool(os.environ.get("C64_MANUALS_DIR") or os.environ.get("C64_DATA_DIR"))
+    """True when the user pointed the manuals folder somewhere (C64_MANUALS_DIR): the demo never adds files there."""
+    return bool(os.environ.get("C64_MANUALS_DIR"))

@@ -20,9 +20,10 @@ FIGURES = {
     "raw_pdfs": ("documents", "rejected", "pages"),
     "page_text": ("pages", "pages_ocr", "pages_without_text", "coverage"),
     "token_chunks": ("chunks", "tokens"),
-    "document_splits": ("train", "validation", "test"),
-    "dapt_dataset": ("rows_train", "rows_validation", "rows_test"),
-    "sft_dataset": ("conversations_train", "conversations_validation", "conversations_test"),
+    "document_splits": ("train_documents", "validation_documents", "test_documents"),
+    "dapt_dataset": ("train_rows", "validation_rows", "test_rows"),
+    "sft_dataset": ("train_conversations", "validation_conversations", "test_conversations"),
+    "validation_report": ("coverage_ratio", "think_coverage", "top_skeleton_share"),
     "dapt_adapter": ("global_step", "base_eval_loss", "final_eval_loss"),
     "sft_adapter": ("global_step", "final_eval_loss"),
 }
