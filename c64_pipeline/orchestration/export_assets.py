@@ -16,7 +16,7 @@ from dagster import (
     asset_check,
 )
 
-from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths, QualityThresholds
+from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths, QualityThresholds
 from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, _model_dir, _run
 from c64_pipeline.training.export import GGUF_CHECK_FILE
 
