@@ -70,6 +70,16 @@ def paths_from_env() -> Paths:
     )
 
 
+LLAMA_CPP_DIR_ENV = "C64_LLAMA_CPP_DIR"
+
+
+def llama_cpp_dir() -> Path | None:
+    """The llama.cpp source tree whose GGUF converter the export runs (`C64_LLAMA_CPP_DIR`), or None when unset (the
+    export then looks in `.llama.cpp/`, where `make setup` unpacks it)."""
+    value = os.environ.get(LLAMA_CPP_DIR_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
 ALERT_WEBHOOK_ENV = "C64_ALERT_WEBHOOK_URL"  # read by Dagster's EnvVar at run time, so the UI never shows the URL
 
 

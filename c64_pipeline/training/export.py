@@ -22,10 +22,10 @@ from pathlib import Path
 
 from c64_pipeline.atomic import write_json, write_text
 from c64_pipeline.base_model import SYSTEM_PROMPT_FILE, chat_template, compose_system_prompt
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.settings import LLAMA_CPP_DIR_ENV, PROJECT_ROOT
+from c64_pipeline.settings import llama_cpp_dir as settings_llama_cpp_dir
 
 # Where a llama.cpp source tree (convert_hf_to_gguf.py + gguf-py/) is found when none is passed explicitly.
-LLAMA_CPP_DIR_ENV = "C64_LLAMA_CPP_DIR"
 DEFAULT_LLAMA_CPP_DIR = PROJECT_ROOT / ".llama.cpp"  # where `make setup` unpacks it
 GGUF_OUTTYPES = ("f16", "q8_0")  # llama.cpp's converter writes these itself; Q4_K_M needs llama-quantize (C++)
 EXPORT_MANIFEST = "export_manifest.json"
@@ -197,7 +197,7 @@ def extract_converter(sdist: Path, dest: Path) -> Converter:
 def find_converter(llama_cpp_dir: Path | None = None) -> Converter:
     """The converter in `llama_cpp_dir`, else in $C64_LLAMA_CPP_DIR, else in .llama.cpp/ of the project (where
     `make setup` unpacks it); an ExportError says how to get it if there is none."""
-    chosen = llama_cpp_dir or os.environ.get(LLAMA_CPP_DIR_ENV)
+    chosen = llama_cpp_dir or settings_llama_cpp_dir()
     if not chosen and (DEFAULT_LLAMA_CPP_DIR / "convert_hf_to_gguf.py").is_file():
         chosen = DEFAULT_LLAMA_CPP_DIR
     if not chosen:
