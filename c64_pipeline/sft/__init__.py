@@ -5,6 +5,7 @@
 - instructions: CPU opcode tables and mnemonic lists
 - basic: BASIC keywords (token, purpose, example) and error messages
 - pinouts: pin/signal tables
+- bits: the bit fields of a register (bit rows under a register row, or a column per bit)
 - prose: definitions and numeric statements in sentences, and section-level explanations
 
 `mine_facts(pages)` returns the records of every family, `build_conversations(records, system_prompt)` turns them
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from c64_pipeline.sft.basic import mine_basic
+from c64_pipeline.sft.bits import mine_bits
 from c64_pipeline.sft.common import Mined
 from c64_pipeline.sft.conversations import build_conversations
 from c64_pipeline.sft.instructions import mine_instructions
@@ -26,7 +28,7 @@ from c64_pipeline.sft.prose import mine_prose
 from c64_pipeline.sft.registers import Fact
 from c64_pipeline.sft.registers import mine_facts as mine_register_facts
 
-FAMILIES = ("register", "kernal_routine", "instruction", "basic_keyword", "pinout", "definition", "section")
+FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "definition", "section")
 
 
 def mine_facts(pages: Iterable[dict]) -> list[Mined]:
@@ -35,7 +37,7 @@ def mine_facts(pages: Iterable[dict]) -> list[Mined]:
     pages = [p for p in pages if p.get("method") != "none"]
     taken: set[tuple[str, int, int]] = set()
     records: list[Mined] = []
-    for miner in (mine_routines, mine_instructions, mine_basic, mine_pinouts):
+    for miner in (mine_routines, mine_instructions, mine_basic, mine_pinouts, mine_bits):
         found, lines = miner(pages)
         records += found
         taken |= lines

@@ -156,7 +156,8 @@ def wrapped(line: str, description: str, following: list[str]) -> tuple[str, int
                 break
             continue
         current = " ".join([description, *parts])
-        if _cells(text) or parse_fact_line(text) or not (text[0].islower() or text[0] == "(" or _OPEN_END.search(current)):
+        unclosed = current.count("(") > current.count(")")  # "Data Port A (Serial Bus, RS-232, VIC" goes on
+        if _cells(text) or parse_fact_line(text) or not (text[0].islower() or text[0] == "(" or unclosed or _OPEN_END.search(current)):
             break
         end = _SENTENCE_END.search(text)
         parts.append(text[: end.start()] if end else text)
@@ -244,7 +245,10 @@ def is_noun_phrase(description: str) -> bool:
 
 def kind_of_location(fact: Fact) -> str:
     """'register' for a chip or processor-port register (I/O area, $00-$01, or a row that calls itself "... Register"),
-    'location' for any other memory cell or area ("Y register value loaded before SYS" is a location)."""
+    'area' for a range of addresses, 'location' for any other memory cell ("Y register value loaded before SYS" is a
+    location)."""
+    if fact.end_address is not None:
+        return "area"
     if 0xD000 <= fact.address <= 0xD7FF or 0xDC00 <= fact.address <= 0xDDFF or fact.address <= 0x0001 or re.search(r"\bregister(?:\s+[A-D0-9])?$", fact.description, re.IGNORECASE):
         return "register"
     return "location"
@@ -278,6 +282,8 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             steps.append(f"In decimal that is {_hex_to_decimal_steps(fact.address)}.")
         answer = f"It is at {addr} ({fact.address} decimal)" + (f", the {fact.name} {noun}" if fact.name else "") + f": {fact.description}."
     elif kind == "meaning":
+        if fact.end_address is not None:  # a range is named by both ends: "$0314-$0315", not its first byte alone
+            addr = f"{addr}-{_hex(fact.end_address)}"
         question = _pick(key, [
             f"What does {addr} do on the C64?",
             f"I see {addr} in a listing. What is stored there?",
@@ -308,7 +314,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
         ])
         steps.append(f"The memory map on {where} gives {addr}-{end} as {said}.")
         steps.append(f"Size: {end} - {addr} + 1 = {size} bytes" + (f", which is {size // 1024} KB." if size % 1024 == 0 and size >= 1024 else "."))
-        answer = f"{addr}-{end} is {subject}; it spans {size} bytes."
+        answer = f"{addr}-{end}" + (f" ({fact.name})" if fact.name else "") + f" is {subject}; it spans {size} bytes."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
 
