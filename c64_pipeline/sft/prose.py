@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, readable, where
+from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, plain_words, readable, where
 
 _FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which|must|can|"
                            r"will|should|may|than|then|into|onto|be)$", re.IGNORECASE)
@@ -59,7 +59,7 @@ def _heading(lines: list[str], i: int) -> str | None:
     numbered = _NUMBERED.match(text)
     if numbered:
         title = text[numbered.end():].strip()
-        plain = title and not title.endswith((".", ",", ":")) and not re.search(r"[=$|#:;\"]|\b[0-9A-F]{4}\b", title) \
+        plain = title and not title.endswith((".", ",", ":")) and not re.search(r"[=$|#:;\"]|\b(?=\d*[A-F])[0-9A-F]{4}\b", title) \
             and re.search(r"[a-z]{3,}", title) and not _FUNCTION_END.search(title)
         if plain and not text.startswith("#") and re.search(r"\b(?:is|are|has|was|were|must|can|will|should)\b", title):
             plain = False  # "2. This is why screen memory at": a sentence that ended on a number, not a title
@@ -83,38 +83,92 @@ def top_heading(lines: list[str]) -> str | None:
     """The title of the chapter or document this page belongs to ("# MOS 6526 CIA (timers)", "Chapter 3. ...")."""
     for line in lines:
         m = _TOP.match(line.strip())
-        if m and len(line.split()) <= 9 and not line.strip().endswith((".", ",")) and not _FUNCTION_END.search(line.strip()):
+        if m and len(line.split()) <= 9 and not line.strip().endswith((".", ",")) and not _FUNCTION_END.search(line.strip()) \
+                and re.search(r"[A-Za-z]{3,}", line):
             return line.strip()[m.end():].strip()
     return None
 
 
+class Heading(str):
+    """A heading's text, with the (0-based) line it was read from; `entry` for a memory-map entry row."""
+
+    def __new__(cls, text: str, line: int, entry: bool = False) -> Heading:
+        self = super().__new__(cls, text)
+        self.line, self.entry = line, entry
+        return self
+
+
+def _table_like(text: str) -> bool:
+    """A table row (cells split by ' | ' or by runs of spaces), not a line of prose typed with two spaces after
+    each full stop ("the VIC-II chip.  Its default value is 155, which sets")."""
+    if not cells(text):
+        return False
+    if "|" in text:
+        return True
+    return any(m.group(1) not in ".!?:;" for m in re.finditer(r"(\S) {2,}(?=\S)", text))
+
+
+def _register_heading(text: str) -> tuple[str, int | None] | None:
+    """'$D011  SCROY  Vertical Fine Scrolling and Control Register' as the heading of the prose under it (a memory
+    map that explains each entry): ('SCROY ($D011), vertical fine scrolling and control register', None)."""
+    from c64_pipeline.sft.registers import parse_fact_line
+
+    parsed = parse_fact_line(text)
+    if not parsed or text[:1].isspace() or not re.match(r"^\$[0-9A-Fa-f]{4}", text):
+        return None
+    address, end, _, name, description = parsed
+    span = f"${address:04X}" + (f"-${end:04X}" if end is not None else "")
+    core = re.split(r"[;(]", description)[0].strip().rstrip(":")
+    if not core or len(core.split()) > 9 or _FUNCTION_END.search(core) or re.search(r"\b[0-9A-F]{4}\b", core):
+        return None
+    return (f"{name} ({span}), {plain_words(core)}" if name else f"{span}, {plain_words(core)}"), address
+
+
 def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
-    """(heading above it or None, sentences) for each paragraph of prose on a page."""
+    """(heading above it or None, sentences) for each paragraph of prose on a page. A heading holds for every
+    paragraph under it, up to the next heading; a memory-map entry ("$D011  SCROY  ...") heads the prose that
+    explains it; the value of a "key  long sentence." record is a paragraph of its own."""
     out: list[tuple[str | None, list[Sentence]]] = []
-    heading: str | None = None
+    heading: Heading | None = None
     buffer: list[tuple[int, str]] = []
 
+    cut = False  # the paragraph in the buffer began right after a skipped line that did not end its sentence
+
     def flush() -> None:
-        nonlocal heading
         if buffer:
-            out.append((heading, _sentences(buffer)))
+            sentences = _sentences(buffer)
+            out.append((heading, sentences[1:] if cut else sentences))
             buffer.clear()
-            heading = None  # a heading belongs to the paragraph right under it
 
     for i, raw in enumerate(lines):
         text = raw.strip()
         title = _heading(lines, i)
         if title:
             flush()
-            heading = title
+            heading, cut = Heading(title, i), False
             continue
         if not text:
             if buffer and buffer[-1][1].endswith((".", "!", "?", ":")):
                 flush()
             continue
-        if cells(text) or _code_like(text) or text.startswith(("```", "|", "-", "*", ">")):
+        entry = _register_heading(raw.rstrip())
+        if entry:
+            flush()
+            heading, cut = Heading(entry[0], i, entry=True), False
+            continue
+        parts = cells(text)
+        if parts and len(parts) == 2 and "|" not in text and len(parts[1].split()) >= 12 and re.search(r"[.!?]$", parts[1]) \
+                and len(parts[0].split()) <= 3:
+            flush()  # "description  This is the original implementation ... 151 opcodes are documented."
+            buffer.append((i, parts[1]))
             flush()
             continue
+        if _table_like(text) or _code_like(text) or text.startswith(("```", "|", "-", "*", ">")):
+            flush()
+            cut = not text.endswith((".", "!", "?", ":", "|", "```"))
+            continue
+        if not buffer and i and not lines[i - 1].strip():
+            cut = False
         buffer.append((i, text))
     flush()
     return out
@@ -144,7 +198,7 @@ def _sentences(buffer: list[tuple[int, str]]) -> list[Sentence]:
             start = m.end() if m else end
         elif chunk and m is None:
             sentences.append(Sentence(chunk, tuple(sorted(set(owners[start:end])))))
-    return [s for s in sentences if s.text.endswith((".", "!", "?")) and readable(s.text, 400)]
+    return [s for s in sentences if s.text.endswith((".", "!", "?")) and readable(s.text, 400) and not s.text[0].islower()]
 
 
 def _evidence(lines: list[str], indices: Iterable[int]) -> tuple[EvidenceLine, ...]:
@@ -190,6 +244,8 @@ class Section(Mined):
     heading: str
     sentences: tuple[str, ...]
     context: str | None = None  # the chapter or document title, for a heading too short to stand alone
+    part: int = 0  # 0: the opening of the section; later parts are asked about what they open with
+    lead: tuple[str, str] | None = None  # for a later part: ("subject", "the IRQ detector") or ("term", "TOD")
 
     family = "section"
 
@@ -204,16 +260,65 @@ class Section(Mined):
         topic = lower_first(self.heading)
         if self.context and len(self.heading.split()) <= 2 and self.context.lower() != self.heading.lower():
             topic = f"{topic} ({self.context})"
-        question = pick(key, [f"Can you explain {topic}?", f"What should I know about {topic} on the C64?",
-                              f"Explain {topic} briefly.", f"Tell me about {topic}."])
         terms = _terms(" ".join(self.sentences))
-        steps = [f"The section headed {self.heading} on {where(self.doc_id, self.page)} answers this"
-                 + (f"; it is part of {self.context}." if self.context and self.context != self.heading else ".")]
-        steps.append(f"It opens with {lower_first(mask(self.sentences[0], 12)).rstrip('.')}" +
-                     (f", then adds {len(self.sentences) - 1} more sentence(s)" if len(self.sentences) > 1 else "") + ".")
+        place = where(self.doc_id, self.page)
+        if self.part == 0 or not self.lead:
+            question = pick(key, [f"Can you explain {topic}?", f"What should I know about {topic} on the C64?",
+                                  f"Explain {topic} briefly.", f"Tell me about {topic}."])
+            steps = [f"The section headed {self.heading} on {place} answers this"
+                     + (f"; it is part of {self.context}." if self.context and self.context != self.heading else ".")]
+            opening = _quote(self.sentences[0], 12)
+            steps.append(f"It opens with {opening}" + (f"; then {len(self.sentences) - 1} more sentence(s)." if len(self.sentences) > 1
+                                                      else ("" if opening.endswith("...") else ".")))
+        else:
+            how, lead = self.lead
+            if how == "subject":
+                question = pick(key, [f"What does the manual say about {lead}, under {topic}?", f"Tell me about {lead} ({topic}).",
+                                      f"Explain {lead}, in the context of {topic}."])
+            else:
+                question = pick(key, [f"What does the section on {topic} say about {lead}?",
+                                      f"In {topic}, what is said about {lead}?"])
+            opening = _quote(self.sentences[0], 12)
+            steps = [f"Under the heading {self.heading}, {place} comes to {lead} at line {self.lines[0].line_no}:"
+                     f" {opening}" + ("" if opening.endswith("...") else ".")]
+            if len(self.sentences) > 1:
+                follow = _quote(self.sentences[1], 8)
+                steps.append(f"It goes on: {follow}" + ("" if follow.endswith("...") else "."))
         if terms:
             steps.append("Key terms to keep: " + ", ".join(terms) + ".")
         return Turn(question, " ".join(steps), " ".join(self.sentences))
+
+
+_LEAD = re.compile(r"^(?:(?P<det>The|A|An) )?(?P<noun>[A-Za-z0-9$/'-]+(?: [A-Za-z0-9$/'-]+){0,4}?) (?:is|are|was|were|has|have|"
+                   r"can|cannot|will|must|may|should|does|do|requires?|uses?|holds?|contains?|consists|gives?|takes?|needs?|"
+                   r"counts?|runs?|reads?|writes?|starts?|stops?|remains?|becomes?|allows?|controls?|selects?|determines?|"
+                   r"occurs?|happens?|works?|stores?|keeps?|sends?|receives?|generates?|produces?|provides?)\b")
+
+
+def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
+    """What a later part of a section is about: the subject its first sentence opens with ("The IRQ detector is
+    activated by ..." -> "the IRQ detector"), else the first name or number it mentions that the heading does not."""
+    first = sentences[0].text
+    m = _LEAD.match(first)
+    if m and not _PRONOUN_START.match(first) and not _BAD_SUBJECT.search(m.group("noun")):
+        noun = m.group("noun")
+        if m.group("det") or noun[:1].isupper() and not re.fullmatch(r"[A-Z][a-z]+", noun):
+            subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
+            if subject.lower() not in known.lower() and len(subject) > 4:
+                return "subject", subject
+    named = re.match(r"^The ((?:[A-Z][\w/-]*\s){1,4})[a-z]+s\b", first)  # "The Serial Shift Register interrupts"
+    if named and named.group(1).strip().lower() not in known.lower():
+        return "subject", "the " + named.group(1).strip()
+    for term in _terms(first):
+        if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$"):
+            return "term", term
+    return None
+
+
+def _quote(text: str, words: int) -> str:
+    """The first words of a sentence for the reasoning, ending in '...' when cut, else without its full stop."""
+    quoted = lower_first(mask(text, words))
+    return quoted[:-4].rstrip(",;:( ") + "..." if quoted.endswith(" ...") else quoted.rstrip(".")
 
 
 def _terms(text: str) -> list[str]:
@@ -264,13 +369,35 @@ def _statement(sentence: str, heading: str | None) -> tuple[str, str] | None:
     return None
 
 
+MAX_SECTION_PARTS = 6  # parts of one section taught (its opening and what follows, about 70 words each)
+
+
+def _chunks(sentences: list[Sentence], limit: int = 70) -> list[list[Sentence]]:
+    """Consecutive sentences in groups of at most `limit` words (and 3 sentences), each of 12 words or more."""
+    out: list[list[Sentence]] = []
+    chosen: list[Sentence] = []
+    words = 0
+    for s in sentences:
+        n = len(s.text.split())
+        if chosen and (words + n > limit or len(chosen) == 3):
+            out.append(chosen)
+            chosen, words = [], 0
+        chosen.append(s)
+        words += n
+    if chosen:
+        out.append(chosen)
+    return [c for c in out if sum(len(s.text.split()) for s in c) >= 12]
+
+
 def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[Mined]:
     found: list[Mined] = []
     pages = [p for p in pages if p.get("method") != "none"]
     parsed = {(p["doc_id"], p["page"]): paragraphs(p["text"].split("\n")) for p in pages}
     # A heading printed again and again in one document ("How to Use:", "Example") names no topic of its own.
-    headings = Counter((doc, h.lower()) for (doc, _), paras in parsed.items() for h, _ in paras if h)
+    headings = Counter((doc, h.lower()) for (doc, _), paras in parsed.items()
+                       for k, (h, _) in enumerate(paras) if h and (k == 0 or paras[k - 1][0] is not h))
     seen: set[tuple[str, str]] = set()
+    parts: Counter[tuple[str, str]] = Counter()
     context: dict[str, str | None] = {}
     for page in pages:
         top = top_heading(page["text"].split("\n"))
@@ -285,16 +412,19 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
             if not sentences:
                 continue
             if heading and readable(heading + " words", 80):
-                chosen, words = [], 0
-                for s in sentences[:3]:
-                    if words + len(s.text.split()) > 70 and chosen:
+                for chunk in _chunks(sentences):
+                    part = parts[(page["doc_id"], heading)]
+                    if part >= MAX_SECTION_PARTS:
                         break
-                    chosen.append(s)
-                    words += len(s.text.split())
-                if words >= 12:
-                    found.append(Section(page["doc_id"], page["page"], method,
-                                         _evidence(lines, [i for s in chosen for i in s.lines]), heading,
-                                         tuple(s.text for s in chosen), context[page["doc_id"]]))
+                    lead = _lead(chunk, f"{heading} {context[page['doc_id']] or ''}") if part else None
+                    if part and not lead:
+                        continue
+                    evidence = _evidence(lines, [i for s in chunk for i in s.lines])
+                    if getattr(heading, "entry", False):  # the entry row it explains, cited with it
+                        evidence += (EvidenceLine(heading.line + 1, lines[heading.line].strip()),)
+                    found.append(Section(page["doc_id"], page["page"], method, evidence, str(heading),
+                                         tuple(s.text for s in chunk), context[page["doc_id"]], part, lead))
+                    parts[(page["doc_id"], heading)] += 1
                 heading_used = heading
             else:
                 heading_used = None
