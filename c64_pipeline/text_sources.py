@@ -221,6 +221,12 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
+def _heads(line: str) -> bool:
+    """A heading or a line introducing what follows ("## Keywords", "Table 2.", "For example:"): no page ends on it."""
+    text = line.strip()
+    return text.startswith("#") or text.endswith(":") or (0 < len(text.split()) <= 8 and not text.endswith((".", "!", "?", "|")))
+
+
 def split_pages(text: str, lines_per_page: int = LINES_PER_PAGE) -> list[str]:
     """Pages by form feed, else by line count (at most `lines_per_page`, cut after a blank line near the end when
     there is one). The end of the file (a final line end or form feed) does not start an empty page."""
@@ -240,7 +246,7 @@ def split_pages(text: str, lines_per_page: int = LINES_PER_PAGE) -> list[str]:
             # straddles the cut moves whole to the next page (it keeps its heading, register row or table header);
             # preferably a blank line before a line that starts at the margin (a new entry, not an indented part)
             window = range(end, start + lines_per_page * 3 // 4, -1)
-            blanks = [k for k in window if not lines[k - 1].strip() and lines[k].strip()]
+            blanks = [k for k in window if not lines[k - 1].strip() and lines[k].strip() and not _heads(lines[k - 2])]
             margin = [k for k in blanks if not lines[k][:1].isspace()]
             end = (margin or blanks or [end])[0]
         pages.append("\n".join(lines[start:end]))

@@ -6,6 +6,7 @@
 - basic: BASIC keywords (token, purpose, example) and error messages
 - pinouts: pin/signal tables
 - bits: the bit fields of a register (bit rows under a register row, or a column per bit)
+- tables: rows of other tables with a header (name, value, meaning)
 - prose: definitions and numeric statements in sentences, and section-level explanations
 
 `mine_facts(pages)` returns the records of every family, `build_conversations(records, system_prompt)` turns them
@@ -27,8 +28,9 @@ from c64_pipeline.sft.pinouts import mine_pinouts
 from c64_pipeline.sft.prose import mine_prose
 from c64_pipeline.sft.registers import Fact
 from c64_pipeline.sft.registers import mine_facts as mine_register_facts
+from c64_pipeline.sft.tables import mine_tables
 
-FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "definition", "section")
+FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "definition", "section")
 
 
 def mine_facts(pages: Iterable[dict]) -> list[Mined]:
@@ -43,7 +45,9 @@ def mine_facts(pages: Iterable[dict]) -> list[Mined]:
         taken |= lines
     registers = mine_register_facts(pages, skip=taken)
     taken |= {(f.doc_id, f.page, f.line_no + k) for f in registers for k in range(f.evidence.count("\n") + 1)}
-    return registers + records + mine_prose(pages, taken)
+    tables, lines = mine_tables(pages, taken)
+    taken |= lines
+    return registers + records + tables + mine_prose(pages, taken)
 
 
 __all__ = ["FAMILIES", "Fact", "Mined", "build_conversations", "mine_facts"]
