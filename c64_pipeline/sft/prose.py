@@ -31,9 +31,11 @@ _DEFINITION = re.compile(r"^(?P<subj>[A-Z$][^,;:()]{1,50}?) (?P<verb>is|are|mean
                          r"called|known as|used|set|cleared|made|an?\w*)\b.+)$")
 _CALLED = re.compile(r"\b(?:is|are) (?:called|known as|named) (?!with\b|by\b|from\b|when\b|at\b|every\b|in\b|on\b|once\b|for\b|during\b|after\b|before\b|if\b|as\b)(?:the )?(?P<term>[A-Za-z0-9$'/ -]{2,40}?)(?=[,.;]|$| and | or )")
 _BAD_SUBJECT = re.compile(r"\b(?:is|are|was|were|has|have|can|will|must|should|if|when|which|that|this|it|only|also|not|then|"
-                          r"therefore|however|thus|so|and|or|similar|same|other|following|previous|above|below|latter|former)\b|"
+                          r"therefore|however|thus|so|and|or|similar|same|other|following|previous|above|below|latter|former|"
+                          r"first|second|third|fourth|last|next|additional|remaining|new|old|such)\b|"
                           r"[$(]|^(?:without|with|in|on|at|by|for|from|after|before|during|since|because|although|while|once|"
                           r"as|until|unless|every|all|most|some|each|any|no)\b|^\w+ing\b", re.IGNORECASE)
+_COUNTED = re.compile(r"^(?P<num>\d[\d,]*) (?P<unit>[a-z]{3,}s) (?P<be>are|were) (?P<verb>[a-z]{3,}ed)\b")
 _VAGUE = re.compile(r"^(?:the|a|an)\s+[a-z]+$")
 
 
@@ -174,7 +176,7 @@ def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
     return out
 
 
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z$(])")
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z$(]|\d+ [a-z])")
 
 
 def _sentences(buffer: list[tuple[int, str]]) -> list[Sentence]:
@@ -192,7 +194,7 @@ def _sentences(buffer: list[tuple[int, str]]) -> list[Sentence]:
     for m in list(_SPLIT.finditer(text)) + [None]:
         end = m.start() if m else len(text)
         chunk = text[start:end].strip()
-        if chunk and not re.search(r"\b(?:e\.g|i\.e|etc|approx|no|vs)\.$", chunk, re.IGNORECASE):
+        if chunk and not re.search(r"\b(?:e\.g|i\.e|etc|approx|no|vs|fig|figs|pp|p|vol|ch|sec|ca)\.$", chunk, re.IGNORECASE):
             lo = start + (len(text[start:end]) - len(text[start:end].lstrip()))
             sentences.append(Sentence(chunk, tuple(sorted(set(owners[lo:end])))))
             start = m.end() if m else end
@@ -227,8 +229,8 @@ class Statement(Mined):
 
     def turn(self, kind: str) -> Turn:
         place = where(self.doc_id, self.page)
-        steps = [f"This is stated on {place}, line {self.lines[0].line_no}: {lower_first(mask(self.sentence, 16))}"]
-        steps[0] = steps[0].rstrip(".") + "."
+        quoted = _quote(self.sentence, 16)
+        steps = [f"This is stated on {place}, line {self.lines[0].line_no}: {quoted}" + ("" if quoted.endswith("...") else ".")]
         steps.append(f"The part that answers the question is {self.detail}.")
         if self.heading:
             steps.append(f"It sits under {self.heading}, which fits the question.")
@@ -350,6 +352,10 @@ def _statement(sentence: str, heading: str | None) -> tuple[str, str] | None:
                     question = f"How many {m.group(2)} does {subj} {base}?" if verb == num.group("verb") and verb.endswith("s") \
                         else f"How many {m.group(2)} do {subj} {base}?"
                 return question, f"{m.group(1)} {m.group(2)}"
+    counted = _COUNTED.match(s)  # "151 opcodes are documented, the remaining 105 have undocumented behavior"
+    if counted and not _UNIT.match(counted.group("unit")) or counted and counted.group("unit") in ("instructions", "registers"):
+        return f"How many {counted.group('unit')} {counted.group('be')} {counted.group('verb')}?", \
+            f"{counted.group('num')} {counted.group('unit')}"
     called = _CALLED.search(s)
     if called and len(called.group("term").split()) <= 5:
         term = called.group("term").strip()
