@@ -3,6 +3,12 @@
 A row is a pin number, a signal name and what it does ("9 | R/W | Read/write line from the processor"). Rows are
 only taken below a header line that mentions pins, so bit tables ("7 | N | Negative") are not mistaken for pinouts.
 The component is taken from the nearest caption or heading above the table that names it.
+
+Pin diagrams of a DIP package read as text (often by OCR) are read too: a line holds a pin of each side of the
+package, "RDY Oj 2 | 39 OM) & 2 out", and the two pin numbers facing each other always add up to the pin count plus
+one. A line is only taken when its numbers make the sum most lines of the page make, and a name only when it is a
+known signal name (GND, RDY, R/W, ...): OCR garbles the pin boxes next to the names, and a misread name or number is
+worse than none.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, lower_first, pick, readable, where
+from collections import Counter
+
+from c64_pipeline.readability import known_word, technical_terms
+from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, where
 
 _HEADER = re.compile(r"\bpins?\b", re.IGNORECASE)
 _SIGNAL = re.compile(r"^[A-Z~/][A-Za-z0-9~/_+\-]{0,11}$")
@@ -29,6 +38,7 @@ class Pin(Mined):
     signal: str
     function: str
     component: str | None  # "the 6526 CIA", "the user port", from the caption above the table
+    facing: int | None = None  # in a DIP diagram: the pin across the package on the same line (its number checks this one)
 
     family = "pinout"
 
@@ -36,7 +46,7 @@ class Pin(Mined):
         return (EvidenceLine(self.line_no, self.evidence),)
 
     def kinds(self) -> list[str]:
-        return ["pin", "signal"]
+        return ["pin", "signal"] if self.function else [pick(f"{self.doc_id}:{self.page}:{self.line_no}:{self.pin}", ["pin", "signal"])]
 
     def turn(self, kind: str) -> Turn:
         return _turn(self, kind)
@@ -88,7 +98,71 @@ def mine_pinouts(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int
     return found, taken
 
 
+def _dip_turn(p: Pin, kind: str) -> Turn:
+    key = f"{p.doc_id}:{p.page}:{p.line_no}:{p.pin}:{kind}"
+    of = f" in the {p.component}" if p.component else ""
+    pins = p.pin + p.facing - 1
+    if kind == "pin":
+        question = pick(key, [f"What is on pin {p.pin}{of}?", f"Which signal does pin {p.pin}{of} carry?"])
+    else:
+        question = pick(key, [f"Which pin is {p.signal}{of}?", f"On which pin{of} do I find {p.signal}?"])
+    side = "left" if p.pin <= pins // 2 else "right"
+    steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} at pin {p.pin}, on the {side} side of the package.",
+             f"Across from it on the same line is pin {p.facing}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
+             f"of a {pins}-pin DIP add up to, so the number was read right."]
+    if p.method == "ocr":
+        steps.append("The diagram was read by OCR; the name is kept because it is a known signal name.")
+    answer = f"Pin {p.pin}{of} is {p.signal}." if kind == "pin" else f"{p.signal} is pin {p.pin}{of}."
+    return Turn(question, " ".join(steps), answer)
+
+
+# the pin box between name and number is read as 1-3 marks with no digit ("Oj", "O", "{J"); a digit there is part of
+# the name ("DB 30) 4" is DB3), and such a line is left alone
+_LEFT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z/]{1,5})(?:\s+[^\s\d|]{1,3})?\s+(?P<pin>\d{1,2})\s*\|")
+_RIGHT = re.compile(r"\|\s*(?P<pin>\d{1,2})(?:\s+[^\s\d|]{1,3})?\s+(?P<name>[A-Za-z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$")
+_TERMS: frozenset[str] = frozenset()
+
+
+def _signal_name(name: str) -> bool:
+    global _TERMS
+    _TERMS = _TERMS or technical_terms()
+    words = name.split()
+    return words[0].lower() in _TERMS or name.upper() in ("R/W", "GND", "VCC", "VDD", "VSS") \
+        or (len(words) == 2 and known_word(words[0].lower()) and known_word(words[1]) and words[0][0].isupper())
+
+
+def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+    found: list[Mined] = []
+    used: set[tuple[str, int, int]] = set()
+    for page in pages:
+        lines = page["text"].split("\n")
+        pairs = []
+        for i, line in enumerate(lines):
+            m = re.search(r"(\d{1,2})\s*\|\s*(\d{1,2})", line)
+            if m and line.count("|") == 1 and (page["doc_id"], page["page"], i + 1) not in taken:
+                pairs.append((i, int(m.group(1)), int(m.group(2))))
+        sums = Counter(a + b for _, a, b in pairs)
+        if not sums:
+            continue
+        total, agree = sums.most_common(1)[0]
+        if agree < 4 or total - 1 not in (8, 14, 16, 18, 20, 22, 24, 28, 40, 48, 64):
+            continue
+        component = doc_title(page["doc_id"])
+        for i, a, b in pairs:
+            if a + b != total or not (1 <= a < b <= total - 1):
+                continue
+            line = lines[i].strip()
+            for match, pin, facing in ((_LEFT.search(line), a, b), (_RIGHT.search(line), b, a)):
+                if match and int(match.group("pin")) == pin and _signal_name(match.group("name")):
+                    found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
+                                     match.group("name"), "", component, facing))
+                    used.add((page["doc_id"], page["page"], i + 1))
+    return found, used
+
+
 def _turn(p: Pin, kind: str) -> Turn:
+    if p.facing is not None:
+        return _dip_turn(p, kind)
     key = f"{p.doc_id}:{p.page}:{p.line_no}:{kind}"
     of = f" of the {p.component}" if p.component else ""
     place = where(p.doc_id, p.page)

@@ -38,6 +38,7 @@ _CONNECTORS = re.compile(r"^(?:[|:=\-–,;.]|\bat\b|\bis\b|\bin\b|\bholds\b)\s*"
 # Bit-column debris left in front of a description by a table with one column per bit: "33 - - - - Background".
 _BIT_COLUMNS = re.compile(r"^(?:\d{1,3}\s+)?(?:[-–x01.]\s+){2,}(?=[A-Za-z])")
 _HEX_CELL = re.compile(r"^" + _RANGE.pattern + r"$")
+_BARE_RANGE = re.compile(r"^([0-9A-F]{4})\s*-\s*([0-9A-F]{4})$")
 _SIZE_CELL = re.compile(r"^\d+\s*(?:bytes?|KB|K)$", re.IGNORECASE)
 _ROUTINE_SENTENCE = re.compile(r"^([A-Z][A-Z0-9]{2,7})\s+(?:at|\(|=)\s*" + _HEX + r"\)?[,:]?\s+(.+)$")
 # Words that open a noun phrase a question can use as it is ("the border colour", "pointer to the start").
@@ -87,8 +88,28 @@ def is_description(description: str) -> bool:
     return readable(description, 160) and not repeated_words(description)
 
 
+def _known_names(text: str) -> bool:
+    """'CIA 1', 'BASIC ROM', 'Color RAM': a short label made of known words and technical terms (a memory-map
+    diagram's box), which `readable` is too strict for (it wants two words of three letters)."""
+    from c64_pipeline.readability import known_word, technical_terms
+
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    terms = technical_terms()
+    return bool(words) and len(text) <= 40 and all(w.lower() in terms or known_word(w.lower()) for w in words) \
+        and any(w.lower() in terms for w in words)  # "Unused", "Unknown." say nothing a question could ask for
+
+
 def _from_cells(cells: list[str]) -> tuple[int, int | None, bool, str | None, str] | None:
     hex_cells = [i for i, c in enumerate(cells) if _HEX_CELL.match(c)]
+    if not hex_cells:
+        # a memory-map diagram labels its boxes with bare ranges: "CIA 1 | DC00-DCFF"
+        bare = [i for i, c in enumerate(cells) if _BARE_RANGE.match(c)]
+        others = [c for i, c in enumerate(cells) if i not in bare and c]
+        if len(bare) != 1 or len(others) != 1 or not _known_names(others[0]):
+            return None
+        m = _BARE_RANGE.match(cells[bare[0]])
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        return (start, end, False, None, others[0]) if end > start else None
     if len(hex_cells) != 1:
         return None
     match = _HEX_CELL.match(cells[hex_cells[0]])
@@ -130,7 +151,7 @@ def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] 
         if not sentence or len(_RANGE.findall(line)) != 1:
             return None
         parsed = (int(sentence.group(2), 16), None, False, sentence.group(1), _clean_description(sentence.group(3)))
-    if parsed is None or not is_description(parsed[4]):
+    if parsed is None or not (is_description(parsed[4]) or cells and _known_names(parsed[4]) and not repeated_words(parsed[4])):
         return None
     return parsed
 
