@@ -24,7 +24,7 @@ from c64_pipeline.sft.common import Mined
 from c64_pipeline.sft.conversations import build_conversations
 from c64_pipeline.sft.instructions import mine_instructions
 from c64_pipeline.sft.kernal import mine_routines
-from c64_pipeline.sft.pinouts import mine_dip, mine_pinouts
+from c64_pipeline.sft.pinouts import mine_connectors, mine_dip, mine_pinouts
 from c64_pipeline.sft.prose import mine_prose
 from c64_pipeline.sft.registers import Fact
 from c64_pipeline.sft.registers import mine_facts as mine_register_facts
@@ -45,9 +45,10 @@ def mine_facts(pages: Iterable[dict]) -> list[Mined]:
         taken |= lines
     registers = mine_register_facts(pages, skip=taken)
     taken |= {(f.doc_id, f.page, f.line_no + k) for f in registers for k in range(f.evidence.count("\n") + 1)}
-    dip, lines = mine_dip(pages, taken)
-    records += dip
-    taken |= lines
+    for miner in (mine_dip, mine_connectors):
+        found, lines = miner(pages, taken)
+        records += found
+        taken |= lines
     tables, lines = mine_tables(pages, taken)
     taken |= lines
     return registers + records + tables + mine_prose(pages, taken)

@@ -116,7 +116,7 @@ def _register_heading(text: str) -> tuple[str, int | None] | None:
     from c64_pipeline.sft.registers import parse_fact_line
 
     parsed = parse_fact_line(text)
-    if not parsed or text[:1].isspace() or not re.match(r"^\$[0-9A-Fa-f]{4}", text):
+    if not parsed or text[:1].isspace() or "|" in text or not re.match(r"^\$[0-9A-Fa-f]{4}", text):
         return None
     address, end, _, name, description = parsed
     span = f"${address:04X}" + (f"-${end:04X}" if end is not None else "")
@@ -171,6 +171,9 @@ def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
             continue
         if not buffer and i and not lines[i - 1].strip():
             cut = False
+        if heading is not None and heading.entry and not raw[:1].isspace():
+            flush()  # an entry heads the indented text that explains it, not the prose after its table
+            heading = None
         buffer.append((i, text))
     flush()
     return out
