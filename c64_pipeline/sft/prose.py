@@ -76,7 +76,7 @@ def _heading(lines: list[str], i: int) -> str | None:
     prev = next((lines[k].strip() for k in range(i - 1, -1, -1) if lines[k].strip()), "")
     nxt = next((lines[k].strip() for k in range(i + 1, len(lines)) if lines[k].strip()), "")
     blank_before = i == 0 or not lines[i - 1].strip()
-    if not nxt or not nxt[0].isupper() or cells(nxt):
+    if not nxt or not nxt[0].isupper() or _table_like(nxt):
         return None
     return text if (blank_before or prev.endswith((".", "!", "?", ":"))) else None
 
