@@ -362,6 +362,7 @@ DB 30) 4 | 25
 ZQX O 5 | 24
 R/W O 7 | 22 0 7
 AB 8 | 22
+Cap lb 3 | 2f tJ Audio out
 """
 
 
@@ -372,6 +373,8 @@ def test_dip_pin_diagrams_keep_only_pins_whose_numbers_face_consistently_and_kno
     assert "DB" not in answers and "ZQX" not in answers  # a digit glued to the pin box; not a signal name
     assert "AB" not in answers  # 8 + 22 is not the 29 the other lines add up to
     assert any("2 + 27 = 29" in r for _, r, _ in qa)
+    # a number OCR garbled ("2f") is worked out from the pin facing it, and only so
+    assert any(a in ("Pin 26 is Audio out.", "Audio out is pin 26.") and "29 - 3 = 26" in r for _, r, a in qa)
 
 
 CONNECTOR = """(6-PIN FEMALE DIN)

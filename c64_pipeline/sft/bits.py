@@ -25,7 +25,7 @@ from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, hex4, is_r
 from c64_pipeline.sft.kernal import _IMPERATIVES
 
 _BIT_ROW = re.compile(r"^(?P<indent>\s+)(?P<hi>[0-7])(?:\s*[-–]\s*(?P<lo>[0-7]))?\s{2,}(?P<text>\S.*)$")
-_BIT_HEADER = re.compile(r"^[0-7]$")
+_BIT_HEADER = re.compile(r"^(?:Bit\s*|B|D)?([0-7])$", re.IGNORECASE)
 
 
 def mask_steps(high: int, low: int) -> tuple[int, str]:
@@ -130,13 +130,19 @@ class BitColumns(Mined):
 
     def turn(self, kind: str) -> Turn:
         key = f"{self.doc_id}:{self.page}:{self.lines[-1].line_no}:{kind}"
-        label = self.name or f"register {self.register}"
         of = f" of the {self.chip}" if self.chip else ""
-        question = pick(key, [f"What are the bits of {label} ({lower_first(self.description)}){of}?",
-                              f"Which flags or fields does {label}{of} hold, bit by bit?",
-                              f"How is {label}, the {lower_first(self.description)}, laid out bit by bit?"])
-        steps = [f"The register table on {where(self.doc_id, self.page)} has one column per bit; the row for {label}"
-                 f" (register {self.register}) is {plain_words(self.description)}."]
+        if self.name:
+            label = self.name
+            question = pick(key, [f"What are the bits of {label} ({lower_first(self.description)}){of}?",
+                                  f"Which flags or fields does {label}{of} hold, bit by bit?",
+                                  f"How is {label}, the {lower_first(self.description)}, laid out bit by bit?"])
+        else:  # known by its description only: "FREQ Lo 1" at offset $00
+            label = self.description
+            question = pick(key, [f"What are the bits of {label} (register {self.register}){of}?",
+                                  f"How is register {self.register}, {label}, laid out bit by bit?"])
+        steps = [f"The register table on {where(self.doc_id, self.page)} has one column per bit; the row for "
+                 + (f"{label} (register {self.register}) is {plain_words(self.description)}." if self.name
+                    else f"register {self.register} names it {label}.")]
         named = [b for b, _ in self.bit_names]
         if len(named) < 8:
             empty = [b for b in range(7, -1, -1) if b not in named]
@@ -147,7 +153,7 @@ class BitColumns(Mined):
         repeated = [n for n, bs in groups.items() if len(bs) > 1]
         if repeated:
             steps.append(f"{repeated[0]} fills {len(groups[repeated[0]])} columns, so it is a field of {len(groups[repeated[0]])} bits.")
-        answer = f"{label} (register {self.register}, {self.description}): " + \
+        answer = (f"{label} (register {self.register}, {self.description}): " if self.name else f"{label} (register {self.register}): ") + \
             ", ".join(f"bit {b} {n}" for b, n in self.bit_names) + "."
         return Turn(question, " ".join(steps), answer)
 
@@ -191,7 +197,7 @@ def _bit_rows(lines: list[str], start: int) -> list[tuple[int, int, int, str, in
 
 def _bit_header(parts: list[str]) -> dict[int, int] | None:
     """{column: bit} for a header row whose cells name at least four bits."""
-    cols = {i: int(p) for i, p in enumerate(parts) if _BIT_HEADER.match(p)}
+    cols = {i: int(_BIT_HEADER.match(p).group(1)) for i, p in enumerate(parts) if _BIT_HEADER.match(p)}
     return cols if len(cols) >= 4 and len(set(cols.values())) == len(cols) else None
 
 
@@ -200,8 +206,10 @@ def _columns_record(page: dict, lines: list[str], header: int, cols: dict[int, i
     if len(parts) != width:
         return None
     labels = [p for j, p in enumerate(parts) if j not in cols and p]
-    names = [(b, parts[j]) for j, b in sorted(cols.items(), key=lambda jb: -jb[1]) if parts[j] and not re.fullmatch(r"[01x-]", parts[j])]
+    names = [(b, parts[j]) for j, b in sorted(cols.items(), key=lambda jb: -jb[1]) if parts[j] and not re.fullmatch(r"[01x]|[-–—]+", parts[j])]
     description = next((p for p in labels if re.search(r"[a-z]{3,}", p) and readable(p + " words", 80)), None)
+    # "| $00 | FREQ Lo 1 | F7 | ...": a register named but not described is described by its name
+    description = description or next((p for p in labels[1:] if re.search(r"[A-Za-z]{2,}", p) and len(p) <= 24), None)
     if not names or not description or len(labels) < 2:
         return None
     name = next((p for p in labels if p != description and re.fullmatch(r"[A-Z][A-Z0-9/ ]{1,11}", p) and len(p) > 1), None)

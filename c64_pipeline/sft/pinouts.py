@@ -42,6 +42,7 @@ class Pin(Mined):
     facing: int | None = None  # in a DIP diagram: the pin across the package on the same line (its number checks this one)
     listed: tuple[tuple[int, str], ...] = ()  # in a connector's pin list: the pins listed just before and after
     caption: EvidenceLine | None = None  # the line naming the connector, cited with the pin when it is not the row
+    read_as: str | None = None  # a DIP pin number OCR garbled ("2f"), worked out from the pin facing it
 
     family = "pinout"
 
@@ -110,9 +111,15 @@ def _dip_turn(p: Pin, kind: str) -> Turn:
     else:
         question = pick(key, [f"Which pin is {p.signal}{of}?", f"On which pin{of} do I find {p.signal}?"])
     side = "left" if p.pin <= pins // 2 else "right"
-    steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} at pin {p.pin}, on the {side} side of the package.",
-             f"Across from it on the same line is pin {p.facing}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
-             f"of a {pins}-pin DIP add up to, so the number was read right."]
+    if p.read_as:
+        steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} on the {side} side of the package, its number "
+                 f"printed as {p.read_as} in the text, which is no number.",
+                 f"It faces pin {p.facing}, and facing pins of a {pins}-pin DIP add up to {pins + 1}: {pins + 1} - {p.facing} = "
+                 f"{p.pin}, which fits the first digit read."]
+    else:
+        steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} at pin {p.pin}, on the {side} side of the package.",
+                 f"Across from it on the same line is pin {p.facing}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
+                 f"of a {pins}-pin DIP add up to, so the number was read right."]
     row = p.pin if p.pin <= pins // 2 else pins + 1 - p.pin  # rows counted from the notch end of the package
     steps.append("That is the first row, beside the notch." if row == 1 else
                  "That is the last row, at the far end from the notch." if row == pins // 2 else
@@ -166,6 +173,20 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
                     found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
                                      match.group("name"), "", component, facing))
                     used.add((page["doc_id"], page["page"], i + 1))
+        # a right-hand number OCR garbled ("Cap lb 2 | 2f tJ Audio out") is the pin facing the left one: total - left,
+        # taken when the garbled token starts with that number's first digit
+        for i, line in enumerate(lines):
+            m = re.search(r"(?<![\d|])(\d{1,2})\s*\|\s*(\d)([^\d\s|])\S*\s+(?:[^\s\d|]{1,3}\s+)?"
+                          r"(?P<name>[A-Z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$", line.strip())
+            if not m or (page["doc_id"], page["page"], i + 1) in taken | used or not _signal_name(m.group("name")):
+                continue
+            left = int(m.group(1))
+            pin = total - left
+            if 1 <= left < pin and str(pin)[0] == m.group(2) and len(str(pin)) == 2:
+                garbled = re.search(r"\|\s*(\S+)", line).group(1)
+                found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), pin,
+                                 m.group("name"), "", component, left, read_as=garbled))
+                used.add((page["doc_id"], page["page"], i + 1))
     return found, used
 
 

@@ -311,6 +311,9 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
             subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
             if subject.lower() not in known.lower() and len(subject) > 4:
                 return "subject", subject
+    scope = re.match(r"^(?:In|On|For|With|During|Under) (?:the )?(?P<x>[\w$-]+(?: [\w$-]+){0,3})[,;]", first)
+    if scope and not _BAD_SUBJECT.search(scope.group("x")) and scope.group("x").lower() not in known.lower():
+        return "term", scope.group("x")  # "In 8-voice mode; the registers ..." is about 8-voice mode
     named = re.match(r"^The ((?:[A-Z][\w/-]*\s){1,4})[a-z]+s\b", first)  # "The Serial Shift Register interrupts"
     if named and named.group(1).strip().lower() not in known.lower():
         return "subject", "the " + named.group(1).strip()
