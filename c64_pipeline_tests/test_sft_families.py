@@ -402,8 +402,43 @@ def test_memory_map_diagram_boxes_with_bare_ranges_are_areas():
     assert "DB00" not in answers and "DF00" not in answers
 
 
+PROCEDURE = """$FFA2  SETTMO  Set IEEE bus card timeout flag
+
+               ## How to Use:
+
+               TO SET THE TIMEOUT FLAG
+
+               1. Set bit 7 of the accumulator to 0.
+               2. Call this routine.
+
+               TO RESET THE TIMEOUT FLAG
+
+               1. Set bit 7 of the
+                  accumulator to 1.
+               2. Call this routine.
+
+$D019        VICIRQ       VIC Interrupt Flag Register
+
+                          1.  The raster reaches the line written to the Raster Register.
+                          2.  Two sprites touch.
+"""
+
+
+def test_numbered_procedures_are_taught_with_what_they_are_for():
+    convs = conversations_of(PROCEDURE, "procedure")
+    qa = turns(convs)
+    assert len(qa) == 2  # the list under a memory location is a list of cases, not steps to follow
+    by_task = {("reset" if "reset" in q else "set"): (q, a) for q, _, a in qa}
+    assert "SETTMO routine ($FFA2)" in by_task["set"][0] and "set the timeout flag" in by_task["set"][0]
+    assert by_task["set"][1] == "1. Set bit 7 of the accumulator to 0. 2. Call this routine."
+    assert by_task["reset"][1] == "1. Set bit 7 of the accumulator to 1. 2. Call this routine."  # a wrapped step joined
+    for c in convs:
+        assert any(r["evidence"].startswith("$FFA2") for r in c["source_refs"])  # the entry naming the routine is cited
+        assert conversation_grounding_problems(c) == []
+
+
 ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE, BIT_ROWS, BIT_COLUMNS,
-                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR]
+                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE]
 
 
 @pytest.mark.parametrize("snippet", ALL_SNIPPETS, ids=lambda s: s.split("\n")[0][:30])

@@ -198,7 +198,11 @@ def _bit_rows(lines: list[str], start: int) -> list[tuple[int, int, int, str, in
 def _bit_header(parts: list[str]) -> dict[int, int] | None:
     """{column: bit} for a header row whose cells name at least four bits."""
     cols = {i: int(_BIT_HEADER.match(p).group(1)) for i, p in enumerate(parts) if _BIT_HEADER.match(p)}
-    return cols if len(cols) >= 4 and len(set(cols.values())) == len(cols) else None
+    order = [cols[i] for i in sorted(cols)]
+    steps = {b - a for a, b in zip(order, order[1:])}
+    adjacent = all(b == a + 1 for a, b in zip(sorted(cols), sorted(cols)[1:]))
+    # the bit numbers stand side by side in order (7 6 5 ... or 0 1 2 ...): not numbers scattered over a schematic
+    return cols if len(cols) >= 4 and adjacent and steps in ({1}, {-1}) else None
 
 
 def _columns_record(page: dict, lines: list[str], header: int, cols: dict[int, int], i: int, parts: list[str],

@@ -179,7 +179,7 @@ def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
     return out
 
 
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z$(]|\d+ [a-z])")
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z$(]|\d+ [a-z]|\d{1,2}\.\s+[A-Z])")
 
 
 def _sentences(buffer: list[tuple[int, str]]) -> list[Sentence]:
@@ -203,6 +203,8 @@ def _sentences(buffer: list[tuple[int, str]]) -> list[Sentence]:
             start = m.end() if m else end
         elif chunk and m is None:
             sentences.append(Sentence(chunk, tuple(sorted(set(owners[start:end])))))
+    # the number of the next step of a numbered list, left at a sentence's end ("Call this routine. 3."), is not its text
+    sentences = [Sentence(re.sub(r"(?<=[.!?])\s+\d{1,2}\.$", "", s.text), s.lines) for s in sentences]
     return [s for s in sentences if s.text.endswith((".", "!", "?")) and readable(s.text, 400) and not s.text[0].islower()]
 
 
@@ -423,7 +425,7 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
             sentences = [s for s in sentences if not any((page["doc_id"], page["page"], i + 1) in taken for i in s.lines)]
             if not sentences:
                 continue
-            if heading and readable(heading + " words", 80):
+            if heading and readable(heading + " words", 80) and not heading.endswith("?"):
                 for chunk in _chunks(sentences):
                     part = parts[(page["doc_id"], heading)]
                     if part >= MAX_SECTION_PARTS:
