@@ -57,14 +57,16 @@ class TableRow(Mined):
         column, value = self.columns[j], self.values[j]
         subject = f"{self.label_column} {self.label}" if self.label_column and not _generic(self.label_column) else self.label
         title = f"the {self.title} table" if self.title else "the table"
+        context = f" in {title}" if self.title else ""
         if len(self.columns) == 1 and self.position % 2 == 0 and self.label_column:
             # a two-column table is read both ways: the name for a value as often as the value for a name
-            question = pick(key, [f"Which {self.label_column} has {column} {value}?", f"What {self.label_column} goes with {value}?"])
-        elif self.title and not re.fullmatch(r"[\d$]\S*", self.label):
-            question = pick(key, [f"What is the {column} for {subject}?", f"In {title}, what does {self.label} have under {column}?",
-                                  f"Which {column} value is given for {subject}?"])
+            question = pick(key, [f'Which {self.label_column} has {column} "{value}"{context}?',
+                                  f'What {self.label_column} goes with "{value}"{context}?'])
         else:
-            question = pick(key, [f"What is the {column} for {subject}?", f"Which {column} value is given for {subject}?"])
+            options = [f"What is the {column} for {subject}{context}?", f"Which {column} value is given for {subject}{context}?"]
+            if self.title and not re.fullmatch(r"[\d$]\S*", self.label):
+                options.append(f"In {title}, what does {self.label} have under {column}?")
+            question = pick(key, options)
         steps = [f"{title[0].upper() + title[1:]} on {where(self.doc_id, self.page)} has {len(self.columns) + 1} columns, "
                  f"{plain_words(self.label_column or 'the first')} then " + ", ".join(plain_words(c) for c in self.columns) + "."]
         steps.append(f"Row {self.position} of {self.rows} is {self.label}; under {plain_words(column)} it gives {value}.")
@@ -110,16 +112,21 @@ def _header(parts: list[str], ruled: bool) -> bool:
 
 
 def _title(lines: list[str], header: int) -> str | None:
-    """A Markdown heading or a 'Table 3-1. ...' caption right above the table."""
-    for k in range(header - 1, max(-1, header - 4), -1):
+    """The 'Table 3-1. ...' caption or the heading the table stands under (a few lines of prose between them allowed;
+    another table above ends the search)."""
+    from c64_pipeline.sft.prose import _heading
+
+    for k in range(header - 1, max(-1, header - 16), -1):
         raw = lines[k].strip()
         if not raw:
             continue
-        caption = re.match(r"^(?:#{1,6}\s+|(?:Table|Figure)\s+[\d.-]+\.?\s+)(?P<title>[A-Z].{1,60})$", raw)
-        if not caption or raw.endswith((".", ",", ";")):
+        if cells(raw) and k < header - 1:
             return None
-        title = caption.group("title").rstrip(":")
-        return title if readable(title + " words", 80) else None
+        caption = re.match(r"^(?:#{1,6}\s+|(?:Table|Figure)\s+[\d.-]+\.?\s+)(?P<title>[A-Z].{1,60})$", raw)
+        title = caption.group("title") if caption and not raw.endswith((".", ",", ";")) else _heading(lines, k)
+        if title:
+            title = re.sub(r"^(?:The|A|An)\s+", "", title.rstrip(":"))
+            return title if readable(title + " words", 80) else None
     return None
 
 
