@@ -437,8 +437,39 @@ def test_numbered_procedures_are_taught_with_what_they_are_for():
         assert conversation_grounding_problems(c) == []
 
 
+BIT_ITEMS = """$0001        R6510   Processor port
+
+                     Bits:
+
+                     * Bits #0-#2: Configuration for memory areas $A000-$BFFF and $D000-$DFFF. Values:
+                     * %x00: RAM visible in all three areas.
+                         * %x01: RAM visible at $A000-$BFFF.
+                     * Bit #3: Datasette output signal level.
+                     * Bit #5: Datasette motor control; 0 = On; 1 = Off.
+
+                     Default: $37, %00110111.
+"""
+
+
+def test_bit_items_of_a_memory_map_entry_are_bit_fields_and_their_value_lists_are_skipped():
+    answers = [a for _, _, a in turns(conversations_of(BIT_ITEMS, "bit_field"))]
+    assert "Bits 2-0 of $0001 (R6510), Processor port: Configuration for memory areas $A000-$BFFF and $D000-$DFFF." in answers
+    assert "Bit 5 of $0001 (R6510), Processor port: Datasette motor control; 0 = On; 1 = Off." in answers
+    assert len(answers) == 3 and not any("%x00" in a for a in answers)
+
+
+def test_bulleted_sentences_and_bold_labels_are_prose():
+    text = ("## Registers\n\nThe clock has four registers of its own:\n"
+            "* The SEC register holds two digits for the seconds count (3 + 4 bits).\n"
+            "* The TODIN bit in control register A sets the expected input frequency on the TOD pin.\n\n"
+            "## Description\n\n**Description**: This routine reads a byte from the serial bus and returns it in the accumulator.\n")
+    answers = [a for _, _, a in turns(conversations_of(text))]
+    assert any(a.startswith("The TODIN bit in control register A sets") for a in answers)
+    assert any(a.startswith("This routine reads a byte from the serial bus") for a in answers)
+
+
 ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE, BIT_ROWS, BIT_COLUMNS,
-                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE]
+                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE, BIT_ITEMS]
 
 
 @pytest.mark.parametrize("snippet", ALL_SNIPPETS, ids=lambda s: s.split("\n")[0][:30])

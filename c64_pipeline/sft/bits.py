@@ -25,6 +25,7 @@ from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, hex4, is_r
 from c64_pipeline.sft.kernal import _IMPERATIVES
 
 _BIT_ROW = re.compile(r"^(?P<indent>\s+)(?P<hi>[0-7])(?:\s*[-–]\s*(?P<lo>[0-7]))?\s{2,}(?P<text>\S.*)$")
+_BIT_ITEM = re.compile(r"^(?P<indent>\s+)(?:[*\-•]\s+)?Bits?\s*#?(?P<hi>[0-7])(?:\s*[-–]\s*#?(?P<lo>[0-7]))?\s*:\s+(?P<text>\S.*)$")
 _BIT_HEADER = re.compile(r"^(?:Bit\s*|B|D)?([0-7])$", re.IGNORECASE)
 
 
@@ -158,21 +159,32 @@ class BitColumns(Mined):
         return Turn(question, " ".join(steps), answer)
 
 
+def _bit_match(raw: str) -> re.Match | None:
+    return _BIT_ROW.match(raw) or _BIT_ITEM.match(raw)
+
+
 def _bit_rows(lines: list[str], start: int) -> list[tuple[int, int, int, str, int]]:
-    """(first line index, high, low, meaning, lines used) for the bit rows under the register row at `start`."""
+    """(first line index, high, low, meaning, lines used) for the bit rows under the register row at `start`.
+    A "Bits:" line may introduce them; the sub-items of a bit row (its values, "* %x01: RAM visible ...") are
+    skipped."""
     rows: list[tuple[int, int, int, str, int]] = []
-    k, blanks = start + 1, 0
+    k, blanks, bit_indent = start + 1, 0, None
     while k < len(lines):
         raw = lines[k].replace("\t", " " * 8).rstrip()
-        if not raw.strip():
+        if not raw.strip() or (not rows and re.fullmatch(r"\s+Bits?:", raw)):
             blanks += 1
-            if blanks > 1 or rows:
+            if blanks > 3 or (rows and not raw.strip() and not (k + 1 < len(lines) and _bit_match(lines[k + 1].rstrip()))):
                 break
             k += 1
             continue
-        m = _BIT_ROW.match(raw)
-        if not m or registers.parse_fact_line(raw.strip()) and re.search(r"\$[0-9A-Fa-f]{4}", raw):
+        m = _bit_match(raw)
+        if not m and rows and bit_indent is not None and len(raw) - len(raw.lstrip()) >= bit_indent \
+                and raw.strip()[:1] in "*-•%":
+            k += 1  # a value of the bit row above, listed under it
+            continue
+        if not m or registers.parse_fact_line(raw.strip()) and re.search(r"\$[0-9A-Fa-f]{4}\s{2,}", raw):
             break
+        bit_indent = len(raw) - len(raw.lstrip())
         high, low = int(m.group("hi")), int(m.group("lo") or m.group("hi"))
         high, low = max(high, low), min(high, low)
         meaning, used = m.group("text").strip(), 1
@@ -181,13 +193,13 @@ def _bit_rows(lines: list[str], start: int) -> list[tuple[int, int, int, str, in
         while k + used < len(lines):
             nxt = lines[k + used].replace("\t", " " * 8)
             text = nxt.strip()
-            if text and len(nxt) - len(nxt.lstrip()) >= column and not _BIT_ROW.match(nxt.rstrip()) \
-                    and not re.search(r"\$[0-9A-Fa-f]{4}\s{2,}", text):
+            if text and len(nxt) - len(nxt.lstrip()) >= column and not _bit_match(nxt.rstrip()) \
+                    and text[:1] not in "*-•%" and not re.search(r"\$[0-9A-Fa-f]{4}\s{2,}", text):
                 meaning += " " + text
                 used += 1
             else:
                 break
-        meaning = " ".join(meaning.split()).rstrip(".")
+        meaning = re.sub(r"[.;,]?\s*Values?:?$", "", " ".join(meaning.split())).rstrip(" .:")  # "... rate. Values:" and a list
         if not readable(meaning + " bits", 160) or registers.repeated_words(meaning):
             break
         rows.append((k, high, low, meaning, used))

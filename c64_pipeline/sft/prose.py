@@ -158,12 +158,24 @@ def paragraphs(lines: list[str]) -> list[tuple[str | None, list[Sentence]]]:
             flush()
             heading, cut = Heading(entry[0], i, entry=True), False
             continue
+        if heading is not None and heading.entry and re.match(r"^\$[0-9A-Fa-f]{4}\b", raw):
+            flush()  # the next entry of the map, one that names no heading: the one above ends here
+            heading = None
         parts = cells(text)
         if parts and len(parts) == 2 and "|" not in text and len(parts[1].split()) >= 12 and re.search(r"[.!?]$", parts[1]) \
                 and len(parts[0].split()) <= 3:
             flush()  # "description  This is the original implementation ... 151 opcodes are documented."
             buffer.append((i, parts[1]))
             flush()
+            continue
+        item = re.match(r"^(?:[*\-•]|\d{1,2}[.)])\s+(?=[A-Z])(?!.*:\s*\S{0,20}$)", text)
+        label = re.match(r"^\*\*[A-Za-z][\w /-]{0,30}\*\*:?\s+(?=[A-Z])", text)
+        if (item or label) and not _table_like(text) and not _code_like(text):
+            # "* The SEC register holds two digits ..." and "**Description**: This routine ...": the text after the
+            # bullet or label is prose, and starts a paragraph of its own
+            flush()
+            cut = False
+            buffer.append((i, text[(item or label).end():]))
             continue
         if _table_like(text) or _code_like(text) or text.startswith(("```", "|", "-", "*", ">")):
             flush()
@@ -307,7 +319,7 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
     activated by ..." -> "the IRQ detector"), else the first name or number it mentions that the heading does not."""
     first = sentences[0].text
     m = _LEAD.match(first)
-    if m and not _PRONOUN_START.match(first) and not _BAD_SUBJECT.search(m.group("noun")):
+    if m and not _PRONOUN_START.match(first) and not _BAD_SUBJECT.search(m.group("noun")) and not _FUNCTION_END.search(m.group("noun")):
         noun = m.group("noun")
         if m.group("det") or noun[:1].isupper() and not re.fullmatch(r"[A-Z][a-z]+", noun):
             subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
