@@ -21,7 +21,7 @@ from collections import Counter
 
 from c64_pipeline.readability import known_word, technical_terms
 from c64_pipeline.think_metrics import reasoning_skeleton
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, where
+from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, reject, where
 
 _HEADER = re.compile(r"\bpins?\b", re.IGNORECASE)
 _SIGNAL = re.compile(r"^[A-Z~/][A-Za-z0-9~/_+\-]{0,11}$")
@@ -166,6 +166,7 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
         component = doc_title(page["doc_id"])
         for i, a, b in pairs:
             if a + b != total or not (1 <= a < b <= total - 1):
+                reject("pin-diagram line whose facing pin numbers do not add up")
                 continue
             line = lines[i].strip()
             for match, pin, facing in ((_LEFT.search(line), a, b), (_RIGHT.search(line), b, a)):
@@ -234,6 +235,8 @@ def mine_connectors(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> 
                     if shapes[shape] < 2:
                         shapes[shape] += 1
                         found.append(pin)
+                    else:
+                        reject("connector pin whose reasoning repeats two pins of its list")
             i = max(k, i + 1)
     return found, used
 

@@ -24,6 +24,7 @@ from c64_pipeline.sft.common import (
     pick as _pick,
     plain_words,
     readable,
+    reject,
     repeated_words,
     where as _where,
 )
@@ -138,6 +139,15 @@ def _from_cells(cells: list[str]) -> tuple[int, int | None, bool, str | None, st
     return address, end, decimal_confirmed, name, description
 
 
+def _count_rejection(line: str) -> None:
+    """Count an address row refused for its description ("ram ram ram ram", OCR debris)."""
+    cells = _cells(line)
+    parsed = _from_cells(cells) if cells else None
+    if parsed and parsed[4]:
+        reject("address row whose cells repeat (not a description)" if repeated_words(parsed[4])
+               else "address row whose description is debris")
+
+
 def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] | None:
     """(address, end address, decimal agrees, name, description) for a line that states one address fact: a table
     row with exactly one address cell, or a sentence "NAME at $XXXX does something". Wrapped prose is skipped: its
@@ -216,6 +226,8 @@ def mine_facts(pages: Iterable[dict], skip: set[tuple[str, int, int]] | None = N
             if (page["doc_id"], page["page"], line_no) in skip:
                 continue
             parsed = parse_fact_line(line.strip())
+            if parsed is None:
+                _count_rejection(line.strip())
             if parsed and not names_routine(*parsed[:2], parsed[3], parsed[4]):
                 description, used = wrapped(line, parsed[4], lines[line_no : line_no + 4])
                 evidence = "\n".join(lines[line_no - 1 : line_no + used]).strip()

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from c64_pipeline.think_metrics import reasoning_skeleton
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, pick, plain_words, readable, where
+from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, pick, plain_words, readable, reject, where
 
 _RANGE = re.compile(r"(?<![\w$.])(\d{1,5})\s*-\s*(\d{1,5})(?![\w.])")
 
@@ -177,6 +177,7 @@ def mine_tables(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tupl
                     # a table whose rows differ only in names gives the same reasoning row after row: two of each do
                     shape = reasoning_skeleton(record.turn("cell").reasoning)
                     if shapes[shape] >= 2:
+                        reject("table row whose reasoning repeats two rows of its table")
                         continue
                     shapes[shape] += 1
                     found.append(record)
