@@ -325,7 +325,9 @@ def build_turn(fact: Fact, kind: str) -> Turn:
         steps.append(f"{addr} appears on {where}" + (f" under the name {fact.name}" if fact.name else "") + f", described as {said}.")
         if fact.neighbours:
             steps.append("Its neighbours in the same list, " + " and ".join(fact.neighbours) + ", confirm which block this belongs to.")
-        answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + f" is the {noun} for the {subject}." if is_noun_phrase(fact.description) \
+        own = re.search(rf"\b{noun}s?$", subject, re.IGNORECASE)  # "Border Color Register" names its own kind
+        answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + (f" is the {subject}." if own else f" is the {noun} for the {subject}.") \
+            if is_noun_phrase(fact.description) \
             else f"{addr}" + (f" ({fact.name})" if fact.name else "") + f": {fact.description}."
     elif kind == "decimal":
         question = _pick(key, [
