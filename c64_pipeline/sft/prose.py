@@ -32,10 +32,11 @@ _DEFINITION = re.compile(r"^(?P<subj>[A-Z$][^,;:()]{1,50}?) (?P<verb>is|are|mean
 _CALLED = re.compile(r"\b(?:is|are) (?:called|known as|named) (?!with\b|by\b|from\b|when\b|at\b|every\b|in\b|on\b|once\b|for\b|during\b|after\b|before\b|if\b|as\b)(?:the )?(?P<term>[A-Za-z0-9$'/ -]{2,40}?)(?=[,.;]|$| and | or )")
 _BAD_SUBJECT = re.compile(r"\b(?:is|are|was|were|has|have|can|will|must|should|if|when|which|that|this|it|only|also|not|then|"
                           r"therefore|however|thus|so|and|or|similar|same|other|following|previous|above|below|latter|former|"
-                          r"first|second|third|fourth|last|next|additional|remaining|new|old|such)\b|"
+                          r"first|second|third|fourth|last|next|additional|remaining|new|old|such|these|those|its|their)\b|"
                           r"[$(]|^(?:without|with|in|on|at|by|for|from|after|before|during|since|because|although|while|once|"
                           r"as|until|unless|every|all|most|some|each|any|no)\b|^\w+ing\b", re.IGNORECASE)
 _COUNTED = re.compile(r"^(?P<num>\d[\d,]*) (?P<unit>[a-z]{3,}s) (?P<be>are|were) (?P<verb>[a-z]{3,}ed)\b")
+_NUMBERED_PART = re.compile(r"\b(?:bits?|pins?|registers?|voices?|sprites?|timers?|ports?|channels?|lines?)\s+#?\d", re.IGNORECASE)
 _VAGUE = re.compile(r"^(?:the|a|an)\s+[a-z]+$")
 
 
@@ -459,6 +460,9 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
                     continue  # the same sentence repeated in one document is taught once
                 seen.add((page["doc_id"], s.text))
                 made = _statement(s.text, heading_used)
+                if made and _NUMBERED_PART.search(made[0]):
+                    # "What is bit 0 used for?": bit 0 of what. Asked under the heading that says, else not at all
+                    made = (made[0][:-1] + f", in {lower_first(heading_used)}?", made[1]) if heading_used else None
                 if made and (page["doc_id"], made[0]) in seen:
                     continue  # "When is the Z flag set?" asked once per document, not for every instruction
                 if made:
