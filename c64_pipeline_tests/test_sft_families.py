@@ -468,6 +468,16 @@ def test_bulleted_sentences_and_bold_labels_are_prose():
     assert any(a.startswith("This routine reads a byte from the serial bus") for a in answers)
 
 
+def test_a_numbered_section_named_after_a_command_is_a_heading_and_generic_subjects_lead_no_question():
+    text = ("2.16. DOS_CMD_COPY_UI_PATH (0x15)\n\n"
+            "The Copy Path command is issued to continue using the path that was already opened in the file browser.\n\n"
+            "The command is executed and then falls through to the Get Path command, which returns the current path.\n\n"
+            "The status channel reads \u201c00,OK\u201d when the path could be copied to the data channel of the target.\n")
+    qa = turns(conversations_of(text, "section"))
+    assert any("DOS_CMD_COPY_UI_PATH (0x15)" in q and a.startswith("The Copy Path command is issued") for q, _, a in qa)
+    assert not any("the command" in q.lower() or "about OK" in q for q, _, _ in qa)
+
+
 ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE, BIT_ROWS, BIT_COLUMNS,
                 SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE, BIT_ITEMS]
 

@@ -13,11 +13,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from c64_pipeline.readability import technical_terms, vocabulary
 from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, plain_words, readable, where
 
 _FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which|must|can|"
                            r"will|should|may|than|then|into|onto|be)$", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(?:#{1,4}\s+|Chapter\s+\d+\.?\s+|\d+(?:\.\d+)+\.?\s+|\d+\.\s+)(?=[A-Z])")
+# "2.16. DOS_CMD_COPY_UI_PATH (0x15)": a numbered section named after a command or routine
+_IDENTIFIER_TITLE = re.compile(r"[A-Z][A-Z0-9_]{3,}(?:\s*\((?:0x|\$)[0-9A-Fa-f]+\))?")
 _TOP = re.compile(r"^(?:#\s+|Chapter\s+\d+\.?\s+)(?=[A-Z])")
 _PRONOUN_START = re.compile(r"^(?:It|This|That|These|Those|They|There|Here|Its|Such|Both|Each|Only|Then|So|But|And|Or|If|When|With|For)\b")
 _UNIT = re.compile(r"^(?:bytes?|bits?|cycles?|registers?|instructions?|lines?|pages?|characters?|rows?|columns?|times|"
@@ -63,7 +66,7 @@ def _heading(lines: list[str], i: int) -> str | None:
     if numbered:
         title = text[numbered.end():].strip()
         plain = title and not title.endswith((".", ",", ":")) and not re.search(r"[=$|#:;\"]|\b(?=\d*[A-F])[0-9A-F]{4}\b", title) \
-            and re.search(r"[a-z]{3,}", title) and not _FUNCTION_END.search(title)
+            and (re.search(r"[a-z]{3,}", title) or _IDENTIFIER_TITLE.fullmatch(title)) and not _FUNCTION_END.search(title)
         if plain and not text.startswith("#") and re.search(r"\b(?:is|are|has|was|were|must|can|will|should)\b", title):
             plain = False  # "2. This is why screen memory at": a sentence that ended on a number, not a title
         return title if plain and len(title.split()) <= 9 and readable(title + " words", 80) else None
@@ -315,6 +318,12 @@ _LEAD = re.compile(r"^(?:(?P<det>The|A|An) )?(?P<noun>[A-Za-z0-9$/'-]+(?: [A-Za-
                    r"occurs?|happens?|works?|stores?|keeps?|sends?|receives?|generates?|produces?|provides?)\b")
 
 
+def _plain_english(term: str) -> bool:
+    """An everyday English word written in capitals ("OK", "BYTES"), not a technical name ("IRQ", "TOD")."""
+    word = term.lower()
+    return word in vocabulary() and word not in technical_terms()
+
+
 def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
     """What a later part of a section is about: the subject its first sentence opens with ("The IRQ detector is
     activated by ..." -> "the IRQ detector"), else the first name or number it mentions that the heading does not."""
@@ -324,16 +333,17 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
         noun = m.group("noun")
         if m.group("det") or noun[:1].isupper() and not re.fullmatch(r"[A-Z][a-z]+", noun):
             subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
-            if subject.lower() not in known.lower() and len(subject) > 4:
-                return "subject", subject
+            if subject.lower() not in known.lower() and len(subject) > 4 and not _VAGUE.match(subject):
+                return "subject", subject  # "the IRQ detector", not "the command"
     scope = re.match(r"^(?:In|On|For|With|During|Under) (?:the )?(?P<x>[\w$-]+(?: [\w$-]+){0,3})[,;]", first)
     if scope and not _BAD_SUBJECT.search(scope.group("x")) and scope.group("x").lower() not in known.lower():
         return "term", scope.group("x")  # "In 8-voice mode; the registers ..." is about 8-voice mode
     named = re.match(r"^The ((?:[A-Z][\w/-]*\s){1,4})[a-z]+s\b", first)  # "The Serial Shift Register interrupts"
     if named and named.group(1).strip().lower() not in known.lower():
         return "subject", "the " + named.group(1).strip()
-    for term in _terms(first):
-        if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$"):
+    for term in _terms(re.sub(r"[“\"‘][^”\"’]*[”\"’]", " ", first)):  # not a word of a quoted message ("00,OK")
+        if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$") \
+                and not _plain_english(term):  # "SETLFS", "RS-232", not "OK" or "BYTES" in capitals
             return "term", term
     return None
 
