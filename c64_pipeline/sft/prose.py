@@ -318,6 +318,10 @@ _LEAD = re.compile(r"^(?:(?P<det>The|A|An) )?(?P<noun>[A-Za-z0-9$/'-]+(?: [A-Za-
                    r"occurs?|happens?|works?|stores?|keeps?|sends?|receives?|generates?|produces?|provides?)\b")
 
 
+_GENERIC_NOUNS = set("command routine function call value result data example method procedure operation entry register "
+                     "location byte bit code instruction number text program file following".split())
+
+
 def _plain_english(term: str) -> bool:
     """An everyday English word written in capitals ("OK", "BYTES"), not a technical name ("IRQ", "TOD")."""
     word = term.lower()
@@ -333,15 +337,16 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
         noun = m.group("noun")
         if m.group("det") or noun[:1].isupper() and not re.fullmatch(r"[A-Z][a-z]+", noun):
             subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
-            if subject.lower() not in known.lower() and len(subject) > 4 and not _VAGUE.match(subject):
-                return "subject", subject  # "the IRQ detector", not "the command"
+            generic = _VAGUE.match(subject) and subject.split()[-1].lower() in _GENERIC_NOUNS
+            if subject.lower() not in known.lower() and len(subject) > 4 and not generic:
+                return "subject", subject  # "the IRQ detector", "the processor", not "the command"
     scope = re.match(r"^(?:In|On|For|With|During|Under) (?:the )?(?P<x>[\w$-]+(?: [\w$-]+){0,3})[,;]", first)
     if scope and not _BAD_SUBJECT.search(scope.group("x")) and scope.group("x").lower() not in known.lower():
         return "term", scope.group("x")  # "In 8-voice mode; the registers ..." is about 8-voice mode
     named = re.match(r"^The ((?:[A-Z][\w/-]*\s){1,4})[a-z]+s\b", first)  # "The Serial Shift Register interrupts"
     if named and named.group(1).strip().lower() not in known.lower():
         return "subject", "the " + named.group(1).strip()
-    for term in _terms(re.sub(r"[“\"‘][^”\"’]*[”\"’]", " ", first)):  # not a word of a quoted message ("00,OK")
+    for term in _terms(re.sub(r"[“\"][^”\"]*[”\"]", " ", first)):  # not a word of a quoted message ("00,OK")
         if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$") \
                 and not _plain_english(term):  # "SETLFS", "RS-232", not "OK" or "BYTES" in capitals
             return "term", term
