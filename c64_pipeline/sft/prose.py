@@ -333,7 +333,8 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
     activated by ..." -> "the IRQ detector"), else the first name or number it mentions that the heading does not."""
     first = sentences[0].text
     m = _LEAD.match(first)
-    if m and not _PRONOUN_START.match(first) and not _BAD_SUBJECT.search(m.group("noun")) and not _FUNCTION_END.search(m.group("noun")):
+    if m and not _PRONOUN_START.match(first) and not _BAD_SUBJECT.search(m.group("noun")) and not _FUNCTION_END.search(m.group("noun")) \
+            and not re.search(r"\b(?:the|a|an)\b|\w+ly\b", m.group("noun"), re.IGNORECASE):  # "way the responses", "codec simply"
         noun = m.group("noun")
         if m.group("det") or noun[:1].isupper() and not re.fullmatch(r"[A-Z][a-z]+", noun):
             subject = (m.group("det").lower() + " " if m.group("det") else "") + noun
@@ -341,13 +342,16 @@ def _lead(sentences: list[Sentence], known: str) -> tuple[str, str] | None:
             if subject.lower() not in known.lower() and len(subject) > 4 and not generic:
                 return "subject", subject  # "the IRQ detector", "the processor", not "the command"
     scope = re.match(r"^(?:In|On|For|With|During|Under) (?:the )?(?P<x>[\w$-]+(?: [\w$-]+){0,3})[,;]", first)
-    if scope and not _BAD_SUBJECT.search(scope.group("x")) and scope.group("x").lower() not in known.lower():
+    # a scope that names something ("In 8-voice mode", "In the FPGA world"), not a phrase ("In fact", "For the sake of clarity")
+    if scope and re.search(r"[A-Z0-9]", scope.group("x")) and not _BAD_SUBJECT.search(scope.group("x")) \
+            and scope.group("x").lower() not in known.lower():
         return "term", scope.group("x")  # "In 8-voice mode; the registers ..." is about 8-voice mode
     named = re.match(r"^The ((?:[A-Z][\w/-]*\s){1,4})[a-z]+s\b", first)  # "The Serial Shift Register interrupts"
     if named and named.group(1).strip().lower() not in known.lower():
         return "subject", "the " + named.group(1).strip()
     for term in _terms(re.sub(r"[“\"][^”\"]*[”\"]", " ", first)):  # not a word of a quoted message ("00,OK")
-        if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$") \
+        if term.lower() not in known.lower() and not term.isdigit() and not term.startswith("$") and len(term) >= 3 \
+                and term[-1].isalnum() \
                 and not _plain_english(term):  # "SETLFS", "RS-232", not "OK" or "BYTES" in capitals
             return "term", term
     return None
