@@ -478,8 +478,26 @@ def test_a_numbered_section_named_after_a_command_is_a_heading_and_generic_subje
     assert not any("the command" in q.lower() or "about OK" in q for q, _, _ in qa)
 
 
+PROPERTIES = """$002B-$002C  TXTTAB  Pointer to beginning of BASIC area
+
+                     Default: $0801, 2049.
+
+$0002                Unused
+
+                     Default: $00.
+"""
+
+
+def test_labelled_defaults_are_asked_of_the_entry_they_stand_under():
+    qa = turns(conversations_of(PROPERTIES, "entry_property"))
+    assert len(qa) == 1  # the second default's entry names nothing a question could ask about
+    q, r, a = qa[0]
+    assert "TXTTAB ($002B-$002C)" in q and a == "Default of TXTTAB ($002B-$002C): $0801, 2049."
+    assert "$0801 = 8*256 + 1*1 = 2049" in r
+
+
 ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE, BIT_ROWS, BIT_COLUMNS,
-                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE, BIT_ITEMS]
+                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE, BIT_ITEMS, PROPERTIES]
 
 
 @pytest.mark.parametrize("snippet", ALL_SNIPPETS, ids=lambda s: s.split("\n")[0][:30])

@@ -8,6 +8,7 @@
 - bits: the bit fields of a register (bit rows under a register row, or a column per bit)
 - tables: rows of other tables with a header (name, value, meaning)
 - procedures: numbered steps, with what they are for
+- properties: labelled values of an entry (Default:, Command format:, Stack requirements:)
 - prose: definitions and numeric statements in sentences, and section-level explanations
 
 `mine_facts(pages)` returns the records of every family, `build_conversations(records, system_prompt)` turns them
@@ -27,12 +28,13 @@ from c64_pipeline.sft.instructions import mine_instructions
 from c64_pipeline.sft.kernal import mine_routines
 from c64_pipeline.sft.pinouts import mine_connectors, mine_dip, mine_pinouts
 from c64_pipeline.sft.procedures import mine_procedures
+from c64_pipeline.sft.properties import mine_properties
 from c64_pipeline.sft.prose import mine_prose
 from c64_pipeline.sft.registers import Fact
 from c64_pipeline.sft.registers import mine_facts as mine_register_facts
 from c64_pipeline.sft.tables import mine_tables
 
-FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "procedure", "definition", "section")
+FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "procedure", "entry_property", "definition", "section")
 
 
 def mine_facts(pages: Iterable[dict]) -> list[Mined]:
@@ -51,7 +53,7 @@ def mine_facts(pages: Iterable[dict]) -> list[Mined]:
         found, lines = miner(pages, taken)
         records += found
         taken |= lines
-    for miner in (mine_tables, mine_procedures):
+    for miner in (mine_tables, mine_procedures, mine_properties):
         found, lines = miner(pages, taken)
         records += found
         taken |= lines
