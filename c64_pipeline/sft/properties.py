@@ -50,6 +50,18 @@ class Property(Mined):
         hexa = re.search(r"\$([0-9A-Fa-f]{2})\b", self.value)
         if binary and hexa and int(binary.group(1), 2) == int(hexa.group(1), 16):
             steps.append(f"The two forms agree: %{binary.group(1)} = ${hexa.group(1).upper()} = {int(hexa.group(1), 16)}.")
+        fixed = re.findall(r"\$[0-9A-Fa-f]{2}\b|\b0x[0-9A-Fa-f]{2}\b", self.value)
+        args = re.findall(r"[<\[]([^>\]]+)[>\]]", self.value)
+        named = re.fullmatch(r"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\s*\((?:0x|\$)([0-9A-Fa-f]+)\)", name)
+        if named:  # "DOS_CMD_CLOSE_FILE (0x03)": the words of the name and the code it carries
+            words = [w.lower() for w in named.group(1).split("_")[-3:] if len(w) > 2 and w not in ("CMD", "DOS")]
+            code = int(named.group(2), 16)
+            carried = f"${code:02X}" in [f.upper().replace("0X", "$") for f in fixed]
+            steps.append(f"The name reads {' '.join(words) or named.group(1).lower()}; its code {named.group(2)}"
+                         + (" is among those bytes." if carried else " is given in the heading."))
+        if "format" in self.label.lower() and fixed:
+            steps.append(f"That is {len(fixed)} fixed byte{'s' if len(fixed) > 1 else ''}"
+                         + (f", then {', '.join(args)}." if args else " and no arguments."))
         word = re.search(r"\$([0-9A-Fa-f]{4})\b\D+(\d{1,5})\b", self.value)
         if word and int(word.group(1), 16) == int(word.group(2)):
             steps.append(f"The decimal beside it checks out: {hex_to_decimal_steps(int(word.group(1), 16))}.")
