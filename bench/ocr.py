@@ -39,8 +39,8 @@ from pathlib import Path
 import pymupdf
 
 from bench.common import sample_manuals_or
-from c64_pipeline.layout import blocks_from_page, layout_text, strip_running_heads
-from c64_pipeline.ocr import (
+from c64_pipeline.ingest.layout import blocks_from_page, layout_text, strip_running_heads
+from c64_pipeline.ingest.ocr import (
     TesseractEngine,
     blocks_from_ocr_words,
     find_tessdata,

@@ -322,7 +322,7 @@ def _bare_loop(pdfs: list[Path]) -> None:
 
 
 def _project_loop(pdfs: list[Path]) -> None:
-    from c64_pipeline.extraction import ExtractionSettings, extract_pdf
+    from c64_pipeline.ingest.extraction import ExtractionSettings, extract_pdf
 
     for path in pdfs:
         extract_pdf(path.stem, path, ExtractionSettings(), ocr=False)
@@ -355,8 +355,8 @@ def throughput(pdfs: list[Path], repeats: int) -> dict:
 def _find_tables_pages(path: Path, strategy: str) -> list[str]:
     """Variant for comparison: tables from ``page.find_tables(strategy=...)`` (cells joined with ' | '), the text
     outside them laid out by the project's ``layout_text``; running heads stripped as in ``extract_pdf``."""
-    from c64_pipeline.extraction import ExtractionSettings
-    from c64_pipeline.layout import blocks_from_page, layout_text, strip_running_heads
+    from c64_pipeline.ingest.extraction import ExtractionSettings
+    from c64_pipeline.ingest.layout import blocks_from_page, layout_text, strip_running_heads
 
     settings = ExtractionSettings()
     with pymupdf.open(path) as doc:
@@ -435,7 +435,7 @@ def score(tests: list[PageTest], texts: dict[str, list[str]], ocr: bool) -> dict
 
 def extract_texts(docs: dict[str, Path | None], ocr: bool) -> tuple[dict[str, list[str]], list[Path]]:
     """Page texts of every present document by the project's extraction; also the PDFs that need no OCR."""
-    from c64_pipeline.extraction import ExtractionSettings, extract_pdf, ocr_reason, page_signals
+    from c64_pipeline.ingest.extraction import ExtractionSettings, extract_pdf, ocr_reason, page_signals
 
     texts: dict[str, list[str]] = {}
     text_layer: list[Path] = []

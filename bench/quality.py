@@ -1,4 +1,4 @@
-"""Calibration of the page-quality score (`c64_pipeline.readability`) on real pages and their corruptions.
+"""Calibration of the page-quality score (`c64_pipeline.ingest.readability`) on real pages and their corruptions.
 
     python -m bench.quality [--manuals DIR] [--seed N]
 
@@ -22,11 +22,11 @@ from pathlib import Path
 import pymupdf
 
 from bench.common import sample_manuals_or
-from c64_pipeline.extraction import ExtractionSettings
-from c64_pipeline.layout import blocks_from_page
-from c64_pipeline.readability import readability
+from c64_pipeline.ingest.extraction import ExtractionSettings
+from c64_pipeline.ingest.layout import blocks_from_page
+from c64_pipeline.ingest.readability import readability
 from c64_pipeline.settings import shared_corpus_dir
-from c64_pipeline.text_sources import read_text_pages
+from c64_pipeline.ingest.text_sources import read_text_pages
 
 SHARED = shared_corpus_dir()
 PRINTABLE = string.ascii_letters + string.digits + string.punctuation

@@ -28,7 +28,7 @@ import pymupdf
 
 from bench.common import best_of
 from c64_pipeline.atomic import write_json
-from c64_pipeline.extraction import ExtractionSettings, ocr_reason, page_signals
+from c64_pipeline.ingest.extraction import ExtractionSettings, ocr_reason, page_signals
 from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 
 SHARED_PDFS = shared_corpus_dir() / "pdf"
@@ -67,7 +67,7 @@ def bench_extraction(pdfs: list[Path], repeats: int) -> dict:
 def bench_ocr(pages: list[tuple[Path, int]], engine: str, dpi: int) -> dict:
     import numpy as np
 
-    from c64_pipeline.ocr import _easyocr_reader, find_tessdata, make_ocr_engine
+    from c64_pipeline.ingest.ocr import _easyocr_reader, find_tessdata, make_ocr_engine
 
     engine_obj = make_ocr_engine(engine, dpi=dpi)
     tessdata = find_tessdata() if engine == "tesseract" else None
@@ -111,7 +111,7 @@ def bench_ocr(pages: list[tuple[Path, int]], engine: str, dpi: int) -> dict:
 
 
 def bench_workers(pages: list[tuple[Path, int]]) -> dict:
-    from c64_pipeline.ocr import ocr_pages
+    from c64_pipeline.ingest.ocr import ocr_pages
 
     by_pdf: dict[Path, list[int]] = {}
     for path, number in pages:
@@ -130,7 +130,7 @@ def bench_workers(pages: list[tuple[Path, int]]) -> dict:
 def bench_chunking(texts: list[str], repeats: int) -> dict:
     from c64_pipeline.base_model import load_tokenizer
     from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
-    from c64_pipeline.chunking import chunk_documents
+    from c64_pipeline.datasets.chunking import chunk_documents
 
     with tempfile.TemporaryDirectory() as tmp:
         build_demo_model(Path(tmp) / "m", demo_tokenizer_texts(), TinyModelSettings())

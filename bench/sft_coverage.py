@@ -6,7 +6,7 @@ Runs the data half's domain functions (the ones the Dagster assets call) on ../s
 are inspected and read (text layer, OCR for the scans), each document's SFT conversations are mined, and the report's
 own coverage function counts documents and pages that yield SFT and conversations per family. Then each of the
 question/answer pairs in qa.jsonl is checked: answered when some conversation citing the pair's document states the
-pair's key facts in its final answer (`c64_pipeline.sft_coverage.key_facts`). The pairs are a sample of what
+pair's key facts in its final answer (`c64_pipeline.datasets.sft_coverage.key_facts`). The pairs are a sample of what
 readers ask, a yardstick: nothing in the builder may be tuned to them.
 
 Results are printed and written to bench/results/sft_coverage.json.
@@ -21,13 +21,13 @@ from collections import Counter
 from pathlib import Path
 
 from c64_pipeline.atomic import write_json
-from c64_pipeline.documents import DocumentRejected, discover_documents, inspect_document
-from c64_pipeline.extraction import ExtractionSettings, extract_document
-from c64_pipeline.report import document_rows, sft_coverage, sft_family
+from c64_pipeline.ingest.documents import DocumentRejected, discover_documents, inspect_document
+from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document
+from c64_pipeline.datasets.report import document_rows, sft_coverage, sft_family
 from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
-from c64_pipeline.sft.grounding import conversation_grounding_problems
-from c64_pipeline.sft_coverage import answering_conversation, final_answers, key_facts, mine_document, states
-from c64_pipeline.think_metrics import think_stats
+from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems
+from c64_pipeline.datasets.sft_coverage import answering_conversation, final_answers, key_facts, mine_document, states
+from c64_pipeline.datasets.think_metrics import think_stats
 
 SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "sft_coverage.json"

@@ -1,6 +1,6 @@
 import pytest
 
-from c64_pipeline.chunking import chunk_documents, join_pages
+from c64_pipeline.datasets.chunking import chunk_documents, join_pages
 
 
 def test_join_pages_records_page_starts():

@@ -1,4 +1,4 @@
-from c64_pipeline.documents import discover_documents, inspect_document, slugify
+from c64_pipeline.ingest.documents import discover_documents, inspect_document, slugify
 from c64_pipeline_tests.bad_inputs import good_pdf, make_bad_inputs
 
 

@@ -1,8 +1,8 @@
 import pymupdf
 import pytest
 
-from c64_pipeline.documents import DocumentRejected
-from c64_pipeline.extraction import ExtractionSettings, PageSignals, extract_document, ocr_reason, text_quality
+from c64_pipeline.ingest.documents import DocumentRejected
+from c64_pipeline.ingest.extraction import ExtractionSettings, PageSignals, extract_document, ocr_reason, text_quality
 
 SETTINGS = ExtractionSettings(ocr_workers=1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
-from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
+from c64_pipeline.ingest.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
 
 # --------------------------------------------------------------------------------------------
 # Test pages (also used by test_ocr.py)

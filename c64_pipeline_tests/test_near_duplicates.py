@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from c64_pipeline.near_duplicates import NearDuplicatePair, cross_split_near_duplicates, shingles
+from c64_pipeline.datasets.near_duplicates import NearDuplicatePair, cross_split_near_duplicates, shingles
 
 VOCAB = [f"w{i}" for i in range(5000)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from c64_pipeline.layout import layout_text, strip_running_heads
-from c64_pipeline.ocr import (
+from c64_pipeline.ingest.layout import layout_text, strip_running_heads
+from c64_pipeline.ingest.ocr import (
     EasyOcrEngine,
     OcrError,
     TesseractEngine,
@@ -226,7 +226,7 @@ def test_easyocr_small_page_repairs_addresses(tmp_path):
 
 
 def test_repair_hex_ranges_only_touches_address_ranges():
-    from c64_pipeline.ocr import repair_hex_ranges
+    from c64_pipeline.ingest.ocr import repair_hex_ranges
 
     assert repair_hex_ranges("CIA 1 | DCOO-DCFF") == "CIA 1 | DC00-DCFF"
     assert repair_hex_ranges("DS00-DSFF and FOOO-FFFF") == "D500-D5FF and F000-FFFF"
@@ -237,7 +237,7 @@ def test_repair_hex_ranges_only_touches_address_ranges():
 def test_huge_pages_are_rendered_at_a_lower_dpi():
     import pymupdf
 
-    from c64_pipeline.ocr import MAX_OCR_PIXELS, safe_dpi
+    from c64_pipeline.ingest.ocr import MAX_OCR_PIXELS, safe_dpi
 
     doc = pymupdf.open()
     doc.new_page(width=595, height=842)
@@ -254,7 +254,7 @@ def test_huge_pages_are_rendered_at_a_lower_dpi():
 
 
 def test_ocr_many_pools_pages_of_several_documents(scanned, tmp_path):
-    from c64_pipeline.ocr import ocr_many
+    from c64_pipeline.ingest.ocr import ocr_many
 
     heads = image_only(make_running_head_doc(1), tmp_path / "heads.pdf")
     options = {"dpi": 150}
@@ -312,7 +312,7 @@ def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
         add_table_page(doc)
     pdf = image_only(doc, tmp_path / "many.pdf", dpi=100)
     script = (
-        "import sys; from c64_pipeline.ocr import ocr_many; "
+        "import sys; from c64_pipeline.ingest.ocr import ocr_many; "
         f"ocr_many([({str(pdf)!r}, range(6))], 'tesseract', {{'dpi': 300}}, workers=2); print('finished')"
     )
     root = Path(__file__).resolve().parents[1]
@@ -377,7 +377,7 @@ def test_ocr_workers_die_when_the_parent_is_killed(tmp_path):
     ],
 )
 def test_hex_repair_fixes_misreads_the_context_proves(raw, fixed, repairs):
-    from c64_pipeline.hex_repair import repair_hex_text
+    from c64_pipeline.ingest.hex_repair import repair_hex_text
 
     assert repair_hex_text(raw) == (fixed, repairs)
 
@@ -401,14 +401,14 @@ def test_hex_repair_fixes_misreads_the_context_proves(raw, fixed, repairs):
     ],
 )
 def test_hex_repair_leaves_words_and_unproved_tokens(text):
-    from c64_pipeline.hex_repair import repair_hex_text
+    from c64_pipeline.ingest.hex_repair import repair_hex_text
 
     assert repair_hex_text(text) == (text, 0)
 
 
 def test_repair_blocks_uses_the_decimal_cell_of_the_same_row_and_counts_per_block():
-    from c64_pipeline.layout import TextBlock
-    from c64_pipeline.ocr import OcrBlock, ocr_repairs, repair_blocks
+    from c64_pipeline.ingest.layout import TextBlock
+    from c64_pipeline.ingest.ocr import OcrBlock, ocr_repairs, repair_blocks
 
     blocks = [
         TextBlock(60, 100, 90, 112, "$DDOOA"),  # one zero too many: only the decimal cell says which
@@ -433,7 +433,7 @@ def _words(line: list[tuple[float, str]], y: float, line_no: int, block_no: int 
 
 
 def test_ocr_word_boxes_become_table_cells_and_rows():
-    from c64_pipeline.ocr import blocks_from_ocr_words
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
 
     words = []
     # prose: words 3-4 points apart stay one block
@@ -460,7 +460,7 @@ def test_ocr_word_boxes_become_table_cells_and_rows():
 
 
 def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
-    from c64_pipeline.ocr import ocr_many
+    from c64_pipeline.ingest.ocr import ocr_many
 
     out = ocr_many([(scanned, [1, 9])], "tesseract", {"dpi": 150}, errors="collect")
     assert out[scanned][1] and isinstance(out[scanned][9], OcrError) and "page index 9" in str(out[scanned][9])
@@ -470,8 +470,8 @@ def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_
 
 @pytest.mark.slow
 def test_extract_pdfs_ocrs_several_documents_in_one_pool(scanned, tmp_path):
-    from c64_pipeline.documents import DocumentRejected
-    from c64_pipeline.extraction import ExtractionSettings, extract_document, extract_pdfs
+    from c64_pipeline.ingest.documents import DocumentRejected
+    from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document, extract_pdfs
 
     heads = image_only(make_running_head_doc(1), tmp_path / "heads.pdf")
     broken = tmp_path / "broken.pdf"
@@ -489,9 +489,9 @@ def test_extract_pdfs_ocrs_several_documents_in_one_pool(scanned, tmp_path):
 def test_page_records_count_the_hex_repairs_of_their_ocr_blocks():
     from pathlib import Path as P
 
-    from c64_pipeline.extraction import ExtractionSettings, PdfTextLayer, finish_pdf
-    from c64_pipeline.layout import TextBlock
-    from c64_pipeline.ocr import repair_blocks
+    from c64_pipeline.ingest.extraction import ExtractionSettings, PdfTextLayer, finish_pdf
+    from c64_pipeline.ingest.layout import TextBlock
+    from c64_pipeline.ingest.ocr import repair_blocks
 
     layer = PdfTextLayer(
         "doc", P("doc.pdf"), [(595, 842), (595, 842)],

@@ -1,7 +1,7 @@
 """Pages still poor after OCR: flagged in the report, and the worst left out of DAPT."""
 
-from c64_pipeline.extraction import DAPT_MIN_PAGE_QUALITY, ExtractionSettings, dapt_pages, extract_document
-from c64_pipeline.report import build_report, render_markdown
+from c64_pipeline.ingest.extraction import DAPT_MIN_PAGE_QUALITY, ExtractionSettings, dapt_pages, extract_document
+from c64_pipeline.datasets.report import build_report, render_markdown
 
 CLEAN = "The SID chip has three voices; writing to the frequency registers at $D400 changes the pitch of a voice."
 POOR = "The SID chip has three voices; cach voicc bas ifs owri osci1lotor qrid wovcforrn, ED020 Bondar colour."

@@ -6,9 +6,9 @@ import statistics
 import pytest
 
 from bench.quality import ocr_confusions, substitute
-from c64_pipeline.readability import readability
+from c64_pipeline.ingest.readability import readability
 from c64_pipeline.demo.model import SAMPLE_SOURCES
-from c64_pipeline.text_sources import decode_bytes, html_to_text, split_pages
+from c64_pipeline.ingest.text_sources import decode_bytes, html_to_text, split_pages
 
 THRESHOLD = 0.6  # ExtractionSettings.min_quality: below it a text layer goes to OCR and a page is flagged
 

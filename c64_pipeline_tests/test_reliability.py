@@ -21,11 +21,11 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from c64_pipeline import atomic
-from c64_pipeline.documents import MAX_PDF_PAGES, MAX_TEXT_BYTES, DocumentRejected, inspect_document, open_pdf
-from c64_pipeline.documents import discover_documents
+from c64_pipeline.ingest.documents import MAX_PDF_PAGES, MAX_TEXT_BYTES, DocumentRejected, inspect_document, open_pdf
+from c64_pipeline.ingest.documents import discover_documents
 from c64_pipeline.defs.partitions import manual_partitions, range_tags
 from c64_pipeline.defs.resources import PageReader
-from c64_pipeline.report import build_report
+from c64_pipeline.datasets.report import build_report
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,7 +360,7 @@ def test_temporary_names_stay_short_for_names_at_the_file_system_limit(tmp_path)
 def test_html_with_a_megabyte_of_blanks_on_one_line_is_cleaned_in_one_pass():
     """The trailing-blank cleanup used a regex that rescanned a blank run from every position (quadratic: 43 s for
     100 kB of spaces); it now strips line by line."""
-    from c64_pipeline.text_sources import html_to_text
+    from c64_pipeline.ingest.text_sources import html_to_text
 
     text = html_to_text("<p>POKE 53280,0" + " \t" * 500_000 + "</p><p>next</p>")
     assert text == "POKE 53280,0\n\nnext\n"

@@ -6,8 +6,8 @@ from dagster import AssetCheckSeverity
 
 from c64_pipeline.defs.datasets.checks import sft_coverage, split_balance, validation_not_empty
 from c64_pipeline.defs.resources import QualityThresholds
-from c64_pipeline.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
-from c64_pipeline.sft_builder import build_conversations, mine_facts
+from c64_pipeline.datasets.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
+from c64_pipeline.datasets.sft import build_conversations, mine_facts
 
 REGISTER_PAGE = "\n".join([
     "VIC-II registers",

@@ -99,7 +99,7 @@ def test_digital_register_table_is_read_row_by_row(rendered):
     description wraps (the address column is one extractor block whose lines are not evenly spaced)."""
     import re
 
-    from c64_pipeline.extraction import ExtractionSettings, extract_pdf
+    from c64_pipeline.ingest.extraction import ExtractionSettings, extract_pdf
 
     _, paths = rendered
     source = (DEFAULT_SOURCES_DIR / "memory_video.html").read_text(encoding="utf-8")

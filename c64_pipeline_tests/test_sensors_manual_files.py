@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
-from c64_pipeline.documents import discover_documents, entry_fingerprint, inspect_document, partition_key
-from c64_pipeline.splits import SPLITS
+from c64_pipeline.ingest.documents import discover_documents, entry_fingerprint, inspect_document, partition_key
+from c64_pipeline.datasets.splits import SPLITS
 from c64_pipeline_tests.graph_helpers import Workspace
 
 ALIKE = ["A b.txt", "a-b.txt", "a..b.txt"]
@@ -152,7 +152,7 @@ def test_names_alike_keep_their_keys_and_splits_when_a_sibling_goes(tmp_path, ti
 
 
 def test_sft_titles_leave_out_the_hash_of_the_name():
-    from c64_pipeline.sft_builder import doc_title
+    from c64_pipeline.datasets.sft.common import doc_title
 
     assert doc_title(partition_key("u1541_1541U2Doc.pdf")) == "u1541 1541u2doc"
     assert doc_title(partition_key("A b.txt")) == "a b"

@@ -1,14 +1,9 @@
 import re
 
-from c64_pipeline.sft_builder import (
-    build_conversations,
-    build_turn,
-    is_routine,
-    mine_facts,
-    parse_fact_line,
-    question_kinds,
-)
-from c64_pipeline.think_metrics import parse_assistant_turn, think_stats
+from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.datasets.sft.kernal import Routine
+from c64_pipeline.datasets.sft.registers import parse_fact_line
+from c64_pipeline.datasets.think_metrics import parse_assistant_turn, think_stats
 
 PAGE = """VIC-II registers
 $D020 | 53280 | EXTCOL | Border colour (bits 0-3)
@@ -38,7 +33,7 @@ def test_rows_are_parsed_and_decimal_cross_checked():
 def test_mined_examples_are_grounded_and_well_formed():
     facts = mine_facts([{"doc_id": "vic-pdf", "page": 7, "text": PAGE, "method": "text_layer"}])
     assert len(facts) == 9
-    assert is_routine(next(f for f in facts if f.name == "CHROUT"))
+    assert isinstance(next(f for f in facts if f.name == "CHROUT"), Routine)
     conversations = build_conversations(facts, "SYSTEM")
     assert any(sum(m["role"] == "assistant" for m in c["messages"]) == 2 for c in conversations)
     for conversation in conversations:
@@ -58,7 +53,7 @@ def test_every_fact_is_asked_from_every_side_once():
     facts = mine_facts([{"doc_id": "vic-pdf", "page": 7, "text": PAGE, "method": "text_layer"}])
     conversations = build_conversations(facts, "SYSTEM", multi_turn_every=2)
     turns = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "assistant"]
-    assert len(turns) == len(set(turns)) == sum(len(question_kinds(f)) for f in facts)
+    assert len(turns) == len(set(turns)) == sum(len(f.kinds()) for f in facts)
     questions = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "user"]
     assert any("$D020" in q for q in questions) and any("border colour" in q.lower() for q in questions)
     assert any("POKE" in q or "decimal" in q for q in questions)
@@ -89,11 +84,10 @@ def test_descriptions_continue_onto_their_wrapped_lines():
 
 def test_reasoning_walks_the_arithmetic():
     facts = mine_facts([{"doc_id": "m", "page": 1, "text": "$A000-$BFFF | 40960-49151 | BASIC interpreter ROM", "method": "text_layer"}])
-    reasoning = build_turn(facts[0], "range").reasoning
+    reasoning = facts[0].turn("range").reasoning
     assert "8192 bytes" in reasoning and "8 KB" in reasoning
-    assert "$FFD2 = 15*4096 + 15*256 + 13*16 + 2*1 = 65490" in build_turn(
-        mine_facts([{"doc_id": "k", "page": 2, "text": "CHROUT at $FFD2 prints a character.", "method": "text_layer"}])[0], "routine"
-    ).reasoning
+    routine = mine_facts([{"doc_id": "k", "page": 2, "text": "CHROUT at $FFD2 prints a character.", "method": "text_layer"}])[0]
+    assert "$FFD2 = 15*4096 + 15*256 + 13*16 + 2*1 = 65490" in routine.turn("routine").reasoning
 
 
 def test_builder_is_deterministic_and_not_templated():

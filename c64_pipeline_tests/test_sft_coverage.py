@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from c64_pipeline.sft_builder import build_conversations, mine_facts
-from c64_pipeline.report import no_sft_reason
-from c64_pipeline.sft_coverage import answering_conversation, key_facts, mine_document, states
+from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.datasets.report import no_sft_reason
+from c64_pipeline.datasets.sft_coverage import answering_conversation, key_facts, mine_document, states
 
 PAGE = {"doc_id": "mapping-txt", "page": 3, "method": "text_layer", "text": "\n".join([
     "$D020        EXTCOL       Border Color Register",

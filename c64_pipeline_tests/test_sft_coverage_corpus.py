@@ -10,7 +10,7 @@ import re
 import pytest
 
 from bench.sft_coverage import measure
-from c64_pipeline.documents import discover_documents
+from c64_pipeline.ingest.documents import discover_documents
 from c64_pipeline_tests.conftest import SHARED_CORPUS
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]  # reads the corpus, OCR of the four scans included (~25 s)

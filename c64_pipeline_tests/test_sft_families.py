@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from c64_pipeline.sft import build_conversations, mine_facts
-from c64_pipeline.sft.grounding import conversation_grounding_problems, ungrounded_facts
-from c64_pipeline.sft.registers import parse_fact_line
+from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems, ungrounded_facts
+from c64_pipeline.datasets.sft.registers import parse_fact_line
 from c64_pipeline.demo.model import SAMPLE_SOURCES
-from c64_pipeline.think_metrics import parse_assistant_turn, think_stats
+from c64_pipeline.datasets.think_metrics import parse_assistant_turn, think_stats
 
 
 def page(text: str, doc_id: str = "manual-pdf", number: int = 3, method: str = "text_layer") -> dict:
@@ -524,7 +524,7 @@ def test_grounding_check_catches_a_fact_that_is_not_on_the_cited_line():
 
 
 def _sample_sources() -> list[dict]:
-    from c64_pipeline.extraction import ExtractionSettings, extract_document
+    from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document
 
     pages = []
     for path in sorted(SAMPLE_SOURCES.iterdir()):

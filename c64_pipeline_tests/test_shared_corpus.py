@@ -10,7 +10,7 @@ import shutil
 import pytest
 from dagster import DagsterInstance
 
-from c64_pipeline.documents import discover_documents
+from c64_pipeline.ingest.documents import discover_documents
 from c64_pipeline_tests.graph_helpers import Workspace
 
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]

@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from c64_pipeline.near_duplicates import document_families
-from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
+from c64_pipeline.datasets.near_duplicates import document_families
+from c64_pipeline.datasets.splits import SPLITS, SplitSettings, assign_splits, split_shares
 from c64_pipeline_tests.conftest import ocr_noise
 
 
@@ -158,3 +158,17 @@ def test_an_empty_held_out_split_is_seeded_with_a_document_near_its_share_that_y
     assert assignment["basic"] == "validation"  # about 10% of the text and 7% of the conversations
     assert assignment["history"] != "validation"  # as near in text, but it would leave validation without SFT
     assert set(assignment.values()) == set(SPLITS)
+
+
+def test_an_empty_held_out_split_is_seeded_with_a_document_that_yields_enough_sft_to_measure():
+    """One-paragraph notes (one conversation each) are closest to a held-out split's 10% of the text, but a split of
+    one or two conversations measures nothing (the validation gate's minimum is 5): register references seed them."""
+    sizes = {f"regs-{i}-md": 3000 for i in range(4)} | {f"note-{i}-md": 600 for i in range(3)}
+    sft = {doc: 10 if doc.startswith("regs") else 1 for doc in sizes}
+    unaware, _ = assign_splits(sizes, sizes=sizes, sft_sizes=sft)
+    aware, _ = assign_splits(sizes, sizes=sizes, sft_sizes=sft, min_held_out_sft=5)
+    held = {split: sum(sft[d] for d, s in aware.items() if s == split) for split in ("validation", "test")}
+    assert min(held.values()) >= 5, aware
+    assert sum(sft[d] for d, s in unaware.items() if s == "validation") < 5  # what the minimum prevents
+    assert sum(sft[d] for d, s in aware.items() if s == "train") > sum(held.values())
+    assert aware == assign_splits(sizes, sizes=sizes, sft_sizes=sft, min_held_out_sft=5)[0]  # deterministic

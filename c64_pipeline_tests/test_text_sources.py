@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from c64_pipeline.documents import DocumentRejected, inspect_document
-from c64_pipeline.extraction import ExtractionSettings, extract_document
-from c64_pipeline.text_sources import decode_bytes, detect_encoding, html_to_text, read_text_pages, split_pages
+from c64_pipeline.ingest.documents import DocumentRejected, inspect_document
+from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document
+from c64_pipeline.ingest.text_sources import decode_bytes, detect_encoding, html_to_text, read_text_pages, split_pages
 
 REFERENCE = "CHROUT  $FFD2  Output a character\nColour RAM \xb7 $D800 \u2013 $DBFF\n"
 
@@ -94,7 +94,7 @@ def test_line_count_that_is_a_multiple_of_the_page_size_gives_no_empty_page(tmp_
 def test_html_of_a_megabyte_of_unclosed_tags_is_read_in_one_pass():
     """The standard library's parser rescans from every unclosed `<` (hours for a hostile file near the size limit);
     such a `<` is text, and the markup is read in one pass."""
-    from c64_pipeline.text_sources import defuse_unclosed_tags, html_to_text
+    from c64_pipeline.ingest.text_sources import defuse_unclosed_tags, html_to_text
 
     text = html_to_text("<p>" + "<a" * 500_000 + "</p>")
     assert text.startswith("<a<a") and len(text.strip()) == 1_000_000

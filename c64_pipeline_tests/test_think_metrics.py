@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from c64_pipeline.think_metrics import parse_assistant_turn, reasoning_skeleton, think_stats
+from c64_pipeline.datasets.think_metrics import parse_assistant_turn, reasoning_skeleton, think_stats
 
 
 def conv(*assistant_turns: str, question: str = "What is it?") -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from c64_pipeline.extraction import ExtractionSettings
+from c64_pipeline.ingest.extraction import ExtractionSettings
 from c64_pipeline.settings import paths_from_env
 
 

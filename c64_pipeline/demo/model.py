@@ -159,7 +159,7 @@ def build_demo_model(out_dir: Path, texts: list[str], settings: TinyModelSetting
 
 def demo_tokenizer_texts(sources_dir: Path = SAMPLE_SOURCES) -> list[str]:
     """The corpus the demo tokenizer learns from: the bundled sample manuals' sources and the prompts."""
-    from c64_pipeline.text_sources import decode_bytes, html_to_text
+    from c64_pipeline.ingest.text_sources import decode_bytes, html_to_text
 
     texts = []
     for path in sorted(Path(sources_dir).rglob("*")):

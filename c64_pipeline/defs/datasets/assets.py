@@ -12,16 +12,16 @@ from dagster import AssetExecutionContext, AssetSelection, AutomationCondition, 
 from c64_pipeline import atomic
 from c64_pipeline.base_model import compose_system_prompt, load_tokenizer, validate_model_dir
 from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
-from c64_pipeline.chunking import chunk_documents
-from c64_pipeline.extraction import DAPT_MIN_PAGE_QUALITY, dapt_pages
-from c64_pipeline.near_duplicates import cross_split_near_duplicates, document_families
-from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths
-from c64_pipeline.report import build_report, render_markdown
-from c64_pipeline.sft_coverage import mine_document
-from c64_pipeline.curated_sft import load_curated_conversations
+from c64_pipeline.datasets.chunking import chunk_documents
+from c64_pipeline.ingest.extraction import DAPT_MIN_PAGE_QUALITY, dapt_pages
+from c64_pipeline.datasets.near_duplicates import cross_split_near_duplicates, document_families
+from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths, QualityThresholds
+from c64_pipeline.datasets.report import build_report, render_markdown
+from c64_pipeline.datasets.sft_coverage import mine_document
+from c64_pipeline.datasets.curated_sft import load_curated_conversations
 from c64_pipeline.training.recipe import default_recipe
-from c64_pipeline.splits import SPLITS, SplitSettings, assign_splits, split_shares
-from c64_pipeline.think_metrics import think_stats
+from c64_pipeline.datasets.splits import SPLITS, SplitSettings, assign_splits, split_shares
+from c64_pipeline.datasets.think_metrics import think_stats
 
 # Re-run once the per-document work they read has finished (declarative automation). The base model's own build
 # (on a fresh instance, before any manual was read) is not a reason: a build with no document read fails loudly.
@@ -134,7 +134,8 @@ def _document_text(result: dict) -> str:
        description="Train/validation/test assignment by whole document and by family of near-duplicate documents "
        "(a scan and a digital copy share a split), balanced by text and SFT conversations; stable as manuals are "
        "added (kept in data/processed/splits.json).")
-def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths) -> Output[dict]:
+def document_splits(context: AssetExecutionContext, config: SplitConfig, page_text: dict, paths: PipelinePaths,
+                    thresholds: QualityThresholds) -> Output[dict]:
     ledger = paths.processed / "splits.json"
     previous = json.loads(ledger.read_text())["assignment"] if ledger.is_file() else {}
     accepted = _require_read_documents(page_text, paths)
@@ -144,7 +145,8 @@ def document_splits(context: AssetExecutionContext, config: SplitConfig, page_te
     settings = SplitSettings(config.validation_share, config.test_share, config.seed, config.near_duplicate_containment)
     texts = {doc_id: _document_text(result) for doc_id, result in accepted.items()}
     families = [f for f in document_families(texts, settings.near_duplicate_containment) if len(f) > 1]
-    assignment, notes = assign_splits(sorted(accepted), previous, settings, sizes, sft_sizes=sft_sizes, families=families)
+    assignment, notes = assign_splits(sorted(accepted), previous, settings, sizes, sft_sizes=sft_sizes, families=families,
+                                      min_held_out_sft=thresholds.min_validation_sft_conversations)
     removed = sorted(set(previous) - set(assignment))
     atomic.write_json(ledger, {"assignment": assignment, "families": families})
     for note in notes:

@@ -6,7 +6,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_c
 
 from c64_pipeline.defs.datasets.assets import validation_report
 from c64_pipeline.defs.resources import QualityThresholds
-from c64_pipeline.splits import SPLITS
+from c64_pipeline.datasets.splits import SPLITS
 
 
 def _result(passed: bool, description: str, **metadata) -> AssetCheckResult:

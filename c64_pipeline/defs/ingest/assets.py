@@ -7,10 +7,10 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, Output, asset
 
-from c64_pipeline.documents import (
+from c64_pipeline.ingest.documents import (
     DocumentRejected, discover_documents, inspect_document, rejected_document, unreadable_reason,
 )
-from c64_pipeline.extraction import extract_document, extract_pdfs
+from c64_pipeline.ingest.extraction import extract_document, extract_pdfs
 from c64_pipeline.defs.partitions import manual_partitions
 from c64_pipeline.defs.resources import PageReader, PipelinePaths
 

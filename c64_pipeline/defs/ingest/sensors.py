@@ -21,7 +21,7 @@ from dagster import (
 
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from c64_pipeline.documents import discover_documents, entry_fingerprint
+from c64_pipeline.ingest.documents import discover_documents, entry_fingerprint
 from c64_pipeline.settings import deployment_from_env
 from c64_pipeline.defs.jobs import dataset_job, ingest_job
 from c64_pipeline.defs.partitions import contiguous_ranges, manual_partitions, range_tags

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from c64_pipeline.think_metrics import parse_assistant_turn
+from c64_pipeline.datasets.think_metrics import parse_assistant_turn
 
 PHRASING = {"JSR", "SYS", "PEEK", "POKE", "BASIC", "KERNAL", "ROM", "RAM", "KB", "C64"}
 _HEX = re.compile(r"\$([0-9A-Fa-f]{2,4})\b")

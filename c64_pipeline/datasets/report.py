@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from statistics import mean
 
-from c64_pipeline.splits import SPLITS
+from c64_pipeline.datasets.splits import SPLITS
 
 
 def token_stats(counts: Sequence[int]) -> dict:

@@ -16,8 +16,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import counting_rejections
-from c64_pipeline.sft_builder import THINK_CLOSE, build_conversations, mine_facts
+from c64_pipeline.datasets.sft.common import counting_rejections
+from c64_pipeline.conversation import THINK_CLOSE
+from c64_pipeline.datasets.sft import build_conversations, mine_facts
 
 
 def mine_document(pages: Sequence[dict], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[dict], dict]:

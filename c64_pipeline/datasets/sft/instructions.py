@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, pick, readable, reject, where
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, pick, readable, reject, where
 
 MNEMONICS = set(
     "ADC AND ASL BCC BCS BEQ BIT BMI BNE BPL BRK BVC BVS CLC CLD CLI CLV CMP CPX CPY DEC DEX DEY EOR INC INX INY "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
-from c64_pipeline.sft.common import Mined, assistant_content, hex4
-from c64_pipeline.sft.registers import Fact
+from c64_pipeline.datasets.sft.common import Mined, assistant_content, hex4
+from c64_pipeline.datasets.sft.registers import Fact
 
 
 def _conversation(record: Mined, system_prompt: str, turns: list[tuple[str, str]], refs: list[dict]) -> dict:

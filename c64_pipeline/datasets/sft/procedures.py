@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, lower_first, pick, readable, where
-from c64_pipeline.sft.instructions import MNEMONICS
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, lower_first, pick, readable, where
+from c64_pipeline.datasets.sft.instructions import MNEMONICS
 
 _STEP = re.compile(r"^\s*(?:#+\s*)?(\d{1,2})[.)]\s+(\S.*)$")
 _INTRO = re.compile(r"^(?:To|How to|In order to)\s+(?P<task>[a-z][^:.]{3,60}?)\s*(?::|$)", re.IGNORECASE)
@@ -71,7 +71,7 @@ def _words(step: str) -> str:
 
 def _topic(lines: list[str], start: int) -> tuple[str, str, int, int | None] | None:
     """(topic, how, index of the line naming it, index of the routine's entry line when a task names it too)."""
-    from c64_pipeline.sft.prose import _heading, _register_heading
+    from c64_pipeline.datasets.sft.prose import _heading, _register_heading
 
     for k in range(start - 1, max(-1, start - 40), -1):
         text = lines[k].strip()

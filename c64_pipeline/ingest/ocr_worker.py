@@ -3,7 +3,7 @@
 Kept free of heavy imports on purpose: a spawned worker unpickles (and so imports) its initializer before
 running it, and the seconds spent importing PyMuPDF or torch would be seconds in which a kill -9 of the parent
 leaves the worker behind. ``worker_init`` makes the worker die with its parent first, then imports
-``c64_pipeline.ocr`` and builds the engine.
+``c64_pipeline.ingest.ocr`` and builds the engine.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def worker_init(parent_pid: int, engine_name: str, engine_options: dict) -> None
     die_with_parent(parent_pid)
     # PyMuPDF 2 imports its ONNX layout analyser (pymupdf.layout) on `import pymupdf` when it is installed. OCR
     # workers never use it; skipping it saves ~2 s of start-up and ~50 MB per worker (measured: 3.25 s / 161 MB
-    # vs 1.28 s / 112 MB for `import c64_pipeline.ocr` on the shared 2-core machine).
+    # vs 1.28 s / 112 MB for `import c64_pipeline.ingest.ocr` on the shared 2-core machine).
     if "pymupdf" not in sys.modules:
         sys.modules.setdefault("pymupdf.layout", None)  # type: ignore[arg-type]
-    from c64_pipeline.ocr import _worker_setup
+    from c64_pipeline.ingest.ocr import _worker_setup
 
     _worker_setup(engine_name, engine_options)

@@ -22,7 +22,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from c64_pipeline.near_duplicates import NEAR_DUPLICATE_CONTAINMENT
+from c64_pipeline.datasets.near_duplicates import NEAR_DUPLICATE_CONTAINMENT
 
 SPLITS = ("train", "validation", "test")
 
@@ -74,12 +74,15 @@ def assign_splits(
     *,
     sft_sizes: Mapping[str, int] | None = None,
     families: Iterable[Sequence[str]] | None = None,
+    min_held_out_sft: int = 0,
 ) -> tuple[dict[str, str], list[str]]:
     """Return (doc_id -> split, notes).
 
     `sizes` is each document's amount of text (what DAPT holds) and `sft_sizes` its SFT conversations; the new
     families are balanced on both (each as a share of the corpus total), or on document counts when neither is
-    given. `families` lists groups of near-duplicate documents; documents not in a group stand alone."""
+    given. `families` lists groups of near-duplicate documents; documents not in a group stand alone.
+    `min_held_out_sft` is the fewest SFT conversations a held-out split can be measured with (the validation gate's
+    minimum): an empty held-out split is seeded with a family that yields at least that many, when one does."""
     ids = sorted(set(doc_ids))
     previous = previous or {}
     groups = _families(ids, families)
@@ -134,7 +137,9 @@ def assign_splits(
             train_waiting = "train" not in assignment.values()
             if split in assignment.values() or len(new_groups) <= int(train_waiting):
                 continue
-            pool = [g for g in new_groups if all(weight(g))] or new_groups
+            enough = [g for g in new_groups if all(weight(g))
+                      and sum((sft_sizes or {}).get(d, 0) for d in g) >= min_held_out_sft]
+            pool = enough or [g for g in new_groups if all(weight(g))] or new_groups
             seed = min(pool, key=lambda g: (sum(abs(w - targets[split]) for w in weight(g)), _unit_hash(g[0], settings.seed)))
             new_groups.remove(seed)
             place(seed, split)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, hex_to_decimal_steps, pick, where
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, hex_to_decimal_steps, pick, where
 
 _LABEL = re.compile(r"^\s*(?:[*\-•]\s*)?(?P<label>Default(?: value)?|Initial value|Power-up value|Reset value|Command format|"
                     r"Format|Syntax|Stack requirements?|Range)\s*:\s*(?P<value>\S.{0,70})$", re.IGNORECASE)
@@ -70,7 +70,7 @@ class Property(Mined):
 
 
 def mine_properties(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
-    from c64_pipeline.sft.prose import _IDENTIFIER_TITLE, _NUMBERED, _register_heading
+    from c64_pipeline.datasets.sft.prose import _IDENTIFIER_TITLE, _NUMBERED, _register_heading
 
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()

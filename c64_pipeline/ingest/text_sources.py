@@ -256,7 +256,7 @@ def split_pages(text: str, lines_per_page: int = LINES_PER_PAGE) -> list[str]:
 
 def read_text_pages(path: Path, kind: str) -> list[str]:
     """Pages of a text file. Raises DocumentRejected (naming the file) when its bytes are not text."""
-    from c64_pipeline.documents import DocumentRejected  # documents imports this module
+    from c64_pipeline.ingest.documents import DocumentRejected  # documents imports this module
 
     try:
         text = decode_bytes(path.read_bytes())

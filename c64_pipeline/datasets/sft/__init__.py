@@ -20,19 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from c64_pipeline.sft.basic import mine_basic
-from c64_pipeline.sft.bits import mine_bits
-from c64_pipeline.sft.common import Mined
-from c64_pipeline.sft.conversations import build_conversations
-from c64_pipeline.sft.instructions import mine_instructions
-from c64_pipeline.sft.kernal import mine_routines
-from c64_pipeline.sft.pinouts import mine_connectors, mine_dip, mine_pinouts
-from c64_pipeline.sft.procedures import mine_procedures
-from c64_pipeline.sft.properties import mine_properties
-from c64_pipeline.sft.prose import mine_prose
-from c64_pipeline.sft.registers import Fact
-from c64_pipeline.sft.registers import mine_facts as mine_register_facts
-from c64_pipeline.sft.tables import mine_tables
+from c64_pipeline.datasets.sft.basic import mine_basic
+from c64_pipeline.datasets.sft.bits import mine_bits
+from c64_pipeline.datasets.sft.common import Mined
+from c64_pipeline.datasets.sft.conversations import build_conversations
+from c64_pipeline.datasets.sft.instructions import mine_instructions
+from c64_pipeline.datasets.sft.kernal import mine_routines
+from c64_pipeline.datasets.sft.pinouts import mine_connectors, mine_dip, mine_pinouts
+from c64_pipeline.datasets.sft.procedures import mine_procedures
+from c64_pipeline.datasets.sft.properties import mine_properties
+from c64_pipeline.datasets.sft.prose import mine_prose
+from c64_pipeline.datasets.sft.registers import Fact
+from c64_pipeline.datasets.sft.registers import mine_facts as mine_register_facts
+from c64_pipeline.datasets.sft.tables import mine_tables
 
 FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "procedure", "entry_property", "definition", "section")
 

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from c64_pipeline.think_metrics import reasoning_skeleton
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, pick, plain_words, readable, reject, where
+from c64_pipeline.datasets.think_metrics import reasoning_skeleton
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, pick, plain_words, readable, reject, where
 
 _RANGE = re.compile(r"(?<![\w$.])(\d{1,5})\s*-\s*(\d{1,5})(?![\w.])")
 
@@ -114,7 +114,7 @@ def _header(parts: list[str], ruled: bool) -> bool:
 def _title(lines: list[str], header: int) -> str | None:
     """The 'Table 3-1. ...' caption or the heading the table stands under (a few lines of prose between them allowed;
     another table above ends the search)."""
-    from c64_pipeline.sft.prose import _heading
+    from c64_pipeline.datasets.sft.prose import _heading
 
     for k in range(header - 1, max(-1, header - 16), -1):
         raw = lines[k].strip()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pymupdf
 
-from c64_pipeline.text_sources import read_text_pages
+from c64_pipeline.ingest.text_sources import read_text_pages
 
 KINDS = {".pdf": "pdf", ".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 MAX_PDF_PAGES = 5000  # guards against hostile files that claim absurd page counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from c64_pipeline.think_metrics import parse_assistant_turn
+from c64_pipeline.datasets.think_metrics import parse_assistant_turn
 
 ROLES = {"system", "user", "assistant"}
 

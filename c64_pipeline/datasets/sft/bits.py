@@ -20,9 +20,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft import registers
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, hex4, is_rule_row, lower_first, pick, plain_words, readable, where
-from c64_pipeline.sft.kernal import _IMPERATIVES
+from c64_pipeline.datasets.sft import registers
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, hex4, is_rule_row, lower_first, pick, plain_words, readable, where
+from c64_pipeline.datasets.sft.kernal import _IMPERATIVES
 
 _BIT_ROW = re.compile(r"^(?P<indent>\s+)(?P<hi>[0-7])(?:\s*[-–]\s*(?P<lo>[0-7]))?\s{2,}(?P<text>\S.*)$")
 _BIT_ITEM = re.compile(r"^(?P<indent>\s+)(?:[*\-•]\s+)?Bits?\s*#?(?P<hi>[0-7])(?:\s*[-–]\s*#?(?P<lo>[0-7]))?\s*:\s+(?P<text>\S.*)$")
@@ -238,7 +238,7 @@ def _columns_record(page: dict, lines: list[str], header: int, cols: dict[int, i
 def mine_bits(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     """Bit fields from page records, and the (doc_id, page, line) of the bit rows they took (the register row stays
     the register family's: it is cited here as context only)."""
-    from c64_pipeline.sft.prose import top_heading
+    from c64_pipeline.datasets.sft.prose import top_heading
 
     found: list[Mined] = []
     taken: set[tuple[str, int, int]] = set()

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import (
+from c64_pipeline.datasets.sft.common import (
     EvidenceLine,
     Mined,
     Turn,
@@ -92,7 +92,7 @@ def is_description(description: str) -> bool:
 def _known_names(text: str) -> bool:
     """'CIA 1', 'BASIC ROM', 'Color RAM': a short label made of known words and technical terms (a memory-map
     diagram's box), which `readable` is too strict for (it wants two words of three letters)."""
-    from c64_pipeline.readability import known_word, technical_terms
+    from c64_pipeline.ingest.readability import known_word, technical_terms
 
     words = re.findall(r"[A-Za-z]{2,}", text)
     terms = technical_terms()

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.readability import technical_terms, vocabulary
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, plain_words, readable, where
+from c64_pipeline.ingest.readability import technical_terms, vocabulary
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, plain_words, readable, where
 
 _FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which|must|can|"
                            r"will|should|may|than|then|into|onto|be)$", re.IGNORECASE)
@@ -117,7 +117,7 @@ def _table_like(text: str) -> bool:
 def _register_heading(text: str) -> tuple[str, int | None] | None:
     """'$D011  SCROY  Vertical Fine Scrolling and Control Register' as the heading of the prose under it (a memory
     map that explains each entry): ('SCROY ($D011), vertical fine scrolling and control register', None)."""
-    from c64_pipeline.sft.registers import parse_fact_line
+    from c64_pipeline.datasets.sft.registers import parse_fact_line
 
     parsed = parse_fact_line(text)
     if not parsed or text[:1].isspace() or "|" in text or not re.match(r"^\$[0-9A-Fa-f]{4}", text):

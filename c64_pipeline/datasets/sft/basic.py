@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, lower_first, pick, readable, where
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, lower_first, pick, readable, where
 
 KEYWORDS = set(
     "END FOR NEXT DATA INPUT# INPUT DIM READ LET GOTO RUN IF RESTORE GOSUB RETURN REM STOP ON WAIT LOAD SAVE VERIFY "

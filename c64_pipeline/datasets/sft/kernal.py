@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.sft import registers
-from c64_pipeline.sft.common import (
+from c64_pipeline.datasets.sft import registers
+from c64_pipeline.datasets.sft.common import (
     EvidenceLine,
     Mined,
     Turn,

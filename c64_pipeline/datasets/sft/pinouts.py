@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from collections import Counter
 
-from c64_pipeline.readability import known_word, technical_terms
-from c64_pipeline.think_metrics import reasoning_skeleton
-from c64_pipeline.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, reject, where
+from c64_pipeline.ingest.readability import known_word, technical_terms
+from c64_pipeline.datasets.think_metrics import reasoning_skeleton
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, reject, where
 
 _HEADER = re.compile(r"\bpins?\b", re.IGNORECASE)
 _SIGNAL = re.compile(r"^[A-Z~/][A-Za-z0-9~/_+\-]{0,11}$")

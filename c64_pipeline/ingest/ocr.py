@@ -21,9 +21,9 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import pymupdf
 
-from c64_pipeline.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
-from c64_pipeline.layout import CELL_GAP, ROW_OVERLAP, TextBlock
-from c64_pipeline.ocr_worker import worker_init
+from c64_pipeline.ingest.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
+from c64_pipeline.ingest.layout import CELL_GAP, ROW_OVERLAP, TextBlock
+from c64_pipeline.ingest.ocr_worker import worker_init
 
 __all__ = [
     "EasyOcrEngine",
@@ -224,12 +224,12 @@ class TesseractEngine:
 
 
 # --------------------------------------------------------------------------------------------
-# Hex repair of OCR blocks (rules in c64_pipeline/hex_repair.py)
+# Hex repair of OCR blocks (rules in c64_pipeline/ingest/hex_repair.py)
 # --------------------------------------------------------------------------------------------
 
 
 def repair_ocr_text(text: str) -> str:
-    """Context-proved hex repairs of one OCR string (see ``c64_pipeline.hex_repair``)."""
+    """Context-proved hex repairs of one OCR string (see ``c64_pipeline.ingest.hex_repair``)."""
     return repair_hex_text(text)[0]
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pymupdf
 
-from c64_pipeline.documents import DocumentRejected, check_text_size, open_pdf
-from c64_pipeline.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
-from c64_pipeline.readability import readability
-from c64_pipeline.text_sources import read_text_pages
+from c64_pipeline.ingest.documents import DocumentRejected, check_text_size, open_pdf
+from c64_pipeline.ingest.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
+from c64_pipeline.ingest.readability import readability
+from c64_pipeline.ingest.text_sources import read_text_pages
 
 # Flagged pages (still poor after OCR) scoring below this are left out of the DAPT chunks; flagged pages at or above
 # it are kept, and listed in the validation report with their flag. 0.3 is gibberish: a page with a few real words.
@@ -42,7 +42,7 @@ class PageText:
     ocr_reason: str | None
     chars: int
     flag: str | None = None  # why the page's text is still poor after OCR (low quality), or None
-    ocr_repairs: int = 0  # hex tokens the OCR step repaired on this page (c64_pipeline.hex_repair)
+    ocr_repairs: int = 0  # hex tokens the OCR step repaired on this page (c64_pipeline.ingest.hex_repair)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +59,7 @@ class PageSignals:
 def text_quality(text: str) -> float:
     """0..1: how much of the text a reader of technical English would accept (words of the vocabulary, numbers,
     addresses, register names, plausible unknown words), discounted by stray symbols, control and replacement
-    characters. Linear in the length of the text. See `c64_pipeline.readability`."""
+    characters. Linear in the length of the text. See `c64_pipeline.ingest.readability`."""
     return readability(text)
 
 
@@ -168,7 +168,7 @@ def finish_pdf(
 ) -> list[PageText]:
     """Second half of ``extract_pdf``: OCR blocks in place of the pages that needed them (unless ``ocr=False``,
     which keeps their text layer), running heads stripped, reading order, one ``PageText`` per page."""
-    from c64_pipeline.ocr import ocr_repairs  # light: the engines' heavy libraries are imported lazily
+    from c64_pipeline.ingest.ocr import ocr_repairs  # light: the engines' heavy libraries are imported lazily
 
     page_blocks = list(layer.blocks)
     repairs = [0] * len(page_blocks)
@@ -202,7 +202,7 @@ def extract_pdf(doc_id: str, path: Path, settings: ExtractionSettings, *, ocr: b
     layer = read_text_layer(doc_id, path, settings)
     ocr_blocks: dict[int, list[TextBlock]] = {}
     if ocr and layer.to_ocr:
-        from c64_pipeline.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
+        from c64_pipeline.ingest.ocr import ocr_pages  # imported here: OCR engines pull in heavy libraries
 
         ocr_blocks = ocr_pages(
             path, layer.to_ocr, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers
@@ -229,7 +229,7 @@ def extract_pdfs(
     jobs = [(layer.path, layer.to_ocr) for layer in layers if layer.to_ocr]
     ocr: dict = {}
     if jobs:
-        from c64_pipeline.ocr import ocr_many
+        from c64_pipeline.ingest.ocr import ocr_many
 
         ocr = ocr_many(jobs, settings.ocr_engine, dict(settings.ocr_options), settings.ocr_workers, errors="collect")
     for layer in layers:

@@ -1,0 +1,1 @@
+"""Datasets: page text in, DAPT chunks, document splits, SFT conversations and the validation report out."""
