@@ -2,8 +2,6 @@
 Modelfile, checked with llama.cpp. Each runs c64_pipeline.training.export in its own process through Dagster Pipes,
 always as one process (merging and converting are not distributed)."""
 
-from pathlib import Path
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -17,10 +15,8 @@ from dagster import (
 )
 
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, _model_dir, _run
-from c64_pipeline.training.export import GGUF_CHECK_FILE
-
-MERGED_DIR, GGUF_DIR = "merged", "gguf"
+from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, run_stage, stage_request
+from c64_pipeline.training.artifacts import ModelsLayout
 
 
 @asset(
@@ -33,13 +29,8 @@ MERGED_DIR, GGUF_DIR = "merged", "gguf"
 def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                  model_source: BaseModelSource, paths: PipelinePaths,
                  pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "sft")
-    models = Path(paths.models_dir)
-    return _run(context, pipes_subprocess_client, TrainingLauncher(), {
-        "stage": "merge", "recipe": recipe.as_dict(), "model_dir": str(_model_dir(base_model)),
-        "dapt_adapter_dir": str(models / "fine-tuned-dapt"), "sft_adapter_dir": str(models / "fine-tuned-sft"),
-        "out_dir": str(models / MERGED_DIR),
-    })
+    request = stage_request("merge", config, model_source, paths, model_dir=base_model["model_dir"])
+    return run_stage(context, pipes_subprocess_client, TrainingLauncher(), request)
 
 
 @asset(
@@ -51,12 +42,8 @@ def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_mo
 )
 def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
                paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "sft")
-    models = Path(paths.models_dir)
-    return _run(context, pipes_subprocess_client, TrainingLauncher(), {
-        "stage": "gguf", "recipe": recipe.as_dict(), "merged_dir": str(models / MERGED_DIR),
-        "sft_dir": str(paths.processed / "sft"), "out_dir": str(models / GGUF_DIR),
-    })
+    request = stage_request("gguf", config, model_source, paths, sft_dir=paths.processed / "sft")
+    return run_stage(context, pipes_subprocess_client, TrainingLauncher(), request)
 
 
 @asset_check(asset=gguf_model, blocking=False,
@@ -65,7 +52,7 @@ def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_sou
 def gguf_reasoning_contract(paths: PipelinePaths, thresholds: QualityThresholds) -> AssetCheckResult:
     import json
 
-    path = Path(paths.models_dir) / GGUF_DIR / GGUF_CHECK_FILE
+    path = ModelsLayout(paths.models_dir).gguf_check
     if not path.is_file():
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, description=f"no {path}")
     check = json.loads(path.read_text())["check"]
