@@ -29,8 +29,8 @@ from c64_pipeline.training.artifacts import ModelsLayout
 def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                  model_source: BaseModelSource, paths: PipelinePaths,
                  pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    request = stage_request("merge", config, model_source, paths, model_dir=base_model["model_dir"])
-    return run_stage(context, pipes_subprocess_client, TrainingLauncher(), request)
+    return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
+                     stage_request("merge", config, model_source, paths, model_dir=base_model["model_dir"]))
 
 
 @asset(
@@ -42,8 +42,8 @@ def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_mo
 )
 def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
                paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    request = stage_request("gguf", config, model_source, paths, sft_dir=paths.processed / "sft")
-    return run_stage(context, pipes_subprocess_client, TrainingLauncher(), request)
+    return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
+                     stage_request("gguf", config, model_source, paths))
 
 
 @asset_check(asset=gguf_model, blocking=False,

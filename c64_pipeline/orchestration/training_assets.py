@@ -146,10 +146,13 @@ def require_finished_datasets(*folders: str | Path) -> None:
 
 def stage_request(stage: str, config: _StageConfig, model_source: BaseModelSource, paths: PipelinePaths,
                   **inputs) -> StageRequest:
-    """The training process's request for `stage`: the recipe from the run config, the folders from the models
-    folder's layout; `inputs` gives the base model and dataset folders the stage reads."""
+    """The training process's request for `stage`: the recipe from the run config, the output folder and adapters
+    from the models folder's layout, and the inputs the stage reads: `inputs`, else the resources' folders (the
+    base model, the dataset folders, the exam)."""
+    available = {"model_dir": model_source.model_dir, "dapt_dir": paths.processed / "dapt",
+                 "sft_dir": paths.processed / "sft", "exam_dir": paths.eval_dir or None, **inputs}
     return StageRequest.planned(stage, config.recipe(model_source.mode, stage), ModelsLayout(paths.models_dir),
-                                resume=config.resume, **inputs)
+                                resume=config.resume, **available)
 
 
 def run_stage(context, client: PipesSubprocessClient, launcher: "TrainingLauncher",
@@ -207,8 +210,6 @@ sft_adapter = adapter_asset(
 def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    dapt_dir, sft_dir = paths.processed / "dapt", paths.processed / "sft"
-    require_finished_datasets(dapt_dir, sft_dir)
-    request = stage_request("evaluation", config, model_source, paths, model_dir=base_model["model_dir"],
-                            dapt_dir=dapt_dir, sft_dir=sft_dir, exam_dir=paths.eval_dir or None)
+    request = stage_request("evaluation", config, model_source, paths, model_dir=base_model["model_dir"])
+    require_finished_datasets(request.dapt_dir, request.sft_dir)
     return run_stage(context, pipes_subprocess_client, training_launcher, request)

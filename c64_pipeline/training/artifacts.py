@@ -49,46 +49,30 @@ def _read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-@dataclass(frozen=True)
-class RunDir:
-    """The folder of one LoRA training run (DAPT or SFT): adapter, tokenizer, checkpoints and the run's records."""
+def _file(*names: str) -> property:
+    """A path below the folder (`self.path`), as a read-only attribute."""
+    return property(lambda self: self.path.joinpath(*names), doc=f"{'/'.join(names)} in the folder")
 
+
+@dataclass(frozen=True)
+class _Folder:
     path: Path
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINTS
 
-    @property
-    def run_key(self) -> Path:
-        return self.checkpoints / RUN_KEY
+class RunDir(_Folder):
+    """The folder of one LoRA training run (DAPT or SFT): adapter, tokenizer, checkpoints and the run's records."""
 
-    @property
-    def metrics(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def manifest(self) -> Path:
-        return self.path / MANIFEST_FILE
-
-    @property
-    def log_history(self) -> Path:
-        return self.path / LOG_HISTORY_FILE
-
-    @property
-    def loss_curve(self) -> Path:
-        return self.path / LOSS_CURVE_FILE
-
-    @property
-    def sample_generations(self) -> Path:
-        return self.path / SAMPLE_GENERATIONS
-
-    @property
-    def adapter_weights(self) -> Path:
-        return self.path / ADAPTER_WEIGHTS
+    checkpoints = _file(CHECKPOINTS)
+    run_key = _file(CHECKPOINTS, RUN_KEY)
+    metrics = _file(METRICS_FILE)
+    manifest = _file(MANIFEST_FILE)
+    log_history = _file(LOG_HISTORY_FILE)
+    loss_curve = _file(LOSS_CURVE_FILE)
+    sample_generations = _file(SAMPLE_GENERATIONS)
+    adapter_weights = _file(ADAPTER_WEIGHTS)
 
     def final_files(self) -> list[Path]:
         return [self.path / name for name in FINAL_FILES]
@@ -112,22 +96,11 @@ class RunDir:
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
 
-@dataclass(frozen=True)
-class EvaluationDir:
+class EvaluationDir(_Folder):
     """The folder of the three-way evaluation: report.json (figures and samples) and report.md."""
 
-    path: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-
-    @property
-    def report(self) -> Path:
-        return self.path / REPORT_JSON
-
-    @property
-    def report_markdown(self) -> Path:
-        return self.path / REPORT_MD
+    report = _file(REPORT_JSON)
+    report_markdown = _file(REPORT_MD)
 
     def read_report(self) -> dict | None:
         return _read_json(self.report)
@@ -146,19 +119,17 @@ TRAINING_STAGES = ("dapt", "sft")
 RUN_FOLDER_PREFIX = "fine-tuned-"
 
 
-@dataclass(frozen=True)
-class ModelsLayout:
+class ModelsLayout(_Folder):
     """The models folder (`C64_MODELS_DIR`): one folder per training stage, the evaluation and the exports."""
 
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
+    merged = _file("merged")
+    gguf = _file("gguf")
+    gguf_check = _file("gguf", GGUF_CHECK_FILE)
 
     def run(self, stage: str) -> RunDir:
         if stage not in TRAINING_STAGES:
             raise ValueError(f"training stage must be one of {', '.join(TRAINING_STAGES)}, not {stage!r}")
-        return RunDir(self.root / f"{RUN_FOLDER_PREFIX}{stage}")
+        return RunDir(self.path / f"{RUN_FOLDER_PREFIX}{stage}")
 
     @property
     def dapt(self) -> RunDir:
@@ -173,16 +144,4 @@ class ModelsLayout:
 
     @property
     def evaluation(self) -> EvaluationDir:
-        return EvaluationDir(self.root / "evaluation")
-
-    @property
-    def merged(self) -> Path:
-        return self.root / "merged"
-
-    @property
-    def gguf(self) -> Path:
-        return self.root / "gguf"
-
-    @property
-    def gguf_check(self) -> Path:
-        return self.gguf / GGUF_CHECK_FILE
+        return EvaluationDir(self.path / "evaluation")

@@ -22,6 +22,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "merge": ("model_dir", "dapt_adapter_dir", "sft_adapter_dir"),
     "gguf": ("merged_dir", "sft_dir"),
 }
+OPTIONAL_INPUTS: dict[str, tuple[str, ...]] = {"evaluation": ("exam_dir",)}
 STAGES = tuple(STAGE_INPUTS)
 PATH_FIELDS = ("out_dir", "model_dir", "dapt_dir", "sft_dir", "dapt_adapter_dir", "sft_adapter_dir", "merged_dir",
                "exam_dir")
@@ -55,17 +56,19 @@ class StageRequest:
             raise ValueError(f"a {self.stage} request needs {', '.join(missing)}")
 
     @classmethod
-    def planned(cls, stage: str, recipe: TrainingRecipe, models: ModelsLayout, **inputs: Any) -> StageRequest:
-        """The request for `stage` with its adapters, merged model and output folder taken from the models folder's
-        layout; `inputs` gives the rest (model_dir, dataset folders, exam_dir, resume)."""
-        from_layout = {"dapt_adapter_dir": models.dapt.path, "sft_adapter_dir": models.sft.path,
-                       "merged_dir": models.merged}
+    def planned(cls, stage: str, recipe: TrainingRecipe, models: ModelsLayout, resume: bool = True,
+                **available: Any) -> StageRequest:
+        """The request for `stage`: its output folder, adapters and merged model from the models folder's layout,
+        and from `available` (model_dir, dapt_dir, sft_dir, exam_dir) the inputs this stage reads."""
+        if stage not in STAGE_INPUTS:
+            raise ValueError(f"unknown training stage {stage!r}: expected one of {', '.join(STAGES)}")
         outputs = {"dapt": models.dapt.path, "sft": models.sft.path, "evaluation": models.evaluation.path,
                    "merge": models.merged, "gguf": models.gguf}
-        if stage not in outputs:
-            raise ValueError(f"unknown training stage {stage!r}: expected one of {', '.join(STAGES)}")
-        needed = {k: v for k, v in from_layout.items() if k in STAGE_INPUTS[stage]}
-        return cls(stage=stage, recipe=recipe, out_dir=outputs[stage], **needed, **inputs)
+        available = {**available, "dapt_adapter_dir": models.dapt.path, "sft_adapter_dir": models.sft.path,
+                     "merged_dir": models.merged}
+        reads = STAGE_INPUTS[stage] + OPTIONAL_INPUTS.get(stage, ())
+        return cls(stage=stage, recipe=recipe, out_dir=outputs[stage], resume=resume,
+                   **{name: available.get(name) for name in reads})
 
     def to_extras(self) -> dict[str, Any]:
         """JSON-compatible Pipes extras (paths as strings, the recipe as its dict); unset inputs are left out."""
