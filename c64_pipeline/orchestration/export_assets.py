@@ -19,31 +19,28 @@ from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingL
 from c64_pipeline.training.artifacts import ModelsLayout
 
 
-@asset(
-    group_name="export",
-    pool="gpu",
-    deps=[AssetKey("dapt_adapter"), AssetKey("sft_adapter")],
-    description="Base + DAPT + SFT merged into plain safetensors with tokenizer, chat template, SYSTEM_PROMPT.txt and "
+def export_asset(name: str, stage: str, after: list[str], description: str):
+    """The asset `name`: the `stage` of c64_pipeline.training.export run in one Pipes process."""
+
+    @asset(name=name, group_name="export", pool="gpu", deps=[AssetKey(key) for key in after], description=description)
+    def export(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
+               paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+        return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
+                         stage_request(stage, config, model_source, paths))
+
+    return export
+
+
+merged_model = export_asset(
+    "merged_model", "merge", ["base_model", "dapt_adapter", "sft_adapter"],
+    "Base + DAPT + SFT merged into plain safetensors with tokenizer, chat template, SYSTEM_PROMPT.txt and "
     "a generation config (models/merged/): loads with from_pretrained alone.",
 )
-def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
-                 model_source: BaseModelSource, paths: PipelinePaths,
-                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
-                     stage_request("merge", config, model_source, paths, model_dir=base_model["model_dir"]))
-
-
-@asset(
-    group_name="export",
-    pool="gpu",
-    deps=[AssetKey("merged_model"), AssetKey("sft_dataset")],
-    description="GGUF files (F16, Q8_0) written by llama.cpp's own converter, an Ollama Modelfile, and greedy "
+gguf_model = export_asset(
+    "gguf_model", "gguf", ["merged_model", "sft_dataset"],
+    "GGUF files (F16, Q8_0) written by llama.cpp's own converter, an Ollama Modelfile, and greedy "
     "generations of held-out prompts run by llama.cpp (models/gguf/).",
 )
-def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
-               paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
-                     stage_request("gguf", config, model_source, paths))
 
 
 @asset_check(asset=gguf_model, blocking=False,
