@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, run_stage, stage_request
+from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, launch_stage, stage_request
 from c64_pipeline.training.artifacts import ModelsLayout
 
 
@@ -25,7 +25,7 @@ def export_asset(name: str, stage: str, after: list[str], description: str):
     @asset(name=name, group_name="export", pool="gpu", deps=[AssetKey(key) for key in after], description=description)
     def export(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
                paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-        return run_stage(context, pipes_subprocess_client, TrainingLauncher(),
+        return launch_stage(context, pipes_subprocess_client, TrainingLauncher(),
                          stage_request(stage, config, model_source, paths))
 
     return export

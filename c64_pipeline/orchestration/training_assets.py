@@ -155,7 +155,7 @@ def stage_request(stage: str, config: _StageConfig, model_source: BaseModelSourc
                                 resume=config.resume, **available)
 
 
-def run_stage(context, client: PipesSubprocessClient, launcher: "TrainingLauncher",
+def launch_stage(context, client: PipesSubprocessClient, launcher: "TrainingLauncher",
               request: StageRequest) -> MaterializeResult:
     """Run `request` in the training process through Pipes; its materialization is the asset's."""
     return client.run(context=context, command=launcher.command(), extras=request.to_extras()).get_materialize_result()
@@ -181,7 +181,7 @@ def adapter_asset(stage: str, dataset: str, after: list[str], description: str):
         require_finished_datasets(dataset["dir"])
         request = stage_request(stage, config, model_source, paths, model_dir=base_model["model_dir"],
                                 **{f"{stage}_dir": dataset["dir"]})
-        return run_stage(context, pipes_subprocess_client, training_launcher, request)
+        return launch_stage(context, pipes_subprocess_client, training_launcher, request)
 
     return adapter
 
@@ -212,4 +212,4 @@ def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, bas
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     request = stage_request("evaluation", config, model_source, paths, model_dir=base_model["model_dir"])
     require_finished_datasets(request.dapt_dir, request.sft_dir)
-    return run_stage(context, pipes_subprocess_client, training_launcher, request)
+    return launch_stage(context, pipes_subprocess_client, training_launcher, request)
