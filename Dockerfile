@@ -10,7 +10,6 @@ RUN groupadd --gid "${APP_UID}" app \
 WORKDIR /opt/c64-pipeline
 COPY pyproject.toml ./
 COPY c64_pipeline ./c64_pipeline
-COPY data/sample_manuals ./data/sample_manuals
 COPY workspace.yaml ./
 RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1 \
  && pip install --no-cache-dir -e .

@@ -26,7 +26,7 @@ def sample_manuals_or(manuals: Path | None) -> Iterator[Path]:
     if manuals is not None:
         yield Path(manuals)
         return
-    from c64_pipeline.sample_manuals import render_sample_manuals
+    from c64_pipeline.demo.sample_manuals import render_sample_manuals
 
     with tempfile.TemporaryDirectory() as tmp:
         render_sample_manuals(Path(tmp))

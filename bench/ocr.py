@@ -50,10 +50,10 @@ from c64_pipeline.ocr import (
     repair_blocks,
     safe_dpi,
 )
-from c64_pipeline.sample_manuals import DEFAULT_SOURCES_DIR, load_manifest, layout_body, parse_sections
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.demo.sample_manuals import DEFAULT_SOURCES_DIR, load_manifest, layout_body, parse_sections
+from c64_pipeline.settings import shared_corpus_dir
 
-SHARED_PDFS = PROJECT_ROOT.parent / "shared" / "corpus" / "pdf"
+SHARED_PDFS = shared_corpus_dir() / "pdf"
 HEX_TOKEN = re.compile(r"\$[0-9A-F]{4}\b|\$[0-9A-F]{2}\b")
 MEMMAP = "danbolt_c64_memmap_diagram.pdf"
 # What the memory-map diagram shows (read off the image): sixteen 4K blocks, the sixteen pages of the I/O area,

@@ -47,11 +47,11 @@ import pymupdf
 
 from bench.common import best_of
 from c64_pipeline.atomic import write_json
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 
 TESTS_DIR = PROJECT_ROOT / "bench" / "page_tests"
 SAMPLE_TESTS = TESTS_DIR / "sample_manuals.jsonl"
-SHARED_CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"
+SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "page_fidelity.json"
 TYPES = ("present", "absent", "order", "table")
 
@@ -243,7 +243,7 @@ def _snippet(text: str, limit: int = 90) -> str:
 
 def sample_manual_tests(sources_dir: Path | None = None) -> list[PageTest]:
     """Tests derived from the sample manuals' sources (exact truth), in a stable order."""
-    from c64_pipeline.sample_manuals import DEFAULT_SOURCES_DIR, load_manifest
+    from c64_pipeline.demo.sample_manuals import DEFAULT_SOURCES_DIR, load_manifest
 
     sources_dir = sources_dir or DEFAULT_SOURCES_DIR
     _, specs = load_manifest(sources_dir)
@@ -453,7 +453,7 @@ def extract_texts(docs: dict[str, Path | None], ocr: bool) -> tuple[dict[str, li
 def run(quick: bool = False, compare_find_tables: bool = False, sample_dir: Path | None = None,
         corpus: Path = SHARED_CORPUS, repeats: int | None = None) -> dict:
     """Score the project's extraction on every test whose document is at hand; measure throughput beside it."""
-    from c64_pipeline.sample_manuals import render_sample_manuals
+    from c64_pipeline.demo.sample_manuals import render_sample_manuals
 
     tests = load_tests() + corpus_qa_tests(corpus)
     with tempfile.TemporaryDirectory() as tmp:

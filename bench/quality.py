@@ -25,10 +25,10 @@ from bench.common import sample_manuals_or
 from c64_pipeline.extraction import ExtractionSettings
 from c64_pipeline.layout import blocks_from_page
 from c64_pipeline.readability import readability
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.settings import shared_corpus_dir
 from c64_pipeline.text_sources import read_text_pages
 
-SHARED = PROJECT_ROOT.parent / "shared" / "corpus"
+SHARED = shared_corpus_dir()
 PRINTABLE = string.ascii_letters + string.digits + string.punctuation
 CONFUSIONS = {"o": "0", "O": "0", "0": "O", "l": "1", "1": "l", "I": "l", "e": "c", "S": "5", "5": "S", "B": "8",
               "a": "o", "h": "b", "u": "v", "n": "ri", "m": "rn", "i": "l", "t": "f", "c": "e", "D": "O", "$": "S",

@@ -29,9 +29,9 @@ import pymupdf
 from bench.common import best_of
 from c64_pipeline.atomic import write_json
 from c64_pipeline.extraction import ExtractionSettings, ocr_reason, page_signals
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 
-SHARED_PDFS = PROJECT_ROOT.parent / "shared" / "corpus" / "pdf"
+SHARED_PDFS = shared_corpus_dir() / "pdf"
 
 
 def text_layer_pdfs(folders: list[Path]) -> list[Path]:
@@ -128,11 +128,12 @@ def bench_workers(pages: list[tuple[Path, int]]) -> dict:
 
 
 def bench_chunking(texts: list[str], repeats: int) -> dict:
-    from c64_pipeline.base_model import TinyModelSettings, build_demo_model, demo_tokenizer_texts, load_tokenizer
+    from c64_pipeline.base_model import load_tokenizer
+    from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
     from c64_pipeline.chunking import chunk_documents
 
     with tempfile.TemporaryDirectory() as tmp:
-        build_demo_model(Path(tmp) / "m", demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals"), TinyModelSettings())
+        build_demo_model(Path(tmp) / "m", demo_tokenizer_texts(), TinyModelSettings())
         tokenizer = load_tokenizer(Path(tmp) / "m")
     docs = {f"doc{i}": [(1, t)] for i, t in enumerate(texts)}
     tokens = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.manuals:
             folders.append(args.manuals)
         else:
-            from c64_pipeline.sample_manuals import render_sample_manuals
+            from c64_pipeline.demo.sample_manuals import render_sample_manuals
 
             render_sample_manuals(Path(tmp))
             folders.append(Path(tmp))

@@ -24,10 +24,10 @@ from c64_pipeline.atomic import write_json
 from c64_pipeline.documents import DocumentRejected, discover_documents, inspect_document
 from c64_pipeline.extraction import ExtractionSettings, extract_document
 from c64_pipeline.report import document_rows, sft_coverage, sft_family
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 from c64_pipeline.sft_coverage import answering_conversation, final_answers, key_facts, mine_document, states
 
-SHARED_CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"
+SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "sft_coverage.json"
 
 

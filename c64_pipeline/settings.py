@@ -98,3 +98,10 @@ def deployment_from_env() -> Deployment:
 def user_chose_manuals_dir() -> bool:
     """True when the user pointed the manuals folder somewhere (C64_MANUALS_DIR): the demo never adds files there."""
     return bool(os.environ.get("C64_MANUALS_DIR"))
+
+
+def shared_corpus_dir() -> Path:
+    """The team's shared corpus of real third-party C64 documentation (`C64_SHARED_CORPUS`, by default
+    `../shared/corpus` beside the checkout), read by the benchmarks and the integration tests only; they skip
+    cleanly without it."""
+    return _path("C64_SHARED_CORPUS", PROJECT_ROOT.parent / "shared" / "corpus")

@@ -5,21 +5,22 @@ from pathlib import Path
 
 import pytest
 
+from c64_pipeline.settings import shared_corpus_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+SHARED_CORPUS = shared_corpus_dir()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The demo model, built the way the base_model asset builds it (tokenizer trained on the sample sources)."""
-    from c64_pipeline.base_model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
-    from c64_pipeline.settings import PROJECT_ROOT
+    from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
 
     out = tmp_path_factory.mktemp("models") / "tiny"
-    build_demo_model(out, demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals"), TinyModelSettings(vocab_size=2048))
+    build_demo_model(out, demo_tokenizer_texts(), TinyModelSettings(vocab_size=2048))
     return out
 
 
@@ -33,7 +34,7 @@ def tiny_tokenizer(tiny_model_dir):
 @pytest.fixture(scope="session")
 def sample_manuals(tmp_path_factory) -> Path:
     """The bundled sample manuals, rendered once per test session."""
-    from c64_pipeline.sample_manuals import render_sample_manuals
+    from c64_pipeline.demo.sample_manuals import render_sample_manuals
 
     out = tmp_path_factory.mktemp("manuals")
     render_sample_manuals(out)

@@ -9,9 +9,9 @@ from pathlib import Path
 from dagster import DagsterInstance
 
 from c64_pipeline.definitions import build_definitions
-from c64_pipeline.orchestration.io_managers import JsonAssetStore
-from c64_pipeline.orchestration.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.runner import DataHalfRun, materialize_data_half
+from c64_pipeline.defs.io_managers import JsonAssetStore
+from c64_pipeline.defs.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
+from c64_pipeline.demo.runner import DataHalfRun, materialize_data_half
 
 SMALL_CORPUS = {
     "vic_registers.md": [

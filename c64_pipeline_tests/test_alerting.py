@@ -1,4 +1,4 @@
-"""The alert sensors and the AlertSink resource (orchestration/alerting.py), against real Dagster instances and a real
+"""The alert sensors and the AlertSink resource (defs/alerts/sensors.py), against real Dagster instances and a real
 HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from c64_pipeline.alerts import Alert
 from c64_pipeline.definitions import build_definitions
-from c64_pipeline.orchestration.alerting import AlertSink, alert_delivery, check_failure_alerts, run_failure_alerts
-from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.defs.alerts.resources import AlertSink
+from c64_pipeline.defs.alerts.sensors import alert_delivery, check_failure_alerts, run_failure_alerts
+from c64_pipeline.defs.resources import QualityThresholds
 from c64_pipeline_tests.graph_helpers import Workspace, write_small_corpus
 from c64_pipeline_tests.http_sink import RecordingWebhook
 

@@ -76,3 +76,37 @@ def test_demo_materializes_the_whole_graph_into_its_dagster_home(tmp_path):
     assert (models / "fine-tuned-sft" / "sample_generations.jsonl").is_file()
     assert after_sft["sft_test_loss"] < evaluation["models"]["base"]["sft_test_loss"]
     assert "model_evaluation reasoning_contract: passed" in result.stdout
+
+    # ... and ends with a model people can run: GGUF files written by llama.cpp's converter, whose greedy answers
+    # under llama.cpp keep the [THINK] format on held-out prompts tokenized exactly as transformers tokenizes them
+    gguf = models / "gguf"
+    assert {p.name for p in gguf.glob("*.gguf")} == {"c64-ministral3-F16.gguf", "c64-ministral3-Q8_0.gguf"}
+    assert (gguf / "Modelfile").read_text().startswith("FROM ./c64-ministral3-Q8_0.gguf")
+    summary = json.loads((gguf / "gguf_check.json").read_text())
+    check = summary["check"]
+    assert summary["vocabulary"] == "tekken.json"  # the demo tokenizer is in the Tekken layout llama.cpp reads
+    assert check["prompts"] >= 10 and check["prompt_tokens_identical"] == check["prompts"]
+    assert check["format_rate"] >= 0.9, check["contract_problems"]
+    assert "gguf_model gguf_reasoning_contract: passed" in result.stdout
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster_home"))) as instance:
+        contract = instance.get_latest_asset_check_evaluation_record(
+            AssetCheckKey(AssetKey("gguf_model"), "gguf_reasoning_contract"))
+        assert contract.event.dagster_event.event_specific_data.passed
+
+    # llama.cpp and transformers split every line of the training data into the same ids
+    from llama_cpp import Llama
+
+    from c64_pipeline.base_model import load_tokenizer
+
+    tokenizer = load_tokenizer(models / "merged")
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(processed / "dapt" / "train.parquet").column("text").to_pylist()[:200]
+    llm = Llama(model_path=str(gguf / "c64-ministral3-F16.gguf"), vocab_only=True, verbose=False)
+    try:
+        assert llm.metadata["tokenizer.ggml.pre"] == "tekken"
+        differ = [t[:60] for t in texts if list(llm.tokenize(t.encode(), add_bos=False, special=True))
+                  != tokenizer.encode(t, add_special_tokens=False)]
+    finally:
+        llm.close()
+    assert texts and differ == []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from c64_pipeline.demo import sample_decision
-from c64_pipeline.sample_manuals import sample_file_names
+from c64_pipeline.demo.cli import sample_decision
+from c64_pipeline.demo.sample_manuals import sample_file_names
 from c64_pipeline.settings import paths_from_env
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from c64_pipeline.base_model import compose_system_prompt
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.demo.cli import SAMPLE_EXAM_DIR
+from c64_pipeline.demo.model import SAMPLE_SOURCES
 from c64_pipeline.training.artifacts import SAMPLE_GENERATIONS
 from c64_pipeline.training.common import SampleGenerations, make_run_key, sample_generations_markdown
 from c64_pipeline.training.evaluation import (
@@ -36,7 +37,7 @@ from c64_pipeline_tests.test_training import (  # noqa: F401  (module fixtures r
     sft_run,
 )
 
-SAMPLE_EXAM = PROJECT_ROOT / "data" / "sample_exam"
+SAMPLE_EXAM = SAMPLE_EXAM_DIR
 CONTRACT = ReasoningContract(think_id=7, end_think_id=8, eos_id=2, special_ids=frozenset({1, 2, 3, 7, 8}))
 
 
@@ -172,7 +173,7 @@ def test_the_sample_exam_is_valid_and_answered_by_the_sample_manuals():
     questions, rejections = load_exam(SAMPLE_EXAM)
     assert rejections == [] and 10 <= len(questions) <= 20
     for q in questions:
-        source = PROJECT_ROOT / q.source
+        source = SAMPLE_SOURCES / q.source  # the sample manual the answer comes from
         assert source.is_file(), q.source
         text = _source_text(source)
         for fact in q.key_facts:
@@ -262,7 +263,7 @@ def _report(tmp_path: Path, after_sft: dict) -> Path:
     ({"format_rate": None, "format_ok": 0, "finished": 0, "truncated": 4, "malformed": 0, "prompts": 4}, False),
 ])
 def test_reasoning_contract_check_judges_finished_generations_and_reports_truncated(tmp_path, after_sft, passed):
-    from c64_pipeline.orchestration.resources import PipelinePaths, QualityThresholds
+    from c64_pipeline.defs.resources import PipelinePaths, QualityThresholds
     from c64_pipeline.orchestration.training_checks import reasoning_contract
 
     models = _report(tmp_path, after_sft)
@@ -367,7 +368,7 @@ def test_exam_answers_in_the_report_keep_one_row_per_question():
 
 
 def test_the_demo_copies_the_sample_exam_beside_the_users_own(tmp_path):
-    from c64_pipeline.demo import copy_sample_exam
+    from c64_pipeline.demo.cli import copy_sample_exam
 
     mine = write_lines(tmp_path / "eval" / "mine.jsonl", [row(question="Where is CHROUT?", answer="At $FFD2.")])
     copied = copy_sample_exam(tmp_path / "eval")

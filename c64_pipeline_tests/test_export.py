@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from c64_pipeline.base_model import (
-    SYSTEM_PROMPT_FILE,
-    TinyModelSettings,
-    build_demo_model,
-    compose_system_prompt,
-    demo_tokenizer_texts,
-    load_tokenizer,
-    train_tokenizer,
-)
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.base_model import SYSTEM_PROMPT_FILE, compose_system_prompt, load_tokenizer
+from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts, train_tokenizer
 from c64_pipeline.training.dapt import train_dapt
 from c64_pipeline.training.export import (
     LLAMA_CPP_DIR_ENV,
@@ -51,7 +43,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     """A tiny demo model with DAPT and SFT adapters from a few quick training steps."""
     root = tmp_path_factory.mktemp("export")
     data = write_datasets(root / "data")
-    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
+    texts = demo_tokenizer_texts()
     texts += [json.dumps(conversation(i)) for i in range(60)] + dapt_texts(40)
     model_dir = root / "tiny"
     build_demo_model(model_dir, texts, TinyModelSettings(vocab_size=1024))
@@ -61,7 +53,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     train_sft(model_dir, dapt, data / "sft", sft, quick())
     merged = root / "merged"
     export_merged_model(model_dir, dapt, sft, merged, max_new_tokens=64)
-    return {"model": model_dir, "dapt": dapt, "sft": sft, "merged": merged, "data": data}
+    return {"model": model_dir, "dapt": dapt, "sft": sft, "merged": merged, "data": data, "texts": texts}
 
 
 # ---------------------------------------------------------------------------------------------------- templates
@@ -192,13 +184,19 @@ def converter():
 
 
 @pytest.mark.slow
-def test_demo_tokenizer_is_refused_by_llama_cpp_with_the_reason(trained, converter, tmp_path):
-    """The default demo tokenizer (GPT-2-style byte-level BPE trained for it) is unknown to llama.cpp's pre-tokenizer
-    hash and not in the Tekken layout, so there is no honest route: the export fails with the reason."""
+def test_a_tokenizer_llama_cpp_does_not_know_is_refused_with_the_reason(converter, tmp_path):
+    """A byte-level BPE tokenizer with GPT-2 splitting trained here (TinyModelSettings(tokenizer="bytelevel")) is
+    unknown to llama.cpp's pre-tokenizer hash and not in the Tekken layout, so there is no honest route: the export
+    fails with the reason and leaves nothing behind."""
+    model_dir = tmp_path / "bytelevel"
+    texts = [json.dumps(conversation(i)) for i in range(20)] + dapt_texts(10)
+    build_demo_model(model_dir, texts, TinyModelSettings(vocab_size=512, num_hidden_layers=1, tokenizer="bytelevel"))
+    out = tmp_path / "gguf"
+    out.mkdir()
     with pytest.raises(GGUFConversionError, match="BPE pre-tokenizer was not recognized") as caught:
-        convert_to_gguf(trained["merged"], tmp_path, "demo", outtypes=("f16",), converter=converter)
+        convert_to_gguf(model_dir, out, "demo", outtypes=("f16",), converter=converter)
     assert "get_vocab_base_pre" in caught.value.reason
-    assert not list(tmp_path.iterdir())  # nothing half-written
+    assert not list(out.iterdir())  # nothing half-written
 
 
 # ---------------------------------------------------------------------------------------------------- GGUF, end to end
@@ -367,10 +365,11 @@ def test_tekken_layout_tokenizer_is_the_same_tokenizer_as_its_tekken_json(tmp_pa
     very ids transformers gives (text with no control tokens: mistral-common never parses those from text)."""
     from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
-    from c64_pipeline.base_model import TEKKEN_SPECIAL_TOKENS, train_tekken_tokenizer
+    from c64_pipeline.base_model import TEKKEN_SPECIAL_TOKENS
+    from c64_pipeline.demo.model import train_tekken_tokenizer
     from c64_pipeline.training.export import tekken_json
 
-    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
+    texts = demo_tokenizer_texts()
     tokenizer = train_tekken_tokenizer(texts, 1024)
     assert tokenizer.convert_tokens_to_ids(["<pad>", "[SYSTEM_PROMPT]", "[THINK]", "[/THINK]"]) == [11, 17, 34, 35]
     data = tekken_json(json.loads(tokenizer.backend_tokenizer.to_str()))
@@ -385,23 +384,14 @@ def test_tekken_layout_tokenizer_is_the_same_tokenizer_as_its_tekken_json(tmp_pa
 
 
 @pytest.fixture(scope="module")
-def demo_export(tmp_path_factory, converter) -> dict:
-    """The demo model with its tokenizer in the Tekken layout, trained a few steps, merged and exported."""
+def demo_export(trained, converter) -> dict:
+    """The demo model (its tokenizer in the Tekken layout, the default), trained a few steps, merged and exported."""
     from c64_pipeline.training.export import export_gguf
 
-    root = tmp_path_factory.mktemp("demo-export")
-    data = write_datasets(root / "data", n_test=4)
-    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
-    texts += [json.dumps(conversation(i)) for i in range(60)] + dapt_texts(40)
-    model_dir = root / "tiny"
-    build_demo_model(model_dir, texts, TinyModelSettings(vocab_size=1024, tokenizer="tekken"))
-    dapt, sft = root / "fine-tuned-dapt", root / "fine-tuned-sft"
-    train_dapt(model_dir, data / "dapt", dapt, quick())
-    train_sft(model_dir, dapt, data / "sft", sft, quick())
-    export_merged_model(model_dir, dapt, sft, root / "merged", max_new_tokens=24)
-    summary = export_gguf(root / "merged", root / "gguf", data / "sft" / "test.jsonl", max_prompts=4,
+    root = trained["merged"].parent
+    summary = export_gguf(trained["merged"], root / "gguf", trained["data"] / "sft" / "test.jsonl", max_prompts=4,
                           max_new_tokens=24, max_length=256, llama_cpp_dir=converter.script.parent)
-    return {"root": root, "summary": summary, "texts": texts}
+    return {"root": root, "summary": summary, "texts": trained["texts"]}
 
 
 @pytest.mark.slow
@@ -413,7 +403,9 @@ def test_demo_model_with_the_tekken_layout_converts_and_llama_cpp_tokenizes_as_t
     assert set(summary["files"]) == {"c64-ministral3-F16.gguf", "c64-ministral3-Q8_0.gguf"}
     check = summary["check"]
     assert check["prompts"] == 4 and check["prompt_tokens_identical"] == 4
+    # each prompt judged once, the well-formed ones under "ok"
     assert sum(check["contract_problems"].values()) == 4
+    assert check["contract_problems"].get("ok", 0) == check["format_ok"]
     tokenizer = load_tokenizer(demo_export["root"] / "merged")
     llm = Llama(model_path=str(demo_export["root"] / "gguf" / "c64-ministral3-F16.gguf"), vocab_only=True,
                 verbose=False)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, asset
 
-from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.defs.resources import QualityThresholds
 from c64_pipeline_tests.bad_inputs import make_bad_inputs
 from c64_pipeline_tests.graph_helpers import Workspace, write_small_corpus
 

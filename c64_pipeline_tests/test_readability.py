@@ -7,7 +7,7 @@ import pytest
 
 from bench.quality import ocr_confusions, substitute
 from c64_pipeline.readability import readability
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.demo.model import SAMPLE_SOURCES
 from c64_pipeline.text_sources import decode_bytes, html_to_text, split_pages
 
 THRESHOLD = 0.6  # ExtractionSettings.min_quality: below it a text layer goes to OCR and a page is flagged
@@ -36,7 +36,7 @@ PROSE = ("The SID chip has three voices. Each voice has its own oscillator, enve
 def sample_source_pages() -> list[str]:
     """Pages of the bundled sample manuals' sources (the text their PDFs are rendered from)."""
     pages = []
-    for path in sorted((PROJECT_ROOT / "data" / "sample_manuals").iterdir()):
+    for path in sorted(SAMPLE_SOURCES.iterdir()):
         if path.suffix in (".html", ".md"):
             text = decode_bytes(path.read_bytes())
             pages += split_pages(html_to_text(text) if path.suffix == ".html" else text, lines_per_page=40)

@@ -23,8 +23,8 @@ from dagster import AssetKey, DagsterInstance
 from c64_pipeline import atomic
 from c64_pipeline.documents import MAX_PDF_PAGES, MAX_TEXT_BYTES, DocumentRejected, inspect_document, open_pdf
 from c64_pipeline.documents import discover_documents
-from c64_pipeline.orchestration.partitions import manual_partitions, range_tags
-from c64_pipeline.orchestration.resources import PageReader
+from c64_pipeline.defs.partitions import manual_partitions, range_tags
+from c64_pipeline.defs.resources import PageReader
 from c64_pipeline.report import build_report
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetCheckSeverity
 
-from c64_pipeline.orchestration.checks import sft_coverage, split_balance, validation_not_empty
-from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.defs.datasets.checks import sft_coverage, split_balance, validation_not_empty
+from c64_pipeline.defs.resources import QualityThresholds
 from c64_pipeline.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
 from c64_pipeline.sft_builder import build_conversations, mine_facts
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from c64_pipeline.sample_manuals import (
+from c64_pipeline.demo.sample_manuals import (
     DEFAULT_SOURCES_DIR,
     break_ligatures,
     layout_body,

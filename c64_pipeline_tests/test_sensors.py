@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, build_sensor_context
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
-from c64_pipeline.orchestration.sensors import new_manuals_sensor
+from c64_pipeline.defs.ingest.sensors import new_manuals_sensor
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 
 
@@ -122,7 +122,7 @@ def test_nightly_rescan_catches_what_the_sensor_missed(workspace):
 
     from dagster import build_schedule_context
 
-    from c64_pipeline.orchestration.sensors import nightly_manuals_rescan
+    from c64_pipeline.defs.ingest.sensors import nightly_manuals_rescan
 
     write_small_corpus(workspace.manuals, ["vic_registers.md", "sid_registers.md", "cia_registers.md"])
     # a schedule context reopens the instance from its reference, so this one lives on disk

@@ -18,7 +18,7 @@ from dagster import (
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from c64_pipeline.definitions import build_definitions
-from c64_pipeline.orchestration.sensors import new_manuals_sensor
+from c64_pipeline.defs.ingest.sensors import new_manuals_sensor
 from c64_pipeline.splits import SPLITS
 from c64_pipeline_tests.graph_helpers import Workspace
 

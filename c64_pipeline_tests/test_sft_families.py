@@ -10,7 +10,7 @@ import pytest
 from c64_pipeline.sft import build_conversations, mine_facts
 from c64_pipeline.sft.grounding import conversation_grounding_problems, ungrounded_facts
 from c64_pipeline.sft.registers import parse_fact_line
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.demo.model import SAMPLE_SOURCES
 from c64_pipeline.think_metrics import parse_assistant_turn, think_stats
 
 
@@ -246,7 +246,7 @@ def _sample_sources() -> list[dict]:
     from c64_pipeline.extraction import ExtractionSettings, extract_document
 
     pages = []
-    for path in sorted((PROJECT_ROOT / "data" / "sample_manuals").iterdir()):
+    for path in sorted(SAMPLE_SOURCES.iterdir()):
         if path.suffix in (".md", ".html"):
             pages += [p.as_dict() for p in extract_document(path.stem, path, path.suffix.lstrip("."), ExtractionSettings())]
     return pages

@@ -14,15 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from c64_pipeline.base_model import (
-    ModelDirError,
-    TinyModelSettings,
-    build_demo_model,
-    chat_template,
-    demo_tokenizer_texts,
-    load_tokenizer,
-)
-from c64_pipeline.settings import PROJECT_ROOT
+from c64_pipeline.base_model import ModelDirError, chat_template, load_tokenizer
+from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
 from c64_pipeline.training.common import NonFiniteLossError, require_trainable
 from c64_pipeline.training.dapt import train_dapt
 from c64_pipeline.training.data import TrainingDataError, filter_long
@@ -118,7 +111,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, data_dir) -> Path:
-    texts = demo_tokenizer_texts(PROJECT_ROOT / "data" / "sample_manuals")
+    texts = demo_tokenizer_texts()
     texts += [json.dumps(conversation(i)) for i in range(60)] + dapt_texts(40)
     out = tmp_path_factory.mktemp("models") / "tiny"
     build_demo_model(out, texts, TinyModelSettings(vocab_size=1024))

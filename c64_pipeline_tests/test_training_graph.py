@@ -7,8 +7,8 @@ import json
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from c64_pipeline.orchestration.resources import QualityThresholds
-from c64_pipeline.orchestration.runner import materialize_data_half
+from c64_pipeline.defs.resources import QualityThresholds
+from c64_pipeline.demo.runner import materialize_data_half
 from c64_pipeline_tests.graph_helpers import Workspace, write_small_corpus
 
 pytestmark = pytest.mark.slow

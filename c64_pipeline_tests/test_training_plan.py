@@ -61,7 +61,7 @@ def test_a_request_lacking_what_its_stage_reads_is_refused(tmp_path):
 
 
 def test_the_console_heartbeat_finds_the_training_steps_in_the_layout(tmp_path):
-    from c64_pipeline.orchestration.console import TrainingHeartbeat
+    from c64_pipeline.demo.console import TrainingHeartbeat
 
     heartbeat = TrainingHeartbeat(tmp_path)
     assert heartbeat._latest() is None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from c64_pipeline.orchestration.checks import data_checks
+from c64_pipeline.defs.datasets.checks import data_checks
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, write_small_corpus
 from c64_pipeline_tests.ui_helpers import (
     CHROMIUM, chromium_context, running_dagster_dev, wait_until, workspace_location_name,

@@ -14,7 +14,7 @@ from dagster import (
     asset_check,
 )
 
-from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths, QualityThresholds
+from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths, QualityThresholds
 from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, launch_stage, stage_request
 from c64_pipeline.training.artifacts import ModelsLayout
 

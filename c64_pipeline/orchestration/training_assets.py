@@ -25,8 +25,8 @@ from dagster import (
 from pydantic import create_model, field_validator
 
 from c64_pipeline import atomic
-from c64_pipeline.orchestration.checks import data_checks
-from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
+from c64_pipeline.defs.datasets.checks import data_checks
+from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.settings import deployment_from_env
 from c64_pipeline.training.artifacts import ModelsLayout
 from c64_pipeline.training.recipe import TrainingRecipe, default_recipe

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dagster import AssetCheckSeverity, DagsterInstance, Definitions, ExecuteInProcessResult
 
-from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
+from c64_pipeline.defs.partitions import contiguous_ranges, manual_partitions, range_tags
 
 
 @dataclass
@@ -20,12 +20,14 @@ class DataHalfRun:
     ingest: dict[str, ExecuteInProcessResult] = field(default_factory=dict)
     datasets: ExecuteInProcessResult | None = None
     training: ExecuteInProcessResult | None = None
+    export: ExecuteInProcessResult | None = None
 
     @property
     def failures(self) -> list[str]:
         """Failed runs and failed blocking checks (gates) of ERROR severity (a WARN check never stops a run)."""
         failed = [f"ingest {keys}" for keys, result in self.ingest.items() if not result.success]
-        for name, result in (("build_datasets", self.datasets), ("train_and_evaluate", self.training)):
+        for name, result in (("build_datasets", self.datasets), ("train_and_evaluate", self.training),
+                             ("export_model", self.export)):
             if result is not None:
                 if not result.success:
                     failed.append(name)
@@ -41,7 +43,7 @@ class DataHalfRun:
         not broken runs."""
         return [
             f"{e.asset_key.to_user_string()} {e.check_name}: {e.description}"
-            for result in (self.datasets, self.training) if result is not None
+            for result in (self.datasets, self.training, self.export) if result is not None
             for e in result.get_asset_check_evaluations()
             if not e.passed and (not e.blocking or e.severity == AssetCheckSeverity.WARN)
         ]
@@ -57,7 +59,7 @@ def materialize_data_half(
     """The sensor's own plan, run in-process: partitions follow the folder, new and edited documents are ingested in
     the same batched runs the sensor would request (or exactly the partition keys in `only`), then the datasets are
     built. The demo and the tests thus take the path `new_manuals_sensor` takes in production."""
-    from c64_pipeline.orchestration.sensors import plan_manual_changes
+    from c64_pipeline.defs.ingest.sensors import plan_manual_changes
 
     plan = plan_manual_changes(instance, manuals_dir, seen={}, run_key_prefix="in-process")
     if plan.new:
@@ -89,9 +91,10 @@ def materialize_data_half(
 def materialize_graph(
     defs: Definitions, instance: DagsterInstance, manuals_dir: Path, training_run_config: dict | None = None,
     run_config: dict | None = None, on_run: RunHook | None = None,
-    during_training: Callable[[], AbstractContextManager] = nullcontext,
+    during_training: Callable[[], AbstractContextManager] = nullcontext, export: bool = False,
 ) -> DataHalfRun:
-    """The whole graph: the data half, then (in a run of its own, behind the data gates) training and evaluation."""
+    """The whole graph: the data half, then (in a run of its own, behind the data gates) training and evaluation,
+    then, with `export` and once training succeeded, the export job (merged model, GGUF, llama.cpp check)."""
     run = materialize_data_half(defs, instance, manuals_dir, run_config=run_config, on_run=on_run)
     with during_training():
         run.training = defs.resolve_job_def("train_and_evaluate").execute_in_process(
@@ -99,4 +102,10 @@ def materialize_graph(
         )
     if on_run:
         on_run("training", run.training)
+    if export and run.training.success:
+        run.export = defs.resolve_job_def("export_model").execute_in_process(
+            instance=instance, raise_on_error=False, run_config={**(run_config or {}), **(training_run_config or {})}
+        )
+        if on_run:
+            on_run("export", run.export)
     return run

@@ -4,8 +4,8 @@
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from c64_pipeline.orchestration.dataset_assets import validation_report
-from c64_pipeline.orchestration.resources import QualityThresholds
+from c64_pipeline.defs.datasets.assets import validation_report
+from c64_pipeline.defs.resources import QualityThresholds
 from c64_pipeline.splits import SPLITS
 
 

@@ -1,6 +1,6 @@
 """Render the bundled sample C64 manuals into PDFs (digital, scanned, mixed) and Markdown.
 
-The sources live in ``data/sample_manuals/``:
+The sources live in ``c64_pipeline/demo/sample_sources/`` (package data):
 
 * ``manifest.json`` lists the output documents, their kind and their metadata;
 * ``manual.css`` is the shared style sheet;
@@ -24,7 +24,7 @@ temporary file in the output folder first and then moved into place with ``os.re
 
 CLI::
 
-    python -m c64_pipeline.sample_manuals --out data/raw/manuals
+    python -m c64_pipeline.demo.sample_manuals --out data/raw/manuals
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from PIL import Image, ImageFilter
 
 from c64_pipeline.atomic import atomic_path
 
-DEFAULT_SOURCES_DIR = Path(__file__).resolve().parents[1] / "data" / "sample_manuals"
+DEFAULT_SOURCES_DIR = Path(__file__).with_name("sample_sources")
 MANIFEST_NAME = "manifest.json"
 
 # Page geometry in points (1/72 inch).
@@ -337,7 +337,7 @@ def render_sample_manuals(out_dir: Path, sources_dir: Path | None = None) -> lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Render the bundled sample C64 manuals.")
     parser.add_argument("--out", type=Path, default=Path("data/raw/manuals"), help="output folder")
-    parser.add_argument("--sources", type=Path, default=None, help="sources folder (default: data/sample_manuals)")
+    parser.add_argument("--sources", type=Path, default=None, help="sources folder (default: the bundled sample_sources/)")
     args = parser.parse_args(argv)
     for path in render_sample_manuals(args.out, args.sources):
         if path.suffix.lower() == ".pdf":

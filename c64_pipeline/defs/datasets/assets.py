@@ -10,20 +10,13 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetSelection, AutomationCondition, Config, Failure, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
-from c64_pipeline.base_model import (
-    build_demo_model,
-    compose_system_prompt,
-    demo_tokenizer_texts,
-    load_tokenizer,
-    validate_model_dir,
-    TinyModelSettings,
-)
+from c64_pipeline.base_model import compose_system_prompt, load_tokenizer, validate_model_dir
+from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
 from c64_pipeline.chunking import chunk_documents
 from c64_pipeline.extraction import DAPT_MIN_PAGE_QUALITY, dapt_pages
 from c64_pipeline.near_duplicates import cross_split_near_duplicates, document_families
-from c64_pipeline.orchestration.resources import BaseModelSource, PipelinePaths
+from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.report import build_report, render_markdown
-from c64_pipeline.settings import PROJECT_ROOT
 from c64_pipeline.sft_coverage import mine_document
 from c64_pipeline.curated_sft import load_curated_conversations
 from c64_pipeline.training.recipe import default_recipe
@@ -38,7 +31,6 @@ REFRESH = AutomationCondition.eager().ignore(AssetSelection.assets("base_model")
 BUILD_WHEN_MISSING = (
     AutomationCondition.missing() & ~AutomationCondition.in_progress() & ~AutomationCondition.execution_failed()
 )
-SAMPLE_SOURCES = PROJECT_ROOT / "data" / "sample_manuals"
 DAPT_SCHEMA = pa.schema(
     [
         ("text", pa.string()),
@@ -83,7 +75,7 @@ def base_model(context: AssetExecutionContext, model_source: BaseModelSource) ->
     model_dir = Path(model_source.model_dir)
     if model_source.mode == "demo":
         settings = TinyModelSettings(vocab_size=model_source.demo_vocab_size)
-        identity = build_demo_model(model_dir, demo_tokenizer_texts(SAMPLE_SOURCES), settings)
+        identity = build_demo_model(model_dir, demo_tokenizer_texts(), settings)
         context.log.info(f"built the tiny demo model in {model_dir}")
     elif model_source.mode == "real":
         identity = validate_model_dir(model_dir)

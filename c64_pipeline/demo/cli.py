@@ -1,11 +1,12 @@
-"""`make demo`: the whole graph headless (data half, then training and evaluation on the tiny demo model) into the
-project's Dagster storage (DAGSTER_HOME), so the runs show up in `make ui` afterwards.
+"""`make demo`: the whole graph headless (data half, then training and evaluation on the tiny demo model, then its
+export to GGUF checked under llama.cpp) into the project's Dagster storage (DAGSTER_HOME), so the runs show up in
+`make ui` afterwards.
 
 The bundled sample manuals are rendered into the manuals folder only when that folder is the project's own and
 holds nothing else (a fresh checkout, or a previous demo). A folder you pointed the pipeline at (C64_MANUALS_DIR)
 is never added to: the demo then runs on your shelf.
 
-Usage: python -m c64_pipeline.demo [--samples | --no-samples] [--data-only]
+Usage: python -m c64_pipeline.demo [--samples | --no-samples] [--data-only | --no-export]
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from c64_pipeline.settings import PROJECT_ROOT, Paths, paths_from_env, user_chose_manuals_dir
-from c64_pipeline.training.artifacts import ModelsLayout
+from c64_pipeline.settings import Paths, paths_from_env, user_chose_manuals_dir
+from c64_pipeline.training.artifacts import MODELFILE, ModelsLayout
 
 
 def quiet_libraries() -> None:
@@ -39,7 +40,7 @@ def quiet_libraries() -> None:
 
 def sample_decision(paths: Paths, force: bool | None) -> tuple[bool, str]:
     """Whether to render the sample manuals into the manuals folder, and why (a line for the console)."""
-    from c64_pipeline.sample_manuals import sample_file_names
+    from c64_pipeline.demo.sample_manuals import sample_file_names
 
     folder = paths.manuals_dir
     if force is not None:
@@ -53,7 +54,7 @@ def sample_decision(paths: Paths, force: bool | None) -> tuple[bool, str]:
     return True, f"{folder} holds no manuals of yours"
 
 
-SAMPLE_EXAM_DIR = PROJECT_ROOT / "data" / "sample_exam"
+SAMPLE_EXAM_DIR = Path(__file__).with_name("sample_exam")
 
 
 def copy_sample_exam(eval_dir: Path) -> list[Path]:
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     samples.add_argument("--no-samples", dest="samples", action="store_const", const=False,
                          help="never render the sample manuals (run on what the manuals folder holds)")
     parser.add_argument("--data-only", action="store_true", help="stop after the data half (no training)")
+    parser.add_argument("--no-export", action="store_true",
+                        help="stop after training and evaluation (no merged model, GGUF or llama.cpp check)")
     args = parser.parse_args(argv)
 
     quiet_libraries()
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     render, why = sample_decision(paths, args.samples)
     if render:
-        from c64_pipeline.sample_manuals import render_sample_manuals
+        from c64_pipeline.demo.sample_manuals import render_sample_manuals
 
         rendered = render_sample_manuals(paths.manuals_dir)
         say(f"sample manuals: {len(rendered)} files rendered into {paths.manuals_dir} ({why})")
@@ -102,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import DagsterInstance
 
     from c64_pipeline.definitions import defs
-    from c64_pipeline.orchestration.console import (
+    from c64_pipeline.demo.console import (
         QUIET_RUN_CONFIG, TrainingHeartbeat, check_lines, step_lines, write_event_log,
     )
-    from c64_pipeline.orchestration.runner import materialize_data_half, materialize_graph
+    from c64_pipeline.demo.runner import materialize_data_half, materialize_graph
 
     instance = DagsterInstance.get()
     with log_path.open("w", encoding="utf-8") as log:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             run = materialize_data_half(defs, instance, paths.manuals_dir, run_config=QUIET_RUN_CONFIG, on_run=on_run)
         else:
             run = materialize_graph(defs, instance, paths.manuals_dir, run_config=QUIET_RUN_CONFIG, on_run=on_run,
-                                    during_training=during_training)
+                                    during_training=during_training, export=not args.no_export)
 
     say(f"documents: {len(instance.get_dynamic_partitions('manuals'))} (new {len(run.added)}, "
         f"removed {len(run.removed)}); done")
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_only:
         for path in (models.dapt.path, models.sft.path, models.evaluation.report_markdown):
             print(f"  {path}")
+        if run.export is not None:
+            for path in (models.merged, models.gguf, models.gguf / MODELFILE):
+                print(f"  {path}")
     print(f"full event log: {log_path}")
     print(f"Dagster storage: {paths.dagster_home}")
     print("Open the web UI on the same storage with: make ui   (dagster dev -w workspace.yaml -h 127.0.0.1, "
@@ -148,7 +154,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFAILED: " + ", ".join(run.failures), file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

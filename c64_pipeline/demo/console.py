@@ -28,6 +28,7 @@ FIGURES = {
     "validation_report": ("coverage_ratio", "think_coverage", "top_skeleton_share"),
     "dapt_adapter": ("global_step", "base_eval_loss", "final_eval_loss"),
     "sft_adapter": ("global_step", "final_eval_loss"),
+    "gguf_model": ("prompts", "format_rate", "prompt_tokens_identical"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Sensors: new or changed manuals start their own ingestion (the alert sensors are in orchestration/alerting.py)."""
+"""Sensors: new or changed manuals start their own ingestion (the alert sensors are in defs/alerts/sensors.py)."""
 
 import json
 import re
@@ -23,9 +23,9 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from c64_pipeline.documents import discover_documents, entry_fingerprint
 from c64_pipeline.settings import deployment_from_env
-from c64_pipeline.orchestration.jobs import dataset_job, ingest_job
-from c64_pipeline.orchestration.partitions import contiguous_ranges, manual_partitions, range_tags
-from c64_pipeline.orchestration.resources import PipelinePaths
+from c64_pipeline.defs.jobs import dataset_job, ingest_job
+from c64_pipeline.defs.partitions import contiguous_ranges, manual_partitions, range_tags
+from c64_pipeline.defs.resources import PipelinePaths
 
 
 def _last_ingested_sha(instance, key: str) -> str | None:

@@ -2,7 +2,7 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from c64_pipeline.orchestration.partitions import manual_partitions
+from c64_pipeline.defs.partitions import manual_partitions
 
 # Per-run time limits (seconds), enforced by run monitoring (deploy/dagster*.yaml): a run stuck on a pathological
 # input ends as a failed run instead of hanging. Ingest runs batch every new document, OCR included, hence hours.

@@ -11,8 +11,8 @@ from c64_pipeline.documents import (
     DocumentRejected, discover_documents, inspect_document, rejected_document, unreadable_reason,
 )
 from c64_pipeline.extraction import extract_document, extract_pdfs
-from c64_pipeline.orchestration.partitions import manual_partitions
-from c64_pipeline.orchestration.resources import PageReader, PipelinePaths
+from c64_pipeline.defs.partitions import manual_partitions
+from c64_pipeline.defs.resources import PageReader, PipelinePaths
 
 BATCHED = BackfillPolicy.single_run()
 

@@ -1,0 +1,1 @@
+"""Alerts: failed checks and runs into the outbox and to the webhook."""
