@@ -67,10 +67,9 @@ def plain_trl(recipe, model, tokenizer, dataset, out: Path, **config) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from c64_pipeline.training.common import training_arguments
-    from c64_pipeline.training.dapt import lora_config
+    from c64_pipeline.training.model_loading import lora_config
 
-    args = SFTConfig(**training_arguments(recipe, out, "fp32", gradient_checkpointing=False),
-                     max_length=recipe.max_length, packing=False, **config)
+    args = SFTConfig(**training_arguments(recipe, out, "fp32", False, SFTConfig), packing=False, **config)
     set_seed(recipe.seed)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(recipe, model.config.architectures[0]))
@@ -96,9 +95,10 @@ def variants(recipe, data: Path, model_dir: Path, tmp: Path) -> dict:
     """name -> function(run_dir) returning figures. The SFT runs merge the first project DAPT run's adapter."""
     from datasets import Dataset
 
-    from c64_pipeline.training.dapt import read_texts, train_dapt
+    from c64_pipeline.training.dapt import train_dapt
+    from c64_pipeline.training.data import read_conversations, read_texts
     from c64_pipeline.training.model_loading import load_base_model, load_model_tokenizer, merge_adapter
-    from c64_pipeline.training.sft import read_conversations, train_sft
+    from c64_pipeline.training.sft import train_sft
 
     adapters: list[Path] = []  # the project DAPT runs' outputs; SFT merges the first one
     texts = Dataset.from_dict({"text": read_texts(data / "dapt" / "train.parquet")[0]})

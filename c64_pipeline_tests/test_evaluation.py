@@ -14,7 +14,8 @@ import torch
 from c64_pipeline.base_model import compose_system_prompt
 from c64_pipeline.demo.cli import SAMPLE_EXAM_DIR
 from c64_pipeline.demo.model import SAMPLE_SOURCES
-from c64_pipeline.training.common import SAMPLE_GENERATIONS, SampleGenerations, make_run_key, sample_generations_markdown
+from c64_pipeline.training.artifacts import SAMPLE_GENERATIONS
+from c64_pipeline.training.common import SampleGenerations, make_run_key, sample_generations_markdown
 from c64_pipeline.training.evaluation import (
     evaluate,
     form_counts,
@@ -274,7 +275,7 @@ def test_reasoning_contract_check_judges_finished_generations_and_reports_trunca
 
 
 def test_evaluation_metadata_is_a_markdown_table(tmp_path):
-    from c64_pipeline.orchestration.training_process import evaluation_metadata
+    from c64_pipeline.training.pipes_child import evaluation_metadata
 
     figures = {"dapt_test_perplexity": 9.0, "sft_test_loss": 1.0, "format_ok": 3, "finished": 3, "format_rate": 1.0,
                "truncated": 1, "prompts": 4, "malformed": 0, "fact_accuracy": 0.5,

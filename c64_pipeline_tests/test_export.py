@@ -148,13 +148,14 @@ def test_merged_model_loads_with_from_pretrained_alone_and_equals_the_adapters_m
 
 @pytest.mark.slow
 def test_merge_stage_of_the_pipes_process_reports_the_merged_model(trained, tmp_path):
-    from c64_pipeline.orchestration.training_process import run_stage
+    from c64_pipeline.training.pipes_child import run_stage
     from c64_pipeline.training.recipe import demo_profile
+    from c64_pipeline.training.request import StageRequest
 
     out = tmp_path / "merged"
-    metrics, metadata = run_stage({"stage": "merge", "recipe": demo_profile("sft").as_dict(),
-                                   "model_dir": str(trained["model"]), "dapt_adapter_dir": str(trained["dapt"]),
-                                   "sft_adapter_dir": str(trained["sft"]), "out_dir": str(out)}, progress=None)
+    request = StageRequest("merge", demo_profile("sft"), out, model_dir=trained["model"],
+                           dapt_adapter_dir=trained["dapt"], sft_adapter_dir=trained["sft"])
+    metrics, metadata = run_stage(StageRequest.from_extras(request.to_extras()), progress=None)
     assert metrics["architecture"] == "Ministral3ForCausalLM" and metrics["parameters"] > 0
     assert metadata["weight_files"]["raw_value"] == ["model.safetensors"] and (out / "model.safetensors").is_file()
     generation = json.loads((out / "generation_config.json").read_text())
@@ -266,9 +267,10 @@ def random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def tekken_export(tmp_path_factory, converter) -> dict:
-    from c64_pipeline.orchestration.training_process import run_stage
     from c64_pipeline.training.export import GGUF_CHECK_FILE
+    from c64_pipeline.training.pipes_child import run_stage
     from c64_pipeline.training.recipe import demo_profile
+    from c64_pipeline.training.request import StageRequest
 
     root = tmp_path_factory.mktemp("tekken")
     data = write_datasets(root / "data", n_train=2, n_val=1, n_test=3)
@@ -278,8 +280,8 @@ def tekken_export(tmp_path_factory, converter) -> dict:
     export_merged_model(model_dir, dapt, sft, merged, max_new_tokens=24)
     # the stage the gguf_model asset runs in its Pipes process (the converter from $C64_LLAMA_CPP_DIR)
     recipe = demo_profile("sft").replace(eval_max_prompts=3, eval_max_new_tokens=24, max_length=256)
-    metrics, metadata = run_stage({"stage": "gguf", "recipe": recipe.as_dict(), "merged_dir": str(merged),
-                                   "sft_dir": str(data / "sft"), "out_dir": str(root / "gguf")}, progress=None)
+    request = StageRequest("gguf", recipe, root / "gguf", merged_dir=merged, sft_dir=data / "sft")
+    metrics, metadata = run_stage(request, progress=None)
     summary = json.loads((root / "gguf" / GGUF_CHECK_FILE).read_text())
     return {"merged": merged, "gguf": root / "gguf", "summary": summary, "metrics": metrics, "metadata": metadata}
 

@@ -16,12 +16,13 @@ import torch
 
 from c64_pipeline.base_model import ModelDirError, chat_template, load_tokenizer
 from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
-from c64_pipeline.training.common import NonFiniteLossError, TrainingDataError, require_trainable
+from c64_pipeline.training.common import NonFiniteLossError, require_trainable
 from c64_pipeline.training.dapt import train_dapt
+from c64_pipeline.training.data import TrainingDataError, filter_long
 from c64_pipeline.training.evaluation import ReasoningContract, evaluate, facts_found, key_facts, spread
 from c64_pipeline.training.model_loading import StrictLoadingError, load_base_model, lora_target_modules
 from c64_pipeline.training.recipe import LORA_TARGETS, TrainingRecipe, demo_profile
-from c64_pipeline.training.sft import ChatTemplateError, filter_long, strict_template_check, train_sft
+from c64_pipeline.training.sft import ChatTemplateError, strict_template_check, train_sft
 
 REGISTERS = [
     ("border colour", "$D020", 53280, "VIC-II"),

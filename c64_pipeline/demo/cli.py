@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from c64_pipeline.settings import Paths, paths_from_env, user_chose_manuals_dir
+from c64_pipeline.training.artifacts import MODELFILE, ModelsLayout
 
 
 def quiet_libraries() -> None:
@@ -136,18 +137,19 @@ def main(argv: list[str] | None = None) -> int:
                 "sft/train.jsonl", "sft/validation.jsonl", "sft/test.jsonl", "validation_report.json"):
         print(f"  {paths.processed_dir / rel}")
     print(f"  {paths.docs_dir / 'data_qc_report.md'}")
+    models = ModelsLayout(paths.models_dir)
     if not args.data_only:
-        for rel in ("fine-tuned-dapt", "fine-tuned-sft", "evaluation/report.md"):
-            print(f"  {paths.models_dir / rel}")
+        for path in (models.dapt.path, models.sft.path, models.evaluation.report_markdown):
+            print(f"  {path}")
         if run.export is not None:
-            for rel in ("merged", "gguf", "gguf/Modelfile"):
-                print(f"  {paths.models_dir / rel}")
+            for path in (models.merged, models.gguf, models.gguf / MODELFILE):
+                print(f"  {path}")
     print(f"full event log: {log_path}")
     print(f"Dagster storage: {paths.dagster_home}")
     print("Open the web UI on the same storage with: make ui   (dagster dev -w workspace.yaml -h 127.0.0.1, "
           "http://127.0.0.1:3000)")
     for result in run.failed_results:
-        print(f"\nFAILED (non-blocking) {result}; see {paths.models_dir / 'evaluation' / 'report.md'}")
+        print(f"\nFAILED (non-blocking) {result}; see {models.evaluation.report_markdown}")
     if run.failures:
         print("\nFAILED: " + ", ".join(run.failures), file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ from typing import TextIO
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
+from c64_pipeline.training.artifacts import ModelsLayout
+
 # Dagster's console logger at this level prints nothing but errors; the events are kept in storage all the same.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -109,18 +111,17 @@ class TrainingHeartbeat:
         self.thread.join(timeout=5)
 
     def _latest(self) -> tuple | None:
-        states = [p for p in self.models_dir.glob("fine-tuned-*/checkpoints/checkpoint-*/trainer_state.json")
-                  if p.stat().st_mtime >= self.started]
+        states = [(stage, p) for stage, run in ModelsLayout(self.models_dir).runs().items()
+                  for p in run.checkpoint_states() if p.stat().st_mtime >= self.started]
         if not states:
             return None
-        newest = max(states, key=lambda p: p.stat().st_mtime)
+        stage, newest = max(states, key=lambda item: item[1].stat().st_mtime)
         try:
             state = json.loads(newest.read_text())
         except (OSError, json.JSONDecodeError):
             return None
         losses = [e for e in state.get("log_history", []) if "loss" in e]
         evals = [e for e in state.get("log_history", []) if "eval_loss" in e]
-        stage = newest.parents[2].name.removeprefix("fine-tuned-")
         return (stage, state.get("global_step"), state.get("max_steps"),
                 losses[-1]["loss"] if losses else None, evals[-1]["eval_loss"] if evals else None)
 

@@ -2,8 +2,6 @@
 Modelfile, checked with llama.cpp. Each runs c64_pipeline.training.export in its own process through Dagster Pipes,
 always as one process (merging and converting are not distributed)."""
 
-from pathlib import Path
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -17,46 +15,32 @@ from dagster import (
 )
 
 from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, _model_dir, _run
-from c64_pipeline.training.export import GGUF_CHECK_FILE
-
-MERGED_DIR, GGUF_DIR = "merged", "gguf"
+from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, launch_stage, stage_request
+from c64_pipeline.training.artifacts import ModelsLayout
 
 
-@asset(
-    group_name="export",
-    pool="gpu",
-    deps=[AssetKey("dapt_adapter"), AssetKey("sft_adapter")],
-    description="Base + DAPT + SFT merged into plain safetensors with tokenizer, chat template, SYSTEM_PROMPT.txt and "
+def export_asset(name: str, stage: str, after: list[str], description: str):
+    """The asset `name`: the `stage` of c64_pipeline.training.export run in one Pipes process."""
+
+    @asset(name=name, group_name="export", pool="gpu", deps=[AssetKey(key) for key in after], description=description)
+    def export(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
+               paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
+        return launch_stage(context, pipes_subprocess_client, TrainingLauncher(),
+                         stage_request(stage, config, model_source, paths))
+
+    return export
+
+
+merged_model = export_asset(
+    "merged_model", "merge", ["base_model", "dapt_adapter", "sft_adapter"],
+    "Base + DAPT + SFT merged into plain safetensors with tokenizer, chat template, SYSTEM_PROMPT.txt and "
     "a generation config (models/merged/): loads with from_pretrained alone.",
 )
-def merged_model(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
-                 model_source: BaseModelSource, paths: PipelinePaths,
-                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "sft")
-    models = Path(paths.models_dir)
-    return _run(context, pipes_subprocess_client, TrainingLauncher(), {
-        "stage": "merge", "recipe": recipe.as_dict(), "model_dir": str(_model_dir(base_model)),
-        "dapt_adapter_dir": str(models / "fine-tuned-dapt"), "sft_adapter_dir": str(models / "fine-tuned-sft"),
-        "out_dir": str(models / MERGED_DIR),
-    })
-
-
-@asset(
-    group_name="export",
-    pool="gpu",
-    deps=[AssetKey("merged_model"), AssetKey("sft_dataset")],
-    description="GGUF files (F16, Q8_0) written by llama.cpp's own converter, an Ollama Modelfile, and greedy "
+gguf_model = export_asset(
+    "gguf_model", "gguf", ["merged_model", "sft_dataset"],
+    "GGUF files (F16, Q8_0) written by llama.cpp's own converter, an Ollama Modelfile, and greedy "
     "generations of held-out prompts run by llama.cpp (models/gguf/).",
 )
-def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_source: BaseModelSource,
-               paths: PipelinePaths, pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "sft")
-    models = Path(paths.models_dir)
-    return _run(context, pipes_subprocess_client, TrainingLauncher(), {
-        "stage": "gguf", "recipe": recipe.as_dict(), "merged_dir": str(models / MERGED_DIR),
-        "sft_dir": str(paths.processed / "sft"), "out_dir": str(models / GGUF_DIR),
-    })
 
 
 @asset_check(asset=gguf_model, blocking=False,
@@ -65,7 +49,7 @@ def gguf_model(context: AssetExecutionContext, config: TrainingConfig, model_sou
 def gguf_reasoning_contract(paths: PipelinePaths, thresholds: QualityThresholds) -> AssetCheckResult:
     import json
 
-    path = Path(paths.models_dir) / GGUF_DIR / GGUF_CHECK_FILE
+    path = ModelsLayout(paths.models_dir).gguf_check
     if not path.is_file():
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, description=f"no {path}")
     check = json.loads(path.read_text())["check"]

@@ -3,13 +3,16 @@
 Each runs c64_pipeline.training in its own process through Dagster Pipes (logs and metrics stream back), in the
 `gpu` pool, and only after every blocking data check on the validation report has passed."""
 
+import dataclasses
 import sys
+import typing
 from enum import Enum
 from pathlib import Path
 
 from dagster import (
     AssetCheckKey,
     AssetExecutionContext,
+    AssetIn,
     AssetKey,
     AutomationCondition,
     Config,
@@ -19,13 +22,15 @@ from dagster import (
     PipesSubprocessClient,
     asset,
 )
-from pydantic import field_validator
+from pydantic import create_model, field_validator
 
 from c64_pipeline import atomic
 from c64_pipeline.defs.datasets.checks import data_checks
 from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.settings import deployment_from_env
+from c64_pipeline.training.artifacts import ModelsLayout
 from c64_pipeline.training.recipe import TrainingRecipe, default_recipe
+from c64_pipeline.training.request import StageRequest
 
 TEMPLATE_GATE = AssetCheckKey(AssetKey("base_model"), "chat_template_has_generation_blocks")
 
@@ -33,34 +38,40 @@ TEMPLATE_GATE = AssetCheckKey(AssetKey("base_model"), "chat_template_has_generat
 NIGHTLY_WHEN_GATES_PASS = AutomationCondition.on_cron("0 2 * * *") & AutomationCondition.all_deps_blocking_checks_passed()
 
 
-class TrainingConfig(Config):
+class _StageConfig(Config):
     """Run config of a training step (editable in the Launchpad). `profile` picks the defaults: "auto" is the demo
-    profile for the tiny demo model and the founding recipe for the real one; set fields override them."""
+    profile for the tiny demo model and the founding recipe for the real one; every other field is a field of
+    TrainingRecipe, and the ones that are set override the profile's value."""
 
     profile: str = "auto"  # "auto", "demo" or "founding"
-    max_length: int | None = None
-    per_device_train_batch_size: int | None = None
-    gradient_accumulation_steps: int | None = None
-    learning_rate: float | None = None
-    num_train_epochs: float | None = None
-    max_steps: int | None = None
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    seed: int | None = None
-    allow_cpu: bool | None = None  # expert override: train the founding recipe without a bf16 GPU (fp32, slow)
-    # generation in the evaluation (greedy unless eval_do_sample; the model card's temperature 0.7 / top_p 0.95)
-    eval_max_new_tokens: int | None = None
-    eval_do_sample: bool | None = None
-    eval_temperature: float | None = None
-    eval_top_p: float | None = None
-    eval_max_prompts: int | None = None
-    eval_max_exam_questions: int | None = None
     resume: bool = True
 
     def recipe(self, model_mode: str, stage: str) -> TrainingRecipe:
-        base = default_recipe(model_mode, stage, self.profile)
+        """The recipe of `stage`; the stages after SFT (evaluation, export) use the settings SFT trained with."""
+        base = default_recipe(model_mode, "dapt" if stage == "dapt" else "sft", self.profile)
         overrides = {k: v for k, v in self.model_dump().items() if k not in ("profile", "resume") and v is not None}
-        return base.replace(**overrides) if overrides else base
+        return TrainingRecipe.from_dict({**base.as_dict(), **overrides}) if overrides else base
+
+
+def _override_type(annotation) -> object:
+    """A recipe field's type as an optional Launchpad field (None: keep the profile's value). Dagster's config has
+    no optional Literal and no tuple: a Literal is a string (the recipe checks its value), a tuple a list."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        annotation = str
+    elif origin is tuple:
+        annotation = list[typing.get_args(annotation)[0]]
+    return typing.Optional[annotation]  # noqa: UP007 - also for annotations that are already unions with None
+
+
+def _recipe_overrides() -> dict[str, tuple]:
+    hints = typing.get_type_hints(TrainingRecipe)
+    return {f.name: (_override_type(hints[f.name]), None) for f in dataclasses.fields(TrainingRecipe)
+            if f.name not in _StageConfig.model_fields}
+
+
+# Every TrainingRecipe field is an override: a field added to the recipe appears in the Launchpad with no edit here.
+TrainingConfig = create_model("TrainingConfig", __base__=_StageConfig, __module__=__name__, **_recipe_overrides())
 
 
 class Launcher(str, Enum):
@@ -72,7 +83,7 @@ class Launcher(str, Enum):
     torchrun = "torchrun"
 
 
-TRAINING_MODULE = "c64_pipeline.orchestration.training_process"
+TRAINING_MODULE = "c64_pipeline.training.pipes_child"
 
 
 class TrainingLauncher(ConfigurableResource):
@@ -133,55 +144,58 @@ def require_finished_datasets(*folders: str | Path) -> None:
             raise Failure(f"training refused: {exc}") from exc
 
 
-def _model_dir(base_model: dict) -> Path:
-    return Path(base_model["model_dir"])
+def stage_request(stage: str, config: _StageConfig, model_source: BaseModelSource, paths: PipelinePaths,
+                  **inputs) -> StageRequest:
+    """The training process's request for `stage`: the recipe from the run config, the output folder and adapters
+    from the models folder's layout, and the inputs the stage reads: `inputs`, else the resources' folders (the
+    base model, the dataset folders, the exam)."""
+    available = {"model_dir": model_source.model_dir, "dapt_dir": paths.processed / "dapt",
+                 "sft_dir": paths.processed / "sft", "exam_dir": paths.eval_dir or None, **inputs}
+    return StageRequest.planned(stage, config.recipe(model_source.mode, stage), ModelsLayout(paths.models_dir),
+                                resume=config.resume, **available)
 
 
-def _run(context, client: PipesSubprocessClient, launcher: TrainingLauncher, extras: dict) -> MaterializeResult:
-    return client.run(context=context, command=launcher.command(), extras=extras).get_materialize_result()
+def launch_stage(context, client: PipesSubprocessClient, launcher: "TrainingLauncher",
+              request: StageRequest) -> MaterializeResult:
+    """Run `request` in the training process through Pipes; its materialization is the asset's."""
+    return client.run(context=context, command=launcher.command(), extras=request.to_extras()).get_materialize_result()
 
 
-@asset(
-    group_name="training",
-    pool="gpu",
-    deps=[AssetKey("validation_report")],
-    automation_condition=NIGHTLY_WHEN_GATES_PASS,
-    description="DAPT LoRA adapter trained on the DAPT train split, eval loss on validation "
-    "(models/fine-tuned-dapt/: adapter, tokenizer, checkpoints, metrics, run manifest, loss curve).",
-)
-def dapt_adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dapt_dataset: dict,
-                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
-                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    require_data_gates(context)
-    require_finished_datasets(dapt_dataset["dir"])
-    recipe = config.recipe(model_source.mode, "dapt")
-    return _run(context, pipes_subprocess_client, training_launcher, {
-        "stage": "dapt", "recipe": recipe.as_dict(), "resume": config.resume,
-        "model_dir": str(_model_dir(base_model)), "dapt_dir": dapt_dataset["dir"],
-        "out_dir": str(Path(paths.models_dir) / "fine-tuned-dapt"),
-    })
+def adapter_asset(stage: str, dataset: str, after: list[str], description: str):
+    """The asset `{stage}_adapter`: a LoRA adapter trained on the `dataset` asset's folder, after every blocking
+    data gate passed (DAPT and SFT differ only in these arguments)."""
 
-
-@asset(
-    group_name="training",
-    pool="gpu",
-    deps=[AssetKey("dapt_adapter"), AssetKey("validation_report")],
-    automation_condition=NIGHTLY_WHEN_GATES_PASS,
-    description="SFT LoRA adapter: the base model with the DAPT adapter merged in, then TRL SFT with "
-    "assistant_only_loss on the SFT train split (models/fine-tuned-sft/).",
-)
-def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, sft_dataset: dict,
+    @asset(
+        name=f"{stage}_adapter",
+        group_name="training",
+        pool="gpu",
+        ins={"dataset": AssetIn(dataset)},
+        deps=[AssetKey(name) for name in after],
+        automation_condition=NIGHTLY_WHEN_GATES_PASS,
+        description=description,
+    )
+    def adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dataset: dict,
                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    require_data_gates(context)
-    require_finished_datasets(sft_dataset["dir"])
-    recipe = config.recipe(model_source.mode, "sft")
-    return _run(context, pipes_subprocess_client, training_launcher, {
-        "stage": "sft", "recipe": recipe.as_dict(), "resume": config.resume,
-        "model_dir": str(_model_dir(base_model)), "sft_dir": sft_dataset["dir"],
-        "dapt_adapter_dir": str(Path(paths.models_dir) / "fine-tuned-dapt"),
-        "out_dir": str(Path(paths.models_dir) / "fine-tuned-sft"),
-    })
+        require_data_gates(context)
+        require_finished_datasets(dataset["dir"])
+        request = stage_request(stage, config, model_source, paths, model_dir=base_model["model_dir"],
+                                **{f"{stage}_dir": dataset["dir"]})
+        return launch_stage(context, pipes_subprocess_client, training_launcher, request)
+
+    return adapter
+
+
+dapt_adapter = adapter_asset(
+    "dapt", "dapt_dataset", ["validation_report"],
+    "DAPT LoRA adapter trained on the DAPT train split, eval loss on validation "
+    "(models/fine-tuned-dapt/: adapter, tokenizer, checkpoints, metrics, run manifest, loss curve).",
+)
+sft_adapter = adapter_asset(
+    "sft", "sft_dataset", ["dapt_adapter", "validation_report"],
+    "SFT LoRA adapter: the base model with the DAPT adapter merged in, then TRL SFT with "
+    "assistant_only_loss on the SFT train split (models/fine-tuned-sft/).",
+)
 
 
 @asset(
@@ -196,13 +210,6 @@ def sft_adapter(context: AssetExecutionContext, config: TrainingConfig, base_mod
 def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    recipe = config.recipe(model_source.mode, "sft")  # the settings the SFT model was trained with
-    models = Path(paths.models_dir)
-    require_finished_datasets(paths.processed / "dapt", paths.processed / "sft")
-    return _run(context, pipes_subprocess_client, training_launcher, {
-        "stage": "evaluation", "recipe": recipe.as_dict(),
-        "model_dir": str(_model_dir(base_model)),
-        "dapt_dir": str(paths.processed / "dapt"), "sft_dir": str(paths.processed / "sft"),
-        "dapt_adapter_dir": str(models / "fine-tuned-dapt"), "sft_adapter_dir": str(models / "fine-tuned-sft"),
-        "out_dir": str(models / "evaluation"), "exam_dir": paths.eval_dir,
-    })
+    request = stage_request("evaluation", config, model_source, paths, model_dir=base_model["model_dir"])
+    require_finished_datasets(request.dapt_dir, request.sft_dir)
+    return launch_stage(context, pipes_subprocess_client, training_launcher, request)

@@ -1,6 +1,5 @@
 """Checks after training, read from what the training process wrote (run manifest, metrics, evaluation report)."""
 
-import json
 import math
 from pathlib import Path
 
@@ -8,10 +7,11 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValu
 
 from c64_pipeline.defs.resources import PipelinePaths, QualityThresholds
 from c64_pipeline.orchestration.training_assets import dapt_adapter, model_evaluation, sft_adapter
+from c64_pipeline.training.artifacts import ModelsLayout, RunDir
 
 
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _models(paths: PipelinePaths) -> ModelsLayout:
+    return ModelsLayout(paths.models_dir)
 
 
 def _fail(description: str, **metadata) -> AssetCheckResult:
@@ -22,12 +22,12 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _loss_finite(out_dir: Path) -> AssetCheckResult:
-    metrics = _read(out_dir / "metrics.json")
+def _loss_finite(run: RunDir) -> AssetCheckResult:
+    metrics = run.read_metrics()
     if metrics is None:
-        return _fail(f"no metrics.json in {out_dir}")
+        return _fail(f"no {run.metrics.name} in {run.path}")
     train, evaluation = metrics.get("final_train_loss"), metrics.get("final_eval_loss")
-    losses = [e.get("loss") for e in (_read(out_dir / "log_history.json") or []) if "loss" in e]
+    losses = [e.get("loss") for e in (run.read_log_history() or []) if "loss" in e]
     ok = _finite(train) and _finite(evaluation) and all(_finite(x) for x in losses)
     return AssetCheckResult(
         passed=ok, severity=AssetCheckSeverity.ERROR,
@@ -39,18 +39,18 @@ def _loss_finite(out_dir: Path) -> AssetCheckResult:
 
 @asset_check(asset=dapt_adapter, name="loss_finite", blocking=True, description="No NaN/inf loss; eval loss recorded.")
 def dapt_loss_finite(paths: PipelinePaths) -> AssetCheckResult:
-    return _loss_finite(Path(paths.models_dir) / "fine-tuned-dapt")
+    return _loss_finite(_models(paths).dapt)
 
 
 @asset_check(asset=sft_adapter, name="loss_finite", blocking=True, description="No NaN/inf loss; eval loss recorded.")
 def sft_loss_finite(paths: PipelinePaths) -> AssetCheckResult:
-    return _loss_finite(Path(paths.models_dir) / "fine-tuned-sft")
+    return _loss_finite(_models(paths).sft)
 
 
 @asset_check(asset=dapt_adapter, blocking=True,
              description="Validation loss after DAPT is below the base model's loss on the same validation chunks.")
 def dapt_improves_validation(paths: PipelinePaths) -> AssetCheckResult:
-    metrics = _read(Path(paths.models_dir) / "fine-tuned-dapt" / "metrics.json") or {}
+    metrics = _models(paths).dapt.read_metrics() or {}
     before, after = metrics.get("base_eval_loss"), metrics.get("final_eval_loss")
     if not (_finite(before) and _finite(after)):
         return _fail(f"eval losses missing (base {before}, after DAPT {after})")
@@ -64,7 +64,7 @@ def dapt_improves_validation(paths: PipelinePaths) -> AssetCheckResult:
 @asset_check(asset=sft_adapter, blocking=True,
              description="The run manifest records that SFT trained with assistant_only_loss=True.")
 def assistant_only_loss_recorded(paths: PipelinePaths) -> AssetCheckResult:
-    manifest = _read(Path(paths.models_dir) / "fine-tuned-sft" / "run_manifest.json")
+    manifest = _models(paths).sft.read_manifest()
     if manifest is None:
         return _fail("no run_manifest.json for the SFT adapter")
     value = manifest.get("assistant_only_loss")
@@ -80,7 +80,7 @@ def assistant_only_loss_recorded(paths: PipelinePaths) -> AssetCheckResult:
              description="After SFT, held-out generations that finish within the token budget keep "
              "[THINK]reasoning[/THINK]answer</s> at the configured rate (truncated ones are counted apart).")
 def reasoning_contract(paths: PipelinePaths, thresholds: QualityThresholds) -> AssetCheckResult:
-    report = _read(Path(paths.models_dir) / "evaluation" / "report.json")
+    report = _models(paths).evaluation.read_report()
     if report is None:
         return _fail("no evaluation report")
     models = report["models"]

@@ -1,8 +1,10 @@
-"""What DAPT and SFT share: input checks, training arguments, length-grouped batches, guard callbacks, checkpoints
-and the outputs every run writes (adapter, tokenizer, metrics, manifest, log history, loss curve)."""
+"""What DAPT and SFT share inside the stage skeleton (`stage.TrainingStage`): training arguments, length-grouped
+batches, guard callbacks, checkpoints and the outputs every run writes (adapter, tokenizer, metrics, manifest, log
+history, loss curve), under the names of `artifacts`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,25 +21,13 @@ from transformers import TrainerCallback
 
 from c64_pipeline.atomic import write_json, write_text, write_with
 from c64_pipeline.training import distributed
+from c64_pipeline.training.artifacts import RunDir
 from c64_pipeline.training.generation import ReasoningContract, generate, prompt_messages
 from c64_pipeline.training.manifest import build_manifest, sha256_file, write_manifest
 from c64_pipeline.training.recipe import GENERATION_FIELDS, GenerationSettings, TrainingRecipe
 
-CHECKPOINTS = "checkpoints"
-RUN_KEY = "run_key.json"
-SAMPLE_GENERATIONS = "sample_generations.jsonl"
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
-FINAL_FILES = (
-    *ADAPTER_FILES, "metrics.json", "run_manifest.json", "log_history.json", "loss_curve.png", "README.md",
-    "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
-)
-
 Progress = Callable[[dict], None]
 logger = logging.getLogger(__name__)
-
-
-class TrainingDataError(ValueError):
-    """A dataset a run needs is missing, unreadable or empty; raised before any training step."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -91,6 +81,11 @@ class GroupedBatchesMixin:
         self.session_tokens_total += ids.numel()
         mask = inputs.get("attention_mask")
         self.session_tokens_real += int(mask.sum()) if mask is not None else ids.numel()
+
+
+def grouped(trainer_class: type) -> type:
+    """`trainer_class` (Trainer, SFTTrainer) with length-grouped batches and token counts (GroupedBatchesMixin)."""
+    return type(f"Grouped{trainer_class.__name__}", (GroupedBatchesMixin, trainer_class), {})
 
 
 # ---------------------------------------------------------------------------------------------------- callbacks
@@ -208,40 +203,45 @@ def sample_generations_markdown(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------------- arguments
 
 
-def training_arguments(recipe: TrainingRecipe, output_dir: Path, precision: str, gradient_checkpointing: bool) -> dict:
-    """Keyword arguments shared by TrainingArguments (DAPT) and SFTConfig (SFT)."""
+# Fixed by the project for every run, whatever the recipe says
+FIXED_ARGUMENTS = {
+    "fp16": False,
+    "logging_first_step": True,
+    # A NaN loss must stop the run, not be replaced by the running average (the default filter).
+    "logging_nan_inf_filter": False,
+    "include_num_input_tokens_seen": "non_padding",
+    "prediction_loss_only": True,
+    "dataloader_num_workers": 0,
+    "report_to": "none",
+    "disable_tqdm": True,
+}
+# Recipe fields whose value the trainer takes under another name or in another form (see `training_arguments`)
+RESOLVED_FIELDS = ("gradient_checkpointing", "precision", "warmup_ratio")
+
+
+def recipe_arguments(recipe: TrainingRecipe, arguments_class: type) -> dict:
+    """Every recipe field that is also a field of `arguments_class`, under its own name (max_length reaches
+    SFTConfig, not TrainingArguments), except those the recipe states in another form (RESOLVED_FIELDS)."""
+    accepted = {f.name for f in dataclasses.fields(arguments_class) if f.init}
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)
+            if f.name in accepted and f.name not in RESOLVED_FIELDS}
+
+
+def training_arguments(recipe: TrainingRecipe, output_dir: Path, precision: str, gradient_checkpointing: bool,
+                       arguments_class: type | None = None) -> dict:
+    """Keyword arguments of `arguments_class` (TrainingArguments, the default, or TRL's SFTConfig): the recipe's
+    fields of the same names, what the recipe states in another form, and the project's fixed settings."""
+    if arguments_class is None:
+        from transformers import TrainingArguments as arguments_class
     return {
         "output_dir": str(output_dir),
-        "per_device_train_batch_size": recipe.per_device_train_batch_size,
-        "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
-        "gradient_accumulation_steps": recipe.gradient_accumulation_steps,
-        "learning_rate": recipe.learning_rate,
-        "lr_scheduler_type": recipe.lr_scheduler_type,
+        **recipe_arguments(recipe, arguments_class),
         "warmup_steps": recipe.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        "weight_decay": recipe.weight_decay,
-        "max_grad_norm": recipe.max_grad_norm,
-        "num_train_epochs": recipe.num_train_epochs,
-        "max_steps": recipe.max_steps,
-        "seed": recipe.seed,
         "data_seed": recipe.seed,
         "bf16": precision == "bf16",
-        "fp16": False,
         "use_cpu": not torch.cuda.is_available(),
         "gradient_checkpointing": gradient_checkpointing,
-        "eval_strategy": recipe.eval_strategy,
-        "eval_steps": recipe.eval_steps,
-        "save_strategy": recipe.save_strategy,
-        "save_steps": recipe.save_steps,
-        "save_total_limit": recipe.save_total_limit,
-        "logging_steps": recipe.logging_steps,
-        "logging_first_step": True,
-        # A NaN loss must stop the run, not be replaced by the running average (the default filter).
-        "logging_nan_inf_filter": False,
-        "include_num_input_tokens_seen": "non_padding",
-        "prediction_loss_only": True,
-        "dataloader_num_workers": 0,
-        "report_to": "none",
-        "disable_tqdm": True,
+        **FIXED_ARGUMENTS,
     }
 
 
@@ -259,7 +259,7 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[
     resumed = _prepare_output_dir(out_dir, run_key, resume, inputs) if distributed.is_main_process() else None
     distributed.wait_for_everyone()
     if not distributed.is_main_process():
-        checkpoints = Path(out_dir) / CHECKPOINTS
+        checkpoints = RunDir(out_dir).checkpoints
         resumed = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     return resumed
 
@@ -267,15 +267,15 @@ def prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[
 def _prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list[Path]) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    out_dir = Path(out_dir)
-    if any(out_dir.resolve() == Path(p).resolve() for p in inputs):
-        raise ValueError(f"the output folder {out_dir} is one of the run's inputs; choose another one")
-    checkpoints = out_dir / CHECKPOINTS
-    for name in FINAL_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+    run = RunDir(out_dir)
+    if any(run.path.resolve() == Path(p).resolve() for p in inputs):
+        raise ValueError(f"the output folder {run.path} is one of the run's inputs; choose another one")
+    checkpoints = run.checkpoints
+    for path in run.final_files():
+        path.unlink(missing_ok=True)
     last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if last is not None:
-        saved = json.loads((checkpoints / RUN_KEY).read_text()) if (checkpoints / RUN_KEY).is_file() else None
+        saved = json.loads(run.run_key.read_text()) if run.run_key.is_file() else None
         if saved == run_key:
             return last
         logger.warning(
@@ -285,7 +285,7 @@ def _prepare_output_dir(out_dir: Path, run_key: dict, resume: bool, inputs: list
     if checkpoints.exists():
         shutil.rmtree(checkpoints)
     checkpoints.mkdir(parents=True)
-    write_json(checkpoints / RUN_KEY, run_key)
+    write_json(run.run_key, run_key)
     return None
 
 
@@ -380,7 +380,8 @@ def write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest
 
 
 def _write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifest_kwargs: dict, title: str) -> dict:
-    out_dir = Path(out_dir)
+    run = RunDir(out_dir)
+    out_dir = run.path
     staging = out_dir / ".final.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(str(staging))
@@ -388,9 +389,9 @@ def _write_run_outputs(trainer, tokenizer, out_dir: Path, metrics: dict, manifes
     for path in sorted(staging.iterdir()):
         os.replace(path, out_dir / path.name)
     staging.rmdir()
-    write_json(out_dir / "log_history.json", trainer.state.log_history)
-    plot_loss_curve(trainer.state.log_history, out_dir / "loss_curve.png", title)
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(run.log_history, trainer.state.log_history)
+    plot_loss_curve(trainer.state.log_history, run.loss_curve, title)
+    write_json(run.metrics, metrics)
     manifest = build_manifest(metrics=metrics, **manifest_kwargs)
     write_manifest(out_dir, manifest)
     return manifest

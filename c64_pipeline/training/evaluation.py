@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from c64_pipeline.atomic import write_json, write_text
+from c64_pipeline.training.artifacts import EvaluationDir, dapt_split, sft_split
 from c64_pipeline.training.common import Progress
-from c64_pipeline.training.dapt import DTYPES, PadCollator, read_texts, token_windows
+from c64_pipeline.training.data import PadCollator, conversation_length, read_conversations, read_texts, token_windows
 from c64_pipeline.training.exam import ExamQuestion, fact_stated, facts_found, key_facts, load_exam
 from c64_pipeline.training.generation import (
     END_THINK,
@@ -28,9 +29,8 @@ from c64_pipeline.training.generation import (
     spread,
 )
 from c64_pipeline.training.manifest import dataset_versions
-from c64_pipeline.training.model_loading import load_base_model, load_model_tokenizer, merge_adapter
+from c64_pipeline.training.model_loading import DTYPES, load_base_model, load_model_tokenizer, merge_adapter
 from c64_pipeline.training.recipe import GenerationSettings, TrainingRecipe, resolved_precision
-from c64_pipeline.training.sft import conversation_length, read_conversations
 
 __all__ = [
     "END_THINK", "STAGES", "THINK", "TRUNCATED", "ContractResult", "ReasoningContract", "evaluate", "facts_found",
@@ -273,7 +273,7 @@ def evaluate(
     max_prompts = recipe.eval_max_prompts if max_prompts is None else max_prompts
     settings = recipe.generation(max_new_tokens)
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    dapt_test, sft_test = Path(dapt_dir) / "test.parquet", Path(sft_dir) / "test.jsonl"
+    dapt_test, sft_test = dapt_split(dapt_dir, "test"), sft_split(sft_dir, "test")
     tokenizer = load_model_tokenizer(model_dir)
     texts, _ = read_texts(dapt_test)
     windows, _ = token_windows(texts[:max_test_chunks], tokenizer, recipe.max_length)
@@ -323,6 +323,7 @@ def evaluate(
                    "sft_adapter_dir": str(sft_adapter_dir), "datasets": dataset_versions([dapt_test, sft_test])},
         "runtime_s": time.perf_counter() - started,
     }
-    write_json(out_dir / "report.json", report)
-    write_text(out_dir / "report.md", _markdown(report, samples_per_model))
+    written = EvaluationDir(out_dir)
+    write_json(written.report, report)
+    write_text(written.report_markdown, _markdown(report, samples_per_model))
     return report

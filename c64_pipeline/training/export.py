@@ -24,12 +24,11 @@ from c64_pipeline.atomic import write_json, write_text
 from c64_pipeline.base_model import SYSTEM_PROMPT_FILE, chat_template, compose_system_prompt
 from c64_pipeline.settings import LLAMA_CPP_DIR_ENV, PROJECT_ROOT
 from c64_pipeline.settings import llama_cpp_dir as settings_llama_cpp_dir
+from c64_pipeline.training.artifacts import ADAPTER_WEIGHTS, EXPORT_MANIFEST, GGUF_CHECK_FILE, MODELFILE
 
 # Where a llama.cpp source tree (convert_hf_to_gguf.py + gguf-py/) is found when none is passed explicitly.
 DEFAULT_LLAMA_CPP_DIR = PROJECT_ROOT / ".llama.cpp"  # where `make setup` unpacks it
 GGUF_OUTTYPES = ("f16", "q8_0")  # llama.cpp's converter writes these itself; Q4_K_M needs llama-quantize (C++)
-EXPORT_MANIFEST = "export_manifest.json"
-MODELFILE = "Modelfile"
 STOP_TOKENS = ("</s>", "[INST]")  # the end of the assistant turn; a new user turn must never be generated
 
 _GENERATION_TAG = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
@@ -138,7 +137,7 @@ def export_merged_model(model_dir: Path, dapt_adapter_dir: Path, sft_adapter_dir
         )
         write_json(staging / EXPORT_MANIFEST, {
             **record.as_dict(), "base_model_dir": str(model_dir),
-            "adapter_sha256": {stage: _sha256(Path(d) / "adapter_model.safetensors")
+            "adapter_sha256": {stage: _sha256(Path(d) / ADAPTER_WEIGHTS)
                                for stage, d in record.adapters.items()},
         })
         _replace_dir(staging, out_dir)
@@ -466,15 +465,13 @@ def _run_check(llm, tokenizer, contract, gguf_file: Path, conversations: list[li
 
 # ---------------------------------------------------------------------------------------------------- stages
 
-GGUF_CHECK_FILE = "gguf_check.json"
-
 
 def export_gguf(merged_dir: Path, out_dir: Path, sft_test: Path, max_prompts: int, max_new_tokens: int,
                 max_length: int, name: str = "c64-ministral3", llama_cpp_dir: Path | None = None) -> dict:
     """Convert the merged model to GGUF (F16 and Q8_0), write the Ollama Modelfile for the Q8_0 file, and run the
     llama.cpp check on held-out prompts of the SFT test split; returns (and writes to gguf_check.json) the summary."""
-    from c64_pipeline.training.evaluation import spread
-    from c64_pipeline.training.sft import read_conversations
+    from c64_pipeline.training.data import read_conversations
+    from c64_pipeline.training.generation import spread
 
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     conversion = convert_to_gguf(merged_dir, out_dir, name, converter=find_converter(llama_cpp_dir))

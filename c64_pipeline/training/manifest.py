@@ -15,9 +15,9 @@ from typing import Any
 
 from c64_pipeline.atomic import write_json
 from c64_pipeline.base_model import validate_model_dir
+from c64_pipeline.training.artifacts import MANIFEST_FILE
 from c64_pipeline.training.recipe import TrainingRecipe
 
-MANIFEST_FILE = "run_manifest.json"
 MANIFEST_VERSION = 1
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 

@@ -1,4 +1,5 @@
-"""Load the base model for training, strictly: a checkpoint with missing or unexpected weights is an error.
+"""Load the base model for training, strictly: a checkpoint with missing or unexpected weights is an error; and the
+pieces every stage shares around it: the torch dtype of a precision, the LoRA config, merging an adapter in.
 
 transformers 5 initialises weights that a checkpoint lacks randomly and only logs a line about it; a LoRA run on such
 a model trains on noise and still reports a falling loss, so every load here checks the loading report and raises.
@@ -19,8 +20,11 @@ import torch
 
 from c64_pipeline.base_model import ModelDirError, validate_model_dir
 from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
+from c64_pipeline.training.artifacts import ADAPTER_FILES, ADAPTER_WEIGHTS
 
 CAUSAL_LM_ARCHITECTURES = ("Ministral3ForCausalLM", "MistralForCausalLM")
+# The torch dtype of each precision a recipe resolves to (recipe.resolved_precision)
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 MULTIMODAL_ARCHITECTURES = ("Mistral3ForConditionalGeneration",)
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,33 @@ def lora_target_modules(architecture: str, names: tuple[str, ...]) -> list[str] 
     if architecture in MULTIMODAL_ARCHITECTURES:
         return rf".*language_model.*\.({'|'.join(names)})"
     return list(names)
+
+
+def lora_config(recipe, architecture: str):
+    """The recipe's LoRA adapter (a peft LoraConfig) for a model of `architecture`."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
+        target_modules=lora_target_modules(architecture, recipe.lora_target_modules),
+        modules_to_save=list(recipe.lora_modules_to_save) or None,
+        bias="none",
+    )
+
+
+def json_targets(targets) -> list[str] | str:
+    """LoRA target modules as the run manifest records them (a sorted list, or the regex)."""
+    return targets if isinstance(targets, str) else sorted(targets)
+
+
+def disable_cache(model) -> None:
+    """No KV cache while training (it only costs memory; gradient checkpointing refuses it)."""
+    model.config.use_cache = False
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().use_cache = False
 
 
 def _model_class(architecture: str):
@@ -110,7 +141,7 @@ def load_base_model(model_dir: Path, dtype: torch.dtype = torch.float32, device:
 
 def check_adapter_dir(adapter_dir: Path) -> Path:
     adapter_dir = Path(adapter_dir)
-    missing = [n for n in ("adapter_config.json", "adapter_model.safetensors") if not (adapter_dir / n).is_file()]
+    missing = [n for n in ADAPTER_FILES if not (adapter_dir / n).is_file()]
     if missing:
         raise ModelDirError(f"adapter directory {adapter_dir} is missing {', '.join(missing)}: train that stage first")
     return adapter_dir
@@ -124,7 +155,7 @@ def merge_adapter(model, adapter_dir: Path):
     adapter_dir = check_adapter_dir(adapter_dir)
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-        with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as fh:
+        with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), "pt") as fh:
             saved = set(fh.keys())
     except Exception as exc:  # corrupt files surface as OSError, ValueError, SafetensorError, ...
         raise ModelDirError(f"could not load the adapter in {adapter_dir}: {type(exc).__name__}: {exc}") from exc

@@ -3,72 +3,27 @@ the base model with the DAPT adapter merged in.
 
 Guards TRL does not give: the rendered assistant mask is checked on a real conversation (a `{% generation %}` marker
 inside a Jinja comment passes TRL's text test but masks nothing), conversations longer than max_length are filtered
-and counted before training (TRL would cut them silently), and the adapter must have trainable parameters.
+and counted before training (TRL would cut them silently), and the adapter must have trainable parameters. The run
+itself is the shared stage skeleton (`stage.TrainingStage`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from c64_pipeline.base_model import ModelDirError
-from c64_pipeline.training.common import (
-    SAMPLE_GENERATIONS,
-    GroupedBatchesMixin,
-    Progress,
-    ReportProgress,
-    SampleGenerations,
-    StopOnNonFinite,
-    TrainingDataError,
-    make_run_key,
-    prepare_output_dir,
-    require_trainable,
-    run_metrics,
-    training_arguments,
-    write_run_outputs,
-)
-from c64_pipeline.training.dapt import DTYPES, disable_cache, json_targets, lora_config
+from c64_pipeline.training.artifacts import RunDir, sft_split
+from c64_pipeline.training.common import Progress, SampleGenerations, grouped
+from c64_pipeline.training.data import TrainingDataError, filter_long, read_conversations, require_rows
 from c64_pipeline.training.generation import spread
-from c64_pipeline.training.manifest import MANIFEST_FILE, base_model_identity, sha256_file
-from c64_pipeline.training.model_loading import (
-    check_adapter_dir,
-    load_base_model,
-    load_model_tokenizer,
-    merge_adapter,
-    model_architecture,
-)
-from c64_pipeline.training.recipe import TrainingRecipe, resolved_gradient_checkpointing, resolved_precision
-
-ROLES = ("system", "user", "assistant")
+from c64_pipeline.training.manifest import base_model_identity, sha256_file
+from c64_pipeline.training.model_loading import check_adapter_dir, load_base_model, merge_adapter
+from c64_pipeline.training.recipe import TrainingRecipe
+from c64_pipeline.training.stage import TrainingStage
 
 
 class ChatTemplateError(ValueError):
     """The chat template's assistant mask would train on the wrong tokens (or on none)."""
-
-
-def read_conversations(path: Path) -> list[list[dict]]:
-    """The `messages` of every line of an SFT jsonl split, checked for shape."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingDataError(f"{path} does not exist: materialize the SFT dataset first")
-    conversations = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            messages = json.loads(line)["messages"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TrainingDataError(f"{path}:{number} is not a JSON object with 'messages' ({exc})") from exc
-        ok = isinstance(messages, list) and all(
-            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
-        )
-        if not ok or not any(m["role"] == "assistant" for m in messages):
-            raise TrainingDataError(
-                f"{path}:{number}: messages must be a list of {{role: system|user|assistant, content: str}} with at "
-                "least one assistant turn"
-            )
-        conversations.append([{"role": m["role"], "content": m["content"]} for m in messages])
-    return conversations
 
 
 def strict_template_check(tokenizer, conversation: list[dict]) -> None:
@@ -115,26 +70,117 @@ def strict_template_check(tokenizer, conversation: list[dict]) -> None:
         raise ChatTemplateError(f"the chat template's assistant mask {kind}: {len(wrong)} tokens, e.g. {shown}")
 
 
-def conversation_length(tokenizer, conversation: list[dict]) -> int:
-    return len(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
-
-
-def filter_long(tokenizer, conversations: list[list[dict]], max_length: int) -> tuple[list[list[dict]], int]:
-    """Conversations that fit in max_length tokens, and how many did not (dropped here, visibly, not cut by TRL)."""
-    kept = [c for c in conversations if conversation_length(tokenizer, c) <= max_length]
-    return kept, len(conversations) - len(kept)
-
-
 def _check_dapt_base(model_dir: Path, dapt_adapter_dir: Path) -> dict | None:
     """The DAPT run's manifest, after checking it was trained on this base model."""
-    path = Path(dapt_adapter_dir) / MANIFEST_FILE
-    if not path.is_file():
+    manifest = RunDir(dapt_adapter_dir).read_manifest()
+    if manifest is None:
         return None
-    manifest = json.loads(path.read_text())
     trained_on = manifest.get("base_model", {}).get("tokenizer_sha256")
     if trained_on and trained_on != base_model_identity(model_dir)["tokenizer_sha256"]:
         raise ModelDirError(f"the DAPT adapter in {dapt_adapter_dir} was trained on another base model than {model_dir}")
     return manifest
+
+
+class SftStage(TrainingStage):
+    name = "sft"
+    title = "SFT loss, assistant tokens only"
+    extra_arguments = {"assistant_only_loss": True, "packing": False}  # max_length is the recipe's (an SFTConfig field)
+
+    def __init__(self, model_dir: Path, dapt_adapter_dir: Path, sft_dir: Path, out_dir: Path,
+                 recipe: TrainingRecipe | None = None, resume: bool = True, progress: Progress | None = None):
+        super().__init__(model_dir, out_dir, recipe, resume, progress)
+        self.dapt = RunDir(dapt_adapter_dir)
+        self.sft_dir = Path(sft_dir)
+
+    def dataset_files(self) -> list[Path]:
+        return [sft_split(self.sft_dir, "train"), sft_split(self.sft_dir, "validation")]
+
+    def input_dirs(self) -> list[Path]:
+        return [self.dapt.path, self.sft_dir]
+
+    def run_files(self) -> list[Path]:
+        return [*self.dataset_files(), self.dapt.adapter_weights]
+
+    def check_inputs(self) -> None:
+        check_adapter_dir(self.dapt.path)
+        self.dapt_manifest = _check_dapt_base(self.model_dir, self.dapt.path)
+
+    def read_data(self) -> None:
+        train, validation = self.dataset_files()
+        self.train_all, self.eval_all = read_conversations(train), read_conversations(validation)
+        require_rows(self.train_all, train, "conversations", "there is nothing to train on")
+        require_rows(self.eval_all, validation, "conversations", "the eval loss could not be measured")
+
+    def prepare_data(self, tokenizer) -> None:
+        recipe = self.recipe
+        strict_template_check(tokenizer, self.train_all[0])
+        self.train, self.too_long_train = filter_long(tokenizer, self.train_all, recipe.max_length)
+        self.evals, self.too_long_eval = filter_long(tokenizer, self.eval_all, recipe.max_length)
+        if recipe.eval_max_examples:
+            self.evals = spread(self.evals, recipe.eval_max_examples)
+        for kept, name in zip((self.train, self.evals), self.dataset_files()):
+            if not kept:
+                raise TrainingDataError(f"every conversation in {name} is longer than max_length={recipe.max_length}")
+
+    def load_model(self, dtype):
+        return merge_adapter(load_base_model(self.model_dir, dtype), self.dapt.path)
+
+    def arguments_class(self) -> type:
+        from trl import SFTConfig
+
+        return SFTConfig
+
+    def make_trainer(self, model, args, lora, tokenizer, callbacks: list):
+        from datasets import Dataset
+        from trl import SFTTrainer
+
+        recipe = self.recipe
+        # a few fixed validation prompts, generated at every evaluation step (spread: the split is ordered by page)
+        self.samples = SampleGenerations(tokenizer, spread(self.evals, recipe.sample_generation_prompts)
+                                         if recipe.sample_generation_prompts else [],
+                                         recipe.sample_generation(), self.out.sample_generations, self.progress)
+        return grouped(SFTTrainer)(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list([{"messages": c} for c in self.train]),
+            eval_dataset=Dataset.from_list([{"messages": c} for c in self.evals]),
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=[*callbacks, self.samples],
+        )
+
+    def before_training(self, trainer) -> dict:
+        if len(trainer.train_dataset) != len(self.train) or len(trainer.eval_dataset) != len(self.evals):
+            raise RuntimeError(
+                f"TRL kept {len(trainer.train_dataset)}/{len(self.train)} training and "
+                f"{len(trainer.eval_dataset)}/{len(self.evals)} eval conversations after preparation: some lost every "
+                "assistant token"
+            )
+        return {}
+
+    def assistant_only_loss(self, trainer) -> bool:
+        return trainer.args.assistant_only_loss  # as the trainer ran, not as requested
+
+    def data_metrics(self, trainer) -> dict:
+        return {
+            "assistant_only_loss": self.assistant_only_loss(trainer),
+            "train_conversations": len(self.train),
+            "eval_conversations": len(self.evals),
+            "filtered_examples": {"too_long_train": self.too_long_train, "too_long_validation": self.too_long_eval},
+            "max_length": self.recipe.max_length,
+        }
+
+    def after_training(self) -> dict:
+        return {"sample_generation_prompts": len(self.samples.conversations),
+                "sample_generation_seconds": self.samples.seconds}
+
+    def manifest_extras(self, trainer) -> dict:
+        return {"adapters_merged_in": [{
+            "stage": "dapt",
+            "adapter_dir": str(self.dapt.path),
+            "adapter_sha256": sha256_file(self.dapt.adapter_weights),
+            "run_manifest_created_utc": (self.dapt_manifest or {}).get("created_utc"),
+        }]}
 
 
 def train_sft(
@@ -147,102 +193,4 @@ def train_sft(
     progress: Progress | None = None,
 ) -> dict:
     """Train the SFT LoRA adapter (on base + merged DAPT) into `out_dir`; return its metrics."""
-    from datasets import Dataset
-    from transformers import PrinterCallback, set_seed
-    from trl import SFTConfig, SFTTrainer
-
-    recipe = recipe or TrainingRecipe()
-    precision = resolved_precision(recipe)  # first: a machine that cannot run the recipe refuses before any work
-    model_dir, dapt_adapter_dir, sft_dir, out_dir = map(Path, (model_dir, dapt_adapter_dir, sft_dir, out_dir))
-    architecture = model_architecture(model_dir)
-    check_adapter_dir(dapt_adapter_dir)
-    dapt_manifest = _check_dapt_base(model_dir, dapt_adapter_dir)
-    files = [sft_dir / "train.jsonl", sft_dir / "validation.jsonl"]
-    train_all, eval_all = read_conversations(files[0]), read_conversations(files[1])
-    if not train_all:
-        raise TrainingDataError(f"{files[0]} has no conversations: there is nothing to train on")
-    if not eval_all:
-        raise TrainingDataError(f"{files[1]} has no conversations: the eval loss could not be measured")
-    tokenizer = load_model_tokenizer(model_dir)
-    strict_template_check(tokenizer, train_all[0])
-    train, too_long_train = filter_long(tokenizer, train_all, recipe.max_length)
-    evals, too_long_eval = filter_long(tokenizer, eval_all, recipe.max_length)
-    if recipe.eval_max_examples:
-        evals = spread(evals, recipe.eval_max_examples)
-    for kept, name in ((train, files[0]), (evals, files[1])):
-        if not kept:
-            raise TrainingDataError(f"every conversation in {name} is longer than max_length={recipe.max_length}")
-
-    checkpointing = resolved_gradient_checkpointing(recipe)
-    run_files = [*files, dapt_adapter_dir / "adapter_model.safetensors"]
-    resumed_from = prepare_output_dir(
-        out_dir, make_run_key(recipe, model_dir, run_files), resume, [model_dir, dapt_adapter_dir, sft_dir]
-    )
-    model = merge_adapter(load_base_model(model_dir, DTYPES[precision]), dapt_adapter_dir)
-    disable_cache(model)
-    arguments = training_arguments(recipe, out_dir / "checkpoints", precision, checkpointing)
-    sft_arguments = {**arguments, "assistant_only_loss": True, "packing": False, "max_length": recipe.max_length}
-    set_seed(recipe.seed)
-
-    class GroupedSFTTrainer(GroupedBatchesMixin, SFTTrainer):
-        pass
-
-    # a few fixed validation prompts, generated at every evaluation step (spread: the split is ordered by page)
-    samples = SampleGenerations(tokenizer, spread(evals, recipe.sample_generation_prompts)
-                                if recipe.sample_generation_prompts else [],
-                                recipe.sample_generation(), out_dir / SAMPLE_GENERATIONS, progress)
-
-    trainer = GroupedSFTTrainer(
-        model=model,
-        args=SFTConfig(**sft_arguments),
-        train_dataset=Dataset.from_list([{"messages": c} for c in train]),
-        eval_dataset=Dataset.from_list([{"messages": c} for c in evals]),
-        processing_class=tokenizer,
-        peft_config=lora_config(recipe, architecture),
-        callbacks=[StopOnNonFinite(), *([ReportProgress(progress)] if progress else []), samples],
-    )
-    trainer.remove_callback(PrinterCallback)
-    require_trainable(trainer.model)
-    if len(trainer.train_dataset) != len(train) or len(trainer.eval_dataset) != len(evals):
-        raise RuntimeError(
-            f"TRL kept {len(trainer.train_dataset)}/{len(train)} training and {len(trainer.eval_dataset)}/{len(evals)} "
-            "eval conversations after preparation: some lost every assistant token"
-        )
-    output = trainer.train(resume_from_checkpoint=resumed_from)
-    metrics = {
-        "stage": "sft",
-        "precision": precision,
-        "assistant_only_loss": trainer.args.assistant_only_loss,  # as the trainer ran, not as requested
-        "train_conversations": len(train),
-        "eval_conversations": len(evals),
-        "filtered_examples": {"too_long_train": too_long_train, "too_long_validation": too_long_eval},
-        "max_length": recipe.max_length,
-        **run_metrics(trainer, output, resumed_from),
-        "sample_generation_prompts": len(samples.conversations),
-        "sample_generation_seconds": samples.seconds,
-    }
-    merged = [{
-        "stage": "dapt",
-        "adapter_dir": str(dapt_adapter_dir),
-        "adapter_sha256": sha256_file(run_files[2]),
-        "run_manifest_created_utc": (dapt_manifest or {}).get("created_utc"),
-    }]
-    write_run_outputs(
-        trainer,
-        tokenizer,
-        out_dir,
-        metrics,
-        {
-            "stage": "sft",
-            "recipe": recipe,
-            "training_arguments": sft_arguments,
-            "assistant_only_loss": trainer.args.assistant_only_loss,
-            "chat_template": tokenizer.chat_template,
-            "model_dir": model_dir,
-            "dataset_files": files,
-            "adapters_merged_in": merged,
-            "lora_target_modules": json_targets(trainer.model.peft_config["default"].target_modules),
-        },
-        title=f"SFT loss, assistant tokens only ({recipe.profile} recipe)",
-    )
-    return metrics
+    return SftStage(model_dir, dapt_adapter_dir, sft_dir, out_dir, recipe, resume, progress).run()
