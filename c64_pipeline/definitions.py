@@ -12,14 +12,14 @@ from c64_pipeline.defs.datasets.assets import (
 )
 from c64_pipeline.defs.ingest.assets import page_text, raw_pdfs
 from c64_pipeline.defs.io_managers import JsonAssetStore
-from c64_pipeline.orchestration.export_assets import export_assets, export_checks
+from c64_pipeline.defs.export.assets import export_assets, export_checks
 from c64_pipeline.defs.jobs import dataset_job, export_job, ingest_job, training_job
 from c64_pipeline.defs.alerts.resources import AlertSink
 from c64_pipeline.defs.alerts.sensors import ALERT_SENSORS
 from c64_pipeline.defs.ingest.sensors import new_manuals_sensor, nightly_manuals_rescan
 from c64_pipeline.defs.resources import BaseModelSource, PageReader, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import TrainingLauncher, dapt_adapter, model_evaluation, sft_adapter
-from c64_pipeline.orchestration.training_checks import training_checks
+from c64_pipeline.defs.training.assets import TrainingLauncher, dapt_adapter, model_evaluation, sft_adapter
+from c64_pipeline.defs.training.checks import training_checks
 from c64_pipeline.settings import paths_from_env
 
 ASSETS = [

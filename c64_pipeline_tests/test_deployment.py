@@ -43,7 +43,7 @@ from dagster_postgres.utils import pg_url_from_config
 
 from c64_pipeline.definitions import ASSETS, build_definitions
 from c64_pipeline.defs.partitions import manual_partitions
-from c64_pipeline.orchestration.training_assets import TRAINING_MODULE, Launcher, TrainingLauncher
+from c64_pipeline.defs.training.assets import TRAINING_MODULE, Launcher, TrainingLauncher
 from c64_pipeline.defs.ingest.sensors import new_manuals_sensor
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 from c64_pipeline_tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 - fixture

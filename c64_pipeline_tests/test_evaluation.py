@@ -264,7 +264,7 @@ def _report(tmp_path: Path, after_sft: dict) -> Path:
 ])
 def test_reasoning_contract_check_judges_finished_generations_and_reports_truncated(tmp_path, after_sft, passed):
     from c64_pipeline.defs.resources import PipelinePaths, QualityThresholds
-    from c64_pipeline.orchestration.training_checks import reasoning_contract
+    from c64_pipeline.defs.training.checks import reasoning_contract
 
     models = _report(tmp_path, after_sft)
     paths = PipelinePaths(manuals_dir="m", curated_sft_dir="c", processed_dir="p", docs_dir="d", models_dir=str(models))

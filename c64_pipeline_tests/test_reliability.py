@@ -274,7 +274,7 @@ def test_dataset_folders_carry_a_manifest_that_matches_their_split_files(workspa
 def test_training_refuses_a_dataset_folder_without_a_finished_manifest(tmp_path):
     from dagster import Failure
 
-    from c64_pipeline.orchestration.training_assets import require_finished_datasets
+    from c64_pipeline.defs.training.assets import require_finished_datasets
 
     folder = tmp_path / "sft"
     atomic.write_file_set(folder, {n: atomic.jsonl_writer([{"n": i}]) for i, n in enumerate(SPLIT_FILES["sft"])})

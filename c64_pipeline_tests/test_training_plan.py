@@ -87,7 +87,7 @@ def test_a_run_folder_reads_back_what_it_names(tmp_path):
 
 
 def test_every_recipe_field_is_a_launchpad_override_and_nothing_else_is():
-    from c64_pipeline.orchestration.training_assets import TrainingConfig
+    from c64_pipeline.defs.training.assets import TrainingConfig
 
     recipe_fields = {f.name for f in dataclasses.fields(TrainingRecipe)}
     assert set(TrainingConfig.model_fields) == recipe_fields | {"resume"}  # "profile" picks the defaults
@@ -95,7 +95,7 @@ def test_every_recipe_field_is_a_launchpad_override_and_nothing_else_is():
 
 
 def test_launchpad_overrides_replace_the_profiles_values_only(tmp_path):
-    from c64_pipeline.orchestration.training_assets import TrainingConfig
+    from c64_pipeline.defs.training.assets import TrainingConfig
 
     config = TrainingConfig(profile="demo", learning_rate=1e-3, lora_target_modules=["q_proj", "v_proj"],
                             eval_strategy="no", allow_cpu=True)

@@ -34,7 +34,7 @@ def _figures(evaluation: AssetCheckEvaluation) -> dict:
 
 def _project_check_keys() -> list[AssetCheckKey]:
     from c64_pipeline.defs.datasets.checks import data_checks
-    from c64_pipeline.orchestration.training_checks import training_checks
+    from c64_pipeline.defs.training.checks import training_checks
 
     return [key for check in data_checks + training_checks for key in check.check_keys]
 

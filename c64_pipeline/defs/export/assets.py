@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import TrainingConfig, TrainingLauncher, launch_stage, stage_request
+from c64_pipeline.defs.training.assets import TrainingConfig, TrainingLauncher, launch_stage, stage_request
 from c64_pipeline.training.artifacts import ModelsLayout
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from c64_pipeline.defs.resources import PipelinePaths, QualityThresholds
-from c64_pipeline.orchestration.training_assets import dapt_adapter, model_evaluation, sft_adapter
+from c64_pipeline.defs.training.assets import dapt_adapter, model_evaluation, sft_adapter
 from c64_pipeline.training.artifacts import ModelsLayout, RunDir
 
 

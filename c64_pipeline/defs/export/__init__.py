@@ -1,0 +1,1 @@
+"""Export: the merged model, its GGUF files and Ollama Modelfile, and the llama.cpp check."""

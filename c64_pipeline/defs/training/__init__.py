@@ -1,0 +1,1 @@
+"""Training: the DAPT and SFT adapters (run through Dagster Pipes in their own process), the evaluation, and their checks."""
