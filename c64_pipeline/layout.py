@@ -485,6 +485,10 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
 
 
 def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
+    wl = statistics.median(l.words for l in left)
+    wr = statistics.median(l.words for l in right)
+    if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
+        return False
     left_ids = {id(l) for l in left}
     rows = _rows(left + right)
     paired = other = 0
@@ -502,10 +506,6 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
             other += 1
         prev = row
     if paired == 0 or paired / (paired + other) < 0.5:
-        return False
-    wl = statistics.median(l.words for l in left)
-    wr = statistics.median(l.words for l in right)
-    if min(wl, wr) > TABLE_MAX_WORDS:
         return False
     return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
 

@@ -271,25 +271,45 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
 
 @dataclass(frozen=True)
 class TesseractEngine:
-    """Tesseract through PyMuPDF's built-in OCR (``page.get_textpage_ocr``, full page)."""
+    """Tesseract through PyMuPDF's built-in OCR (``Pixmap.pdfocr_tobytes``, full page).
+
+    The page is rendered in gray and, before OCR, straightened and cleared of table rules
+    (``c64_pipeline.scan_prep``: ``straighten``, ``remove_rules``); the words come back in the straightened page's
+    coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them.
+    """
 
     name: ClassVar[str] = "tesseract"
     dpi: int = 300
     language: str = "eng"
     tessdata: str | None = None  # None: auto-detect (see find_tessdata)
+    straighten: bool = True
+    remove_rules: bool = True
+
+    def page_words(self, page: pymupdf.Page) -> list[OcrWord]:
+        """Tesseract's words on the prepared page image, in page coordinates (points)."""
+        import numpy as np
+
+        from c64_pipeline.scan_prep import prepare_scan
+
+        tessdata = find_tessdata(self.tessdata, self.language)
+        dpi = safe_dpi(page, self.dpi)
+        pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
+        gray = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width]
+        gray, _ = prepare_scan(np.ascontiguousarray(gray), dpi, self.straighten, self.remove_rules)
+        prepared = pymupdf.Pixmap(pymupdf.csGRAY, pix.width, pix.height, gray.tobytes(), 0)
+        # Tesseract is given RGB, as ``page.get_textpage_ocr`` does (MuPDF's OCR reads nothing from a gray pixmap)
+        with pymupdf.open(stream=pymupdf.Pixmap(pymupdf.csRGB, prepared).pdfocr_tobytes(
+            compress=False, language=self.language, tessdata=tessdata
+        )) as ocr_pdf:
+            ocr_page = ocr_pdf[0]
+            unzoom = page.rect.width / ocr_page.rect.width
+            matrix = pymupdf.Matrix(unzoom, unzoom) * pymupdf.Matrix(1, 0, 0, 1, page.rect.x0, page.rect.y0)
+            textpage = ocr_page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT, matrix=matrix)
+            return ocr_page.get_text("words", textpage=textpage)
 
     def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
-        tessdata = find_tessdata(self.tessdata, self.language)
         try:
-            tp = page.get_textpage_ocr(
-                flags=pymupdf.TEXTFLAGS_TEXT,
-                dpi=safe_dpi(page, self.dpi),
-                full=True,
-                language=self.language,
-                tessdata=tessdata,
-            )
-            words = page.get_text("words", textpage=tp)
-            return repair_blocks(blocks_from_ocr_words(words))
+            return repair_blocks(blocks_from_ocr_words(self.page_words(page)))
         except Exception as exc:
             raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
 
