@@ -521,16 +521,36 @@ def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
     )
 
 
+# A row whose lines all continue cells of the row above, first column included, is a wrapped row (a two-line header
+# "Address | Name/" over "(hex) | Bits") when the whitespace above it is under WRAP_GAP of the table's usual
+# whitespace between rows: rows of a padded table are further apart than the lines of one cell. Needed where every
+# cell is its own block (OCR); in text layers a wrapped first cell is one block (``_wraps_in_place``).
+WRAP_GAP = 0.5
+
+
+def _row_gap(rows: list[list[_Line]]) -> float | None:
+    """Median whitespace between consecutive rows (top of one minus bottom of the one above), None under 3 rows."""
+    gaps = [min(l.y0 for l in b) - max(l.y1 for l in a) for a, b in zip(rows, rows[1:])]
+    return statistics.median(gaps) if len(gaps) >= 3 else None
+
+
+def _wraps_closer(row: list[_Line], cells: list[list[_Line]], gap: float | None) -> bool:
+    if gap is None or gap <= 0:
+        return False
+    return min(l.y0 for l in row) - max(l.y1 for c in cells for l in c) < WRAP_GAP * gap
+
+
 def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     first_col = {id(l) for l in columns[0]}
     rows = _rows([l for c in columns for l in c])
+    gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
     for row in rows:
         has_first = any(id(l) in first_col for l in row)
         if (
             table
-            and (not has_first or _wraps_in_place(row, table[-1]))
+            and (not has_first or _wraps_in_place(row, table[-1]) or _wraps_closer(row, table[-1], gap))
             and prev is not None
             and len(row) < len(table[-1])
             and _continues(row, prev, ctx)
