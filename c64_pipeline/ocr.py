@@ -150,6 +150,11 @@ _INNER_SPECK = re.compile(r"^[|_¦]+$")
 _EDGE_SPECK = re.compile(r"^[|_—–~;:.,'`\"!¦\\/-]+$")
 # ... except a lone dash a cell gap away from the rest of the line: the "none" of a table cell.
 _DASH = re.compile(r"^[-–—]$")
+# A ruling line glued to the end or start of a word: underscores or bars, with any dashes and specks after them.
+_RULING_TAIL = re.compile(r"(?<=\w)[_|¦][_|¦~—–‘’'`-]*$")
+_RULING_HEAD = re.compile(r"^[~—–‘’'`-]*[_|¦]+[~—–‘’'`-]*(?=\w)")
+# A number cell of a table row read with a speck after it ("54277." in a decimal column): the speck is dropped.
+_NUMBER_SPECK = re.compile(r"^(\d{2,})[.,]$")
 
 OcrWord = tuple  # (x0, y0, x1, y1, text, block_no, line_no, word_no), as ``page.get_text("words")`` gives them
 
@@ -210,10 +215,16 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
     clean: list[OcrWord] = []
     for w in words:
         text = str(w[4]).strip()
-        if len(text) > 1:
-            text = text.strip("_") or text  # "C2DDRA_": a ruling line glued to the word
+        x0, x1 = w[0], w[2]
+        if len(text) > 1:  # a ruling line glued to the word ("C2DDRA_", "VCREG2__—~"): cut off, box narrowed with it
+            kept = _RULING_TAIL.sub("", _RULING_HEAD.sub("", text))
+            if kept and kept != text:
+                per_char = (x1 - x0) / len(text)
+                head = len(text) - len(_RULING_HEAD.sub("", text))
+                x0, x1 = x0 + head * per_char, x0 + (head + len(kept)) * per_char
+                text = kept
         if text and not _INNER_SPECK.match(text):
-            clean.append((*w[:4], text, *w[5:]))
+            clean.append((x0, w[1], x1, w[3], text, *w[5:]))
     if not clean:
         return []
     clean = _sane_widths(clean)
@@ -264,6 +275,9 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
                     part.append(w)
                 finer.append(part)
             cells = finer
+            cells = [
+                [(*c[0][:4], _NUMBER_SPECK.sub(r"\1", c[0][4]), *c[0][5:])] if len(c) == 1 else c for c in cells
+            ]
         for cell in cells:
             blocks.append(TextBlock(cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)))
     return sorted(blocks, key=lambda b: (b.y0, b.x0))

@@ -536,6 +536,21 @@ def test_a_lone_dash_cell_is_kept_and_edge_specks_are_dropped():
     assert "CLC | Clear carry | C" in layout, layout
 
 
+def test_ruling_lines_glued_to_words_and_specks_after_numbers_leave_table_cells():
+    from c64_pipeline.ocr import blocks_from_ocr_words
+
+    words = _prose(20)
+    words += _words([(50, "$D40B"), (100, "54283."), (150, "VCREG2__—~"), (220, "Voice"), (250, "2")], 100, 0)
+    words += _words([(50, "$DD06"), (100, "56582"), (150, "TI2BLO"), (183, "_‘Timer"), (222, "B")], 116, 1)
+    words += _words([(50, "$DD07"), (100, "56583"), (150, "TI2BHI"), (220, "Timer"), (250, "B")], 132, 2)
+    # prose keeps the full stop after a number
+    words += _words([(50, "Poke"), (74, "53280.")], 160, 3)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "$D40B | 54283 | VCREG2 | Voice 2" in layout, layout
+    assert "$DD06 | 56582 | TI2BLO | Timer B" in layout, layout
+    assert "Poke 53280." in layout, layout
+
+
 def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
     from c64_pipeline.ocr import ocr_many
 
