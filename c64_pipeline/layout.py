@@ -540,6 +540,15 @@ def _wraps_closer(row: list[_Line], cells: list[list[_Line]], gap: float | None)
     return min(l.y0 for l in row) - max(l.y1 for c in cells for l in c) < WRAP_GAP * gap
 
 
+def _cell_text(cell: list[_Line]) -> str:
+    """The lines of one cell joined with spaces; a line that ends in "/" runs on without one ("Name/" over "Bits"
+    is "Name/Bits", "RUN/" over "STOP" is "RUN/STOP": a narrow column wraps such words at the slash)."""
+    out = cell[0].text
+    for l in cell[1:]:
+        out += l.text if out.endswith("/") else " " + l.text
+    return out
+
+
 def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     first_col = {id(l) for l in columns[0]}
     rows = _rows([l for c in columns for l in c])
@@ -579,7 +588,7 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
         for r in table[hi + 1 :]:
             out.extend(("line", l) for c in r for l in c)
         return out
-    rendered = [" | ".join(" ".join(l.text for l in c) for c in r) for r in table[lo : hi + 1]]
+    rendered = [" | ".join(_cell_text(c) for c in r) for r in table[lo : hi + 1]]
     out.append(("table", rendered))
     for r in table[hi + 1 :]:
         out.extend(("line", l) for c in r for l in c)

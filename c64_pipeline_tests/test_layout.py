@@ -439,7 +439,7 @@ def test_a_wrapped_header_row_of_separate_cell_blocks_joins_the_row_above():
                                            ("$D402", "54274", "PWLO1"), ("$D403", "54275", "PWHI1"))):
         lines.append((128 + 17 * k, list(zip(columns, (addr, dec, name, f"Voice 1 register {k}")))))
     text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
-    assert "Address (hex) | Decimal | Name/ Bits | Description" in text, text
+    assert "Address (hex) | Decimal | Name/Bits | Description" in text, text
     assert "$D400 | 54272 | FRELO1 | Voice 1 register 0" in text, text
     assert "$D403 | 54275 | PWHI1 | Voice 1 register 3" in text, text
 
@@ -451,3 +451,13 @@ def test_rows_of_a_tight_table_with_a_short_row_are_not_taken_for_wrapped_lines(
         ("3", "7", "Y", "G"), ("4", "9", "I", "J"), ("5", "+", "P"), ("6", "*", ";", "="), ("7", "1", "Q", "2")))]
     text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
     assert "5 | + | P" in text and "4 | 9 | I | J" in text and "6 | * | ; | =" in text, text
+
+
+def test_a_cell_wrapped_after_a_slash_reads_as_one_word():
+    columns = (50, 110, 170)
+    lines = [(100, list(zip(columns, ("Key", "Name/", "Code")))), (111, [(110, "Bits")])]
+    for k, (key, name, code) in enumerate((("A", "RUN/", "3"), ("B", "DEL", "4"), ("C", "HOME", "5"))):
+        lines.append((128 + 17 * k, list(zip(columns, (key, name, code)))))
+    lines.append((139, [(110, "STOP")]))
+    text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
+    assert "Key | Name/Bits | Code" in text and "A | RUN/STOP | 3" in text, text
