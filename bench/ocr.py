@@ -10,7 +10,7 @@ two ways:
   ``scan_prep``; word boxes cut into cells and rows, hex repaired where the context proves it).
 
 Both go through ``strip_running_heads`` and ``layout_text`` and are compared with the truth: the same pages
-rendered digitally from ``data/sample_manuals/*.html`` (``sample_manuals.layout_body``, so the page numbers
+rendered digitally from ``c64_pipeline/demo/sample_sources/*.html`` (``sample_manuals.layout_body``, so the page numbers
 match). Measured per variant:
 
 - rows kept whole: address rows of the source tables whose address and start of description sit on one line;
