@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
 
         def during_training():
-            say("training: DAPT, then SFT, then the evaluation (about 12 minutes on 2 cores for the demo model)")
+            say("training: DAPT, then SFT, then the evaluation (about 11 minutes on 2 cores for the demo model)")
             return TrainingHeartbeat(paths.models_dir, out=lambda line: print(line, flush=True))
 
         say(f"reading {paths.manuals_dir} as new_manuals_sensor would (full event log: {log_path})")
