@@ -25,7 +25,9 @@ from c64_pipeline.ingest.documents import DocumentRejected, discover_documents, 
 from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document
 from c64_pipeline.datasets.report import document_rows, sft_coverage, sft_family
 from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
+from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems
 from c64_pipeline.datasets.sft_coverage import answering_conversation, final_answers, key_facts, mine_document, states
+from c64_pipeline.datasets.think_metrics import think_stats
 
 SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "sft_coverage.json"
@@ -65,6 +67,9 @@ def measure(corpus: Path = SHARED_CORPUS) -> dict:
     docs = document_rows(records, results, {})
     coverage = sft_coverage(docs, {"all": [c for rows in conversations.values() for c in rows]}, outcomes)
 
+    every = [c for rows in conversations.values() for c in rows]
+    think = think_stats(every)
+    ungrounded = sum(1 for c in every if conversation_grounding_problems(c))
     by_file = {r["file_name"]: r["doc_id"] for r in records}
     pairs = [json.loads(line) for line in (corpus / "qa.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     answered, unanswered = [], []
@@ -95,6 +100,10 @@ def measure(corpus: Path = SHARED_CORPUS) -> dict:
         "conversations": sum(len(c) for c in conversations.values()),
         "conversations_per_family": coverage["conversations_per_family"],
         "no_sft_reasons": coverage["no_sft_reasons"],
+        "think": {"distinct_ratio": round(think.distinct_ratio, 4), "top_skeleton_share": round(think.top_skeleton_share, 4),
+                  "by_family": {k: {"turns": v["assistant_turns"], "distinct_ratio": round(v["distinct_ratio"], 4),
+                                    "top_skeleton_share": round(v["top_skeleton_share"], 4)} for k, v in think.by_family.items()}},
+        "conversations_with_ungrounded_facts": ungrounded,
         "per_document": coverage["documents"],
         "qa": {
             "pairs": len(pairs),
@@ -117,6 +126,9 @@ def summary(figures: dict) -> str:
         f"conversations: {figures['conversations']}, per family: "
         + ", ".join(f"{k} {v}" for k, v in figures["conversations_per_family"].items()),
         "documents without SFT: " + (", ".join(f"{k} {v}" for k, v in figures["no_sft_reasons"].items()) or "none"),
+        f"THINK: distinct {figures['think']['distinct_ratio']}, top skeleton {figures['think']['top_skeleton_share']}; per family "
+        + ", ".join(f"{k} {v['top_skeleton_share']}" for k, v in figures["think"]["by_family"].items())
+        + f"; conversations with a final-answer fact not on their cited lines: {figures['conversations_with_ungrounded_facts']}",
         f"questions answered by some SFT conversation: {qa['answered']} of {qa['pairs']} "
         f"({qa['with_structured_key_facts']} with hex/number/name key facts)",
         "seconds: " + ", ".join(f"{k} {v}" for k, v in figures["seconds"].items()),

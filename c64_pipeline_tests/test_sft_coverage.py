@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.datasets.report import no_sft_reason
 from c64_pipeline.datasets.sft_coverage import answering_conversation, key_facts, mine_document, states
 
 PAGE = {"doc_id": "mapping-txt", "page": 3, "method": "text_layer", "text": "\n".join([
@@ -47,3 +48,17 @@ def test_mine_document_reports_candidates_next_to_conversations():
     assert outcome["candidates"] == 3 and outcome["conversations"] == len(conversations) > 0
     prose = dict(PAGE, text="The border colour can be changed from BASIC with a POKE.")
     assert mine_document([prose]) == ([], {"candidates": 0, "conversations": 0, "rejections": {}})
+
+
+def test_mine_document_counts_the_rows_it_refuses_by_reason():
+    page = {"doc_id": "d-txt", "page": 1, "method": "text_layer",
+            "text": "$A000 | 40960 | ram ram ram ram\n$C000 | 49152 | xq zv 7647 oe\n"
+                    "LDA #$10 | Immediate | $A9 | 168 | 2 | 2\n$D020 | 53280 | EXTCOL | Border colour\n"}
+    conversations, outcome = mine_document([page])
+    assert conversations and outcome["candidates"] == 4  # one row taught, three refused
+    assert outcome["rejections"] == {"address row whose cells repeat (not a description)": 1,
+                                     "address row whose description is debris": 1,
+                                     "opcode row whose decimal column disagrees with its hex opcode": 1}
+    # a document whose every row is refused says so, with the reasons
+    _, refused = mine_document([{**page, "text": "$A000 | 40960 | ram ram ram ram\n"}])
+    assert refused["candidates"] == 1 and refused["rejections"] and no_sft_reason(refused).startswith("all 1 mined rows rejected")

@@ -216,7 +216,288 @@ def test_prose_gives_closed_book_statements_and_section_explanations():
     assert raster["source_refs"][0]["line"] == 8 and "$D011" in raster["source_refs"][0]["evidence"]
 
 
-ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE]
+BIT_ROWS = """$D418                     Select Filter Mode and Volume
+
+                     7    Cut-Off Voice 3 Output: 1 = Off, 0 = On
+                     6    Select Filter High-Pass Mode: 1 = On
+                     3-0  Select Output Volume: 0-15
+
+$DD00                     Data Port A (Serial Bus, RS-232, VIC
+                            Memory Control)
+
+                     7    Serial Bus Data Input
+                     1-0  VIC Chip System Memory Bank Select
+                            (Default = 11)
+"""
+
+
+def test_bit_rows_under_a_register_give_the_bits_their_mask_and_the_register():
+    convs = conversations_of(BIT_ROWS, "bit_field")
+    qa = turns(convs)
+    answers = [a for _, _, a in qa]
+    assert "Bits 3-0 of $D418, Select Filter Mode and Volume: Select Output Volume: 0-15." in answers
+    assert any(a.startswith("Bit 7 of $D418") and "1 = Off, 0 = On" in a for a in answers)
+    # a register row and a bit row that wrapped onto the next line are read whole
+    assert "Bits 1-0 of $DD00, Data Port A (Serial Bus, RS-232, VIC Memory Control): VIC Chip System Memory Bank Select (Default = 11)." in answers
+    reasoning = " ".join(r for _, r, _ in qa)
+    assert "%00001111 = $0F = 15" in reasoning and "%10000000 = $80 = 128" in reasoning
+    for c in convs:  # the register row is cited with the bit row
+        assert c["source_refs"][0]["evidence"].startswith("$D") and len(c["source_refs"]) == 2
+    # the register rows themselves stay register facts
+    assert any("$D418" in a for _, _, a in turns(conversations_of(BIT_ROWS, "register")))
+
+
+BIT_COLUMNS = """# MOS 6526 CIA (timers)
+
+| REG | Name | Description        | 7 | 6 | 5      | 4    | 3       | 2       | 1    | 0     |
+|:----|:-----|:-------------------|--:|--:|-------:|-----:|--------:|--------:|-----:|------:|
+| E   | CRA  | Control register A |   |   | INMODE | LOAD | RUNMODE | OUTMODE | PBON | START |
+|     |      |                    |   |   |        |      |         |         |      |       |
+| D   | ICR  | Interrupt control  |   |   |        |      |         |         | TB   | TA    |
+"""
+
+
+def test_a_register_table_with_a_column_per_bit_names_each_bit():
+    qa = turns(conversations_of(BIT_COLUMNS, "bit_field"))
+    answers = [a for _, _, a in qa]
+    assert "CRA (register E, Control register A): bit 5 INMODE, bit 4 LOAD, bit 3 RUNMODE, bit 2 OUTMODE, bit 1 PBON, bit 0 START." in answers
+    assert any(a.startswith("ICR (register D") and a.endswith("bit 1 TB, bit 0 TA.") for a in answers)
+    assert len(answers) == 2  # the empty row teaches nothing
+    assert any("MOS 6526 CIA" in q for q, _, _ in qa)
+
+
+def test_a_range_is_answered_by_both_ends_and_its_label():
+    qa = turns(conversations_of("$00A0-$00A2  TIME    Real-Time Jiffy Clock (approx) 1/60 Sec\n"
+                                "$0314-$0315  CINV    Vector: Hardware Interrupt\n", "register"))
+    answers = [a for _, _, a in qa]
+    assert all("$00A0-$00A2" in a for a in answers if "$00A0" in a) and any("(TIME)" in a for a in answers)
+    assert "$0314-$0315 (CINV): Vector: Hardware Interrupt." in answers
+    assert not any("register for" in a for a in answers)  # a range of addresses is an area
+
+
+SECTIONS = """## How interrupts work
+
+The processor has two interrupt pins, both active low. Each pin has a detector that is polled
+once per instruction, near its end.
+
+The IRQ detector is activated by the IRQ pin being held low, but only while the I flag is clear.
+The NMI detector is activated by a negative transition of the NMI pin, so the pin has to go high
+again before it can fire once more.
+"""
+
+
+def test_every_paragraph_of_a_section_is_taught_and_asked_by_what_it_opens_with():
+    convs = conversations_of(SECTIONS, "section")
+    qa = turns(convs)
+    assert len(qa) == 2
+    assert any(q.lower().count("how interrupts work") and a.startswith("The processor has two interrupt pins") for q, _, a in qa)
+    later = next((q, a) for q, _, a in qa if a.startswith("The IRQ detector"))
+    assert "the IRQ detector" in later[0] and "negative transition of the NMI pin" in later[1]
+
+
+ENTRY_PROSE = """$D011        SCROLY       Vertical Fine Scrolling and Control Register
+
+                     0-2  Fine scroll display vertically by X scan lines (0-7)
+                     3    Select a 24-row or 25-row text display (1=25 rows)
+
+                          This is one of the two important multifunction control registers on
+                          the VIC-II chip.  Its default value is 155, which sets the high bit of
+                          the raster compare and selects a 25-row display.
+"""
+
+
+def test_a_memory_map_entry_heads_the_indented_prose_that_explains_it():
+    convs = conversations_of(ENTRY_PROSE, "section")
+    assert len(convs) == 1
+    q, _, a = turns(convs)[0]
+    assert "SCROLY ($D011)" in q and a.startswith("This is one of the two important") and "155" in a
+    assert any(r["line"] == 1 for r in convs[0]["source_refs"])  # the entry row is cited with the prose
+    assert conversation_grounding_problems(convs[0]) == []
+
+
+def test_prose_typed_with_two_spaces_after_a_full_stop_is_not_a_table():
+    text = ("Timers\n\nThe chip has two timers.  Each one counts down from a sixteen-bit value and\n"
+            "raises an interrupt when it reaches zero.  Both can be chained.\n")
+    answers = [a for _, _, a in turns(conversations_of(text, "section"))]
+    assert answers and "Each one counts down from a sixteen-bit value" in answers[0]
+
+
+def test_counted_statements_are_asked_as_closed_book_questions():
+    text = "Opcodes\n\nThe chip was designed in 1975. 151 opcodes are documented, the remaining 105 have undocumented behavior.\n"
+    qa = turns(conversations_of(text, "definition"))
+    assert any(q == "How many opcodes are documented?" and "151" in a and "105" in a for q, _, a in qa)
+
+
+TABLES = """### Lines
+
+| VIC version      | Cycles    | Lines total | VBlank | Visible |
+|:-----------------|:----------|:------------|:-------|:--------|
+| 6567r8 (NTSC)    | 65 (1-65) | 263 (0-262) | 13-40  | 235     |
+| 6569 (PAL)       | 63 (1-63) | 312 (0-311) | 300-15 | 284     |
+
+## Useful codes
+
+| Code | Effect | Code | Effect |
+|------|--------|------|--------|
+| 13 | Carriage return | 147 | Clear the screen |
+| 17 | Cursor down | 145 | Cursor up |
+"""
+
+
+def test_table_rows_answer_a_cell_with_the_rest_of_its_row():
+    qa = turns(conversations_of(TABLES, "table_row"))
+    answers = [a for _, _, a in qa]
+    assert any(a.startswith("For VIC version 6569 (PAL), ") and "VBlank 300-15" in a.replace("is 300-15", "VBlank 300-15")
+               and "312 (0-311)" in a for a in answers)
+    # a table printed in two blocks side by side: each block is a row of its own, never mixed with its neighbour
+    assert any("Code 147" in a and "Clear the screen" in a for a in answers)
+    assert not any("13" in a.split("(")[0] and "Clear the screen" in a for a in answers)
+    assert any(re.search(r"\d+ - \d+ \+ 1 = \d+", r) for _, r, _ in qa)  # a range counted in the reasoning
+
+
+DIP = """Vcc O 1 | 28 tJ GND
+RDY Oj 2 | 27
+NMI Cf 3 | 26 O Extern in
+DB 30) 4 | 25
+ZQX O 5 | 24
+R/W O 7 | 22 0 7
+AB 8 | 22
+Cap lb 3 | 2f tJ Audio out
+"""
+
+
+def test_dip_pin_diagrams_keep_only_pins_whose_numbers_face_consistently_and_known_names():
+    qa = turns(conversations_of(DIP, "pinout", doc_id="chip-pinout-pdf", method="ocr"))
+    answers = " ".join(a for _, _, a in qa)
+    assert re.search(r"RDY is pin 2|Pin 2 is RDY", answers) and re.search(r"R/W is pin 7|Pin 7 is R/W", answers)
+    assert "DB" not in answers and "ZQX" not in answers  # a digit glued to the pin box; not a signal name
+    assert "AB" not in answers  # 8 + 22 is not the 29 the other lines add up to
+    assert any("2 + 27 = 29" in r for _, r, _ in qa)
+    # a number OCR garbled ("2f") is worked out from the pin facing it, and only so
+    assert any(a in ("Pin 26 is Audio out.", "Audio out is pin 26.") and "29 - 3 = 26" in r for _, r, a in qa)
+
+
+CONNECTOR = """(6-PIN FEMALE DIN)
+SERIAL BUS CN4
+
+6 RESET
+1 SRQIN
+5 DATA
+4 CLK
+"""
+
+
+def test_connector_pin_lists_cite_the_caption_that_names_the_connector():
+    convs = conversations_of(CONNECTOR, "pinout")
+    qa = turns(convs)
+    assert any("SERIAL BUS CN4" in q and ("Pin 5 of SERIAL BUS CN4 is DATA." == a or a == "DATA is on pin 5 of SERIAL BUS CN4.")
+               for q, _, a in qa)
+    assert all(any(r["line"] == 2 for r in c["source_refs"]) for c in convs)
+
+
+def test_memory_map_diagram_boxes_with_bare_ranges_are_areas():
+    qa = turns(conversations_of("CIA 1 | DC00-DCFF\nUnused | DB00-DBFF\n1/0 2 | DF00-DFFF\n", "register", method="ocr"))
+    answers = " ".join(a for _, _, a in qa)
+    assert "$DC00-$DCFF" in answers and "CIA 1" in answers
+    assert "DB00" not in answers and "DF00" not in answers
+
+
+PROCEDURE = """$FFA2  SETTMO  Set IEEE bus card timeout flag
+
+               ## How to Use:
+
+               TO SET THE TIMEOUT FLAG
+
+               1. Set bit 7 of the accumulator to 0.
+               2. Call this routine.
+
+               TO RESET THE TIMEOUT FLAG
+
+               1. Set bit 7 of the
+                  accumulator to 1.
+               2. Call this routine.
+
+$D019        VICIRQ       VIC Interrupt Flag Register
+
+                          1.  The raster reaches the line written to the Raster Register.
+                          2.  Two sprites touch.
+"""
+
+
+def test_numbered_procedures_are_taught_with_what_they_are_for():
+    convs = conversations_of(PROCEDURE, "procedure")
+    qa = turns(convs)
+    assert len(qa) == 2  # the list under a memory location is a list of cases, not steps to follow
+    by_task = {("reset" if "reset" in q else "set"): (q, a) for q, _, a in qa}
+    assert "SETTMO routine ($FFA2)" in by_task["set"][0] and "set the timeout flag" in by_task["set"][0]
+    assert by_task["set"][1] == "1. Set bit 7 of the accumulator to 0. 2. Call this routine."
+    assert by_task["reset"][1] == "1. Set bit 7 of the accumulator to 1. 2. Call this routine."  # a wrapped step joined
+    for c in convs:
+        assert any(r["evidence"].startswith("$FFA2") for r in c["source_refs"])  # the entry naming the routine is cited
+        assert conversation_grounding_problems(c) == []
+
+
+BIT_ITEMS = """$0001        R6510   Processor port
+
+                     Bits:
+
+                     * Bits #0-#2: Configuration for memory areas $A000-$BFFF and $D000-$DFFF. Values:
+                     * %x00: RAM visible in all three areas.
+                         * %x01: RAM visible at $A000-$BFFF.
+                     * Bit #3: Datasette output signal level.
+                     * Bit #5: Datasette motor control; 0 = On; 1 = Off.
+
+                     Default: $37, %00110111.
+"""
+
+
+def test_bit_items_of_a_memory_map_entry_are_bit_fields_and_their_value_lists_are_skipped():
+    answers = [a for _, _, a in turns(conversations_of(BIT_ITEMS, "bit_field"))]
+    assert "Bits 2-0 of $0001 (R6510), Processor port: Configuration for memory areas $A000-$BFFF and $D000-$DFFF." in answers
+    assert "Bit 5 of $0001 (R6510), Processor port: Datasette motor control; 0 = On; 1 = Off." in answers
+    assert len(answers) == 3 and not any("%x00" in a for a in answers)
+
+
+def test_bulleted_sentences_and_bold_labels_are_prose():
+    text = ("## Registers\n\nThe clock has four registers of its own:\n"
+            "* The SEC register holds two digits for the seconds count (3 + 4 bits).\n"
+            "* The TODIN bit in control register A sets the expected input frequency on the TOD pin.\n\n"
+            "## Description\n\n**Description**: This routine reads a byte from the serial bus and returns it in the accumulator.\n")
+    answers = [a for _, _, a in turns(conversations_of(text))]
+    assert any(a.startswith("The TODIN bit in control register A sets") for a in answers)
+    assert any(a.startswith("This routine reads a byte from the serial bus") for a in answers)
+
+
+def test_a_numbered_section_named_after_a_command_is_a_heading_and_generic_subjects_lead_no_question():
+    text = ("2.16. DOS_CMD_COPY_UI_PATH (0x15)\n\n"
+            "The Copy Path command is issued to continue using the path that was already opened in the file browser.\n\n"
+            "The command is executed and then falls through to the Get Path command, which returns the current path.\n\n"
+            "The status channel reads \u201c00,OK\u201d when the path could be copied to the data channel of the target.\n")
+    qa = turns(conversations_of(text, "section"))
+    assert any("DOS_CMD_COPY_UI_PATH (0x15)" in q and a.startswith("The Copy Path command is issued") for q, _, a in qa)
+    assert not any("the command" in q.lower() or "about OK" in q for q, _, _ in qa)
+
+
+PROPERTIES = """$002B-$002C  TXTTAB  Pointer to beginning of BASIC area
+
+                     Default: $0801, 2049.
+
+$0002                Unused
+
+                     Default: $00.
+"""
+
+
+def test_labelled_defaults_are_asked_of_the_entry_they_stand_under():
+    qa = turns(conversations_of(PROPERTIES, "entry_property"))
+    assert len(qa) == 1  # the second default's entry names nothing a question could ask about
+    q, r, a = qa[0]
+    assert "TXTTAB ($002B-$002C)" in q and a == "Default of TXTTAB ($002B-$002C): $0801, 2049."
+    assert "$0801 = 8*256 + 1*1 = 2049" in r
+
+
+ALL_SNIPPETS = [MEMORY_MAP, KERNAL_TABLE, KERNAL_ENTRY, KERNAL_PROSE, OPCODES, BASIC, PINOUT, PROSE, BIT_ROWS, BIT_COLUMNS,
+                SECTIONS, ENTRY_PROSE, TABLES, DIP, CONNECTOR, PROCEDURE, BIT_ITEMS, PROPERTIES]
 
 
 @pytest.mark.parametrize("snippet", ALL_SNIPPETS, ids=lambda s: s.split("\n")[0][:30])

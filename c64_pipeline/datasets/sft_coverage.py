@@ -16,19 +16,22 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from c64_pipeline.datasets.sft.common import counting_rejections
 from c64_pipeline.conversation import THINK_CLOSE
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
 
 
 def mine_document(pages: Sequence[dict], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[dict], dict]:
-    """(conversations, outcome) for one document's page records. `outcome` holds `candidates` (facts mined),
-    `conversations`, and `rejections` ({reason: count}) for rows the builder refused, where it exposes them (the
-    report names the reason a document yields no SFT from these)."""
-    facts = mine_facts(pages)
+    """(conversations, outcome) for one document's page records. `outcome` holds `candidates` (rows mined, refused
+    ones included), `conversations`, and `rejections` ({reason: count}) for rows the families refused (debris,
+    misreads, rows whose reasoning would repeat; the report names the reason a document yields no SFT from these)."""
+    with counting_rejections() as rejected:
+        facts = mine_facts(pages)
     conversations = build_conversations(facts, system_prompt, multi_turn_every)
-    # hook: once the builder counts the rows it refuses (bit-column debris, not a description, ...), pass them here
-    rejections: dict[str, int] = {}
-    return conversations, {"candidates": len(facts), "conversations": len(conversations), "rejections": rejections}
+    rejections = dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0])))
+    # candidates: every row a family recognised, the refused ones included (the report says "all N rows rejected")
+    return conversations, {"candidates": len(facts) + sum(rejections.values()), "conversations": len(conversations),
+                           "rejections": rejections}
 
 
 _HEX = re.compile(r"(?:\$|0x)([0-9A-Fa-f]{1,4})\b")

@@ -221,9 +221,15 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
+def _heads(line: str) -> bool:
+    """A heading or a line introducing what follows ("## Keywords", "Table 2.", "For example:"): no page ends on it."""
+    text = line.strip()
+    return text.startswith("#") or text.endswith(":") or (0 < len(text.split()) <= 8 and not text.endswith((".", "!", "?", "|")))
+
+
 def split_pages(text: str, lines_per_page: int = LINES_PER_PAGE) -> list[str]:
-    """Pages by form feed, else by line count. The end of the file (a final line end or form feed) does not start
-    an empty page."""
+    """Pages by form feed, else by line count (at most `lines_per_page`, cut after a blank line near the end when
+    there is one). The end of the file (a final line end or form feed) does not start an empty page."""
     if "\f" in text:
         pages = text.split("\f")
         while len(pages) > 1 and not pages[-1].strip():
@@ -232,7 +238,19 @@ def split_pages(text: str, lines_per_page: int = LINES_PER_PAGE) -> list[str]:
     lines = text.split("\n")
     if len(lines) > 1 and lines[-1] == "":
         lines.pop()  # the line end of the last line, not a line of its own
-    pages = ["\n".join(lines[i : i + lines_per_page]) for i in range(0, len(lines), lines_per_page)]
+    pages, start = [], 0
+    while start < len(lines):
+        end = min(start + lines_per_page, len(lines))
+        if end < len(lines):
+            # end the page after the last blank line of its final quarter, so an entry, table or paragraph that
+            # straddles the cut moves whole to the next page (it keeps its heading, register row or table header);
+            # preferably a blank line before a line that starts at the margin (a new entry, not an indented part)
+            window = range(end, start + lines_per_page * 3 // 4, -1)
+            blanks = [k for k in window if not lines[k - 1].strip() and lines[k].strip() and not _heads(lines[k - 2])]
+            margin = [k for k in blanks if not lines[k][:1].isspace()]
+            end = (margin or blanks or [end])[0]
+        pages.append("\n".join(lines[start:end]))
+        start = end
     return pages or [""]
 
 

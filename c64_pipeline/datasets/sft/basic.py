@@ -86,6 +86,8 @@ def parse_keyword_row(parts: list[str]) -> tuple[str, int | None, bool, str, str
             rest.append(cell)
     if len(rest) != 1:
         return None
+    if token is None and parts[0] == "AND":
+        return None  # "AND  Logical AND": the 6502 mnemonic of an instruction list, not the BASIC operator
     purpose = rest[0]
     example = _EXAMPLE.search(purpose)
     plain = _EXAMPLE.sub(lambda m: m.group(1), purpose)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from c64_pipeline.conversation import assistant_turn
@@ -144,3 +147,24 @@ def mask(text: str, limit: int = 14) -> str:
     if len(words) <= limit:
         return text
     return " ".join(words[:limit]).rstrip(",;:(") + " ..."
+
+
+_REJECTED: ContextVar[Counter | None] = ContextVar("sft_rejected", default=None)
+
+
+def reject(reason: str) -> None:
+    """Count a row a family found but refused (a misread, debris, a duplicate of what is taught), by reason."""
+    counter = _REJECTED.get()
+    if counter is not None:
+        counter[reason] += 1
+
+
+@contextmanager
+def counting_rejections() -> Iterator[Counter]:
+    """The rows refused while mining inside the block, {reason: count}."""
+    counter: Counter = Counter()
+    token = _REJECTED.set(counter)
+    try:
+        yield counter
+    finally:
+        _REJECTED.reset(token)

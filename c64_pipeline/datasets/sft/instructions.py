@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, pick, readable, where
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, pick, readable, reject, where
 
 MNEMONICS = set(
     "ADC AND ASL BCC BCS BEQ BIT BMI BNE BPL BRK BVC BVS CLC CLD CLI CLV CMP CPX CPY DEC DEX DEY EOR INC INX INY "
@@ -146,11 +146,13 @@ def parse_opcode_row(parts: list[str]) -> tuple[str, str, int, str | None, bool,
     confirmed = False
     if numbers and re.fullmatch(r"\d{1,3}", numbers[0]) and len(numbers) >= 3:
         if int(numbers[0]) != opcode:
+            reject("opcode row whose decimal column disagrees with its hex opcode")
             return None  # the decimal column disagrees: a misread
         confirmed, numbers = True, numbers[1:]
     length = cycles = None
     if numbers:
         if not re.fullmatch(r"[1-3]", numbers[0]) or int(numbers[0]) != 1 + MODES[mode]:
+            reject("opcode row whose length does not fit its addressing mode")
             return None
         length = int(numbers[0])
         if len(numbers) > 1:

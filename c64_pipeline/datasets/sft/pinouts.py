@@ -3,6 +3,12 @@
 A row is a pin number, a signal name and what it does ("9 | R/W | Read/write line from the processor"). Rows are
 only taken below a header line that mentions pins, so bit tables ("7 | N | Negative") are not mistaken for pinouts.
 The component is taken from the nearest caption or heading above the table that names it.
+
+Pin diagrams of a DIP package read as text (often by OCR) are read too: a line holds a pin of each side of the
+package, "RDY Oj 2 | 39 OM) & 2 out", and the two pin numbers facing each other always add up to the pin count plus
+one. A line is only taken when its numbers make the sum most lines of the page make, and a name only when it is a
+known signal name (GND, RDY, R/W, ...): OCR garbles the pin boxes next to the names, and a misread name or number is
+worse than none.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, lower_first, pick, readable, where
+from collections import Counter
+
+from c64_pipeline.ingest.readability import known_word, technical_terms
+from c64_pipeline.datasets.think_metrics import reasoning_skeleton
+from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, reject, where
 
 _HEADER = re.compile(r"\bpins?\b", re.IGNORECASE)
 _SIGNAL = re.compile(r"^[A-Z~/][A-Za-z0-9~/_+\-]{0,11}$")
@@ -29,14 +39,18 @@ class Pin(Mined):
     signal: str
     function: str
     component: str | None  # "the 6526 CIA", "the user port", from the caption above the table
+    facing: int | None = None  # in a DIP diagram: the pin across the package on the same line (its number checks this one)
+    listed: tuple[tuple[int, str], ...] = ()  # in a connector's pin list: the pins listed just before and after
+    caption: EvidenceLine | None = None  # the line naming the connector, cited with the pin when it is not the row
+    read_as: str | None = None  # a DIP pin number OCR garbled ("2f"), worked out from the pin facing it
 
     family = "pinout"
 
     def evidence_lines(self) -> tuple[EvidenceLine, ...]:
-        return (EvidenceLine(self.line_no, self.evidence),)
+        return (EvidenceLine(self.line_no, self.evidence),) + ((self.caption,) if self.caption else ())
 
     def kinds(self) -> list[str]:
-        return ["pin", "signal"]
+        return ["pin", "signal"] if self.function else [pick(f"{self.doc_id}:{self.page}:{self.line_no}:{self.pin}", ["pin", "signal"])]
 
     def turn(self, kind: str) -> Turn:
         return _turn(self, kind)
@@ -88,7 +102,170 @@ def mine_pinouts(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int
     return found, taken
 
 
+def _dip_turn(p: Pin, kind: str) -> Turn:
+    key = f"{p.doc_id}:{p.page}:{p.line_no}:{p.pin}:{kind}"
+    of = f" in the {p.component}" if p.component else ""
+    pins = p.pin + p.facing - 1
+    if kind == "pin":
+        question = pick(key, [f"What is on pin {p.pin}{of}?", f"Which signal does pin {p.pin}{of} carry?"])
+    else:
+        question = pick(key, [f"Which pin is {p.signal}{of}?", f"On which pin{of} do I find {p.signal}?"])
+    side = "left" if p.pin <= pins // 2 else "right"
+    if p.read_as:
+        steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} on the {side} side of the package, its number "
+                 f"printed as {p.read_as} in the text, which is no number.",
+                 f"It faces pin {p.facing}, and facing pins of a {pins}-pin DIP add up to {pins + 1}: {pins + 1} - {p.facing} = "
+                 f"{p.pin}, which fits the first digit read."]
+    else:
+        steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} at pin {p.pin}, on the {side} side of the package.",
+                 f"Across from it on the same line is pin {p.facing}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
+                 f"of a {pins}-pin DIP add up to, so the number was read right."]
+    row = p.pin if p.pin <= pins // 2 else pins + 1 - p.pin  # rows counted from the notch end of the package
+    steps.append("That is the first row, beside the notch." if row == 1 else
+                 "That is the last row, at the far end from the notch." if row == pins // 2 else
+                 f"It sits {'near the notch end' if row <= pins // 4 else 'toward the far end'}, row {row} of {pins // 2}.")
+    if p.signal.upper() in ("VCC", "VDD", "GND", "VSS"):
+        steps.append(f"{p.signal} is a supply pin, not a logic signal.")
+    if p.method == "ocr":
+        steps.append("The diagram was read by OCR; the name is kept because it is a known signal name.")
+    answer = f"Pin {p.pin} is {p.signal}." if kind == "pin" else f"{p.signal} is pin {p.pin}."
+    return Turn(question, " ".join(steps), answer)
+
+
+# the pin box between name and number is read as 1-3 marks with no digit ("Oj", "O", "{J"); a digit there is part of
+# the name ("DB 30) 4" is DB3), and such a line is left alone
+_LEFT = re.compile(r"^(?P<name>[A-Za-z][A-Za-z/]{1,5})(?:\s+[^\s\d|]{1,3})?\s+(?P<pin>\d{1,2})\s*\|")
+_RIGHT = re.compile(r"\|\s*(?P<pin>\d{1,2})(?:\s+[^\s\d|]{1,3})?\s+(?P<name>[A-Za-z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$")
+_TERMS: frozenset[str] = frozenset()
+
+
+def _signal_name(name: str) -> bool:
+    global _TERMS
+    _TERMS = _TERMS or technical_terms()
+    words = name.split()
+    return words[0].lower() in _TERMS or name.upper() in ("R/W", "GND", "VCC", "VDD", "VSS") \
+        or (len(words) == 2 and known_word(words[0].lower()) and known_word(words[1]) and words[0][0].isupper())
+
+
+def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+    found: list[Mined] = []
+    used: set[tuple[str, int, int]] = set()
+    for page in pages:
+        lines = page["text"].split("\n")
+        pairs = []
+        for i, line in enumerate(lines):
+            m = re.search(r"(\d{1,2})\s*\|\s*(\d{1,2})", line)
+            if m and line.count("|") == 1 and (page["doc_id"], page["page"], i + 1) not in taken:
+                pairs.append((i, int(m.group(1)), int(m.group(2))))
+        sums = Counter(a + b for _, a, b in pairs)
+        if not sums:
+            continue
+        total, agree = sums.most_common(1)[0]
+        if agree < 4 or total - 1 not in (8, 14, 16, 18, 20, 22, 24, 28, 40, 48, 64):
+            continue
+        component = doc_title(page["doc_id"])
+        for i, a, b in pairs:
+            if a + b != total or not (1 <= a < b <= total - 1):
+                reject("pin-diagram line whose facing pin numbers do not add up")
+                continue
+            line = lines[i].strip()
+            for match, pin, facing in ((_LEFT.search(line), a, b), (_RIGHT.search(line), b, a)):
+                if match and int(match.group("pin")) == pin and _signal_name(match.group("name")):
+                    found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
+                                     match.group("name"), "", component, facing))
+                    used.add((page["doc_id"], page["page"], i + 1))
+        # a right-hand number OCR garbled ("Cap lb 2 | 2f tJ Audio out") is the pin facing the left one: total - left,
+        # taken when the garbled token starts with that number's first digit
+        for i, line in enumerate(lines):
+            m = re.search(r"(?<![\d|])(\d{1,2})\s*\|\s*(\d)([^\d\s|])\S*\s+(?:[^\s\d|]{1,3}\s+)?"
+                          r"(?P<name>[A-Z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$", line.strip())
+            if not m or (page["doc_id"], page["page"], i + 1) in taken | used or not _signal_name(m.group("name")):
+                continue
+            left = int(m.group(1))
+            pin = total - left
+            if 1 <= left < pin and str(pin)[0] == m.group(2) and len(str(pin)) == 2:
+                garbled = re.search(r"\|\s*(\S+)", line).group(1)
+                found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), pin,
+                                 m.group("name"), "", component, left, read_as=garbled))
+                used.add((page["doc_id"], page["page"], i + 1))
+    return found, used
+
+
+_LIST_ROW = re.compile(r"^(\d{1,2})\s+([A-Z+][A-Za-z0-9_/\\+-]{1,11})$")
+_CONNECTOR = re.compile(r"\b(?:port\d?|connector|bus|socket|header|edge|CN\d+|J\d+|P\d+)\b", re.IGNORECASE)
+
+
+def _connector_caption(lines: list[str], first: int) -> tuple[str, int] | None:
+    """The caption naming the connector above a pin list ("SERIAL BUS CN4", "CONTROL PORT2 (MALE DB9) CN8")."""
+    for k in range(first - 1, max(-1, first - 4), -1):
+        text = lines[k].strip()
+        if not text:
+            continue
+        parts = cells(text) or [text]
+        named = " ".join(p for p in parts if re.search(r"[A-Za-z]{3,}", p))
+        if _CONNECTOR.search(named) and len(named) <= 60 and not _LIST_ROW.match(text):
+            return named, k
+    return None
+
+
+def mine_connectors(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+    """Pin lists of a connector in schematics and hardware notes: a caption naming a port, bus or connector, then
+    lines of pin number and signal ("5 DATA"), each pin once."""
+    found: list[Mined] = []
+    used: set[tuple[str, int, int]] = set()
+    for page in pages:
+        lines = page["text"].split("\n")
+        i = 0
+        while i < len(lines):
+            rows = []
+            k = i
+            while k < len(lines) and (m := _LIST_ROW.match(lines[k].strip())) and (page["doc_id"], page["page"], k + 1) not in taken:
+                rows.append((k, int(m.group(1)), m.group(2)))
+                k += 1
+            caption = _connector_caption(lines, i) if len(rows) >= 3 else None
+            if caption and len({n for _, n, _ in rows}) == len(rows):
+                shapes: Counter[str] = Counter()
+                for r, (line, number, signal) in enumerate(rows):
+                    listed = tuple((rows[j][1], rows[j][2]) for j in (r - 1, r + 1) if 0 <= j < len(rows))
+                    pin = Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), line + 1, lines[line].strip(),
+                              number, signal, "", caption[0], None, listed, EvidenceLine(caption[1] + 1, lines[caption[1]].strip()))
+                    # pins of one list differ only in names: the same reasoning twice at most, the list stays cited
+                    shape = reasoning_skeleton(pin.turn(pin.kinds()[0]).reasoning)
+                    used.add((page["doc_id"], page["page"], line + 1))
+                    if shapes[shape] < 2:
+                        shapes[shape] += 1
+                        found.append(pin)
+                    else:
+                        reject("connector pin whose reasoning repeats two pins of its list")
+            i = max(k, i + 1)
+    return found, used
+
+
+def _list_turn(p: Pin, kind: str) -> Turn:
+    key = f"{p.doc_id}:{p.page}:{p.line_no}:{kind}"
+    of = f" of {p.component}" if p.component else ""
+    if kind == "pin":
+        question = pick(key, [f"What is on pin {p.pin}{of}?", f"Which signal is on pin {p.pin}{of}?"])
+    else:
+        question = pick(key, [f"Which pin{of} carries {p.signal}?", f"On which pin{of} is {p.signal}?"])
+    steps = [f"{p.component} is drawn on {where(p.doc_id, p.page)} with its pins listed as number and signal name."]
+    steps.append(f"The line for {p.signal} reads {p.evidence}.")
+    if p.listed:
+        steps.append("Beside it in the list: " + ", ".join(f"pin {n} {s}" for n, s in p.listed) + ".")
+        family = [s for _, s in p.listed if re.sub(r"\d+$", "", s) == re.sub(r"\d+$", "", p.signal) != p.signal]
+        if family:
+            steps.append(f"{p.signal} and {family[0]} are numbered lines of one group, so the order of the list matters.")
+        elif all(n > p.pin for n, _ in p.listed) or all(n < p.pin for n, _ in p.listed):
+            steps.append("The list is not in pin order around it, so the number is read from this line, not counted.")
+    answer = f"Pin {p.pin}{of} is {p.signal}." if kind == "pin" else f"{p.signal} is on pin {p.pin}{of}."
+    return Turn(question, " ".join(steps), answer)
+
+
 def _turn(p: Pin, kind: str) -> Turn:
+    if p.facing is not None:
+        return _dip_turn(p, kind)
+    if not p.function:
+        return _list_turn(p, kind)
     key = f"{p.doc_id}:{p.page}:{p.line_no}:{kind}"
     of = f" of the {p.component}" if p.component else ""
     place = where(p.doc_id, p.page)

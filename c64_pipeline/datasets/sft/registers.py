@@ -24,6 +24,7 @@ from c64_pipeline.datasets.sft.common import (
     pick as _pick,
     plain_words,
     readable,
+    reject,
     repeated_words,
     where as _where,
 )
@@ -38,6 +39,7 @@ _CONNECTORS = re.compile(r"^(?:[|:=\-–,;.]|\bat\b|\bis\b|\bin\b|\bholds\b)\s*"
 # Bit-column debris left in front of a description by a table with one column per bit: "33 - - - - Background".
 _BIT_COLUMNS = re.compile(r"^(?:\d{1,3}\s+)?(?:[-–x01.]\s+){2,}(?=[A-Za-z])")
 _HEX_CELL = re.compile(r"^" + _RANGE.pattern + r"$")
+_BARE_RANGE = re.compile(r"^([0-9A-F]{4})\s*-\s*([0-9A-F]{4})$")
 _SIZE_CELL = re.compile(r"^\d+\s*(?:bytes?|KB|K)$", re.IGNORECASE)
 _ROUTINE_SENTENCE = re.compile(r"^([A-Z][A-Z0-9]{2,7})\s+(?:at|\(|=)\s*" + _HEX + r"\)?[,:]?\s+(.+)$")
 # Words that open a noun phrase a question can use as it is ("the border colour", "pointer to the start").
@@ -87,8 +89,28 @@ def is_description(description: str) -> bool:
     return readable(description, 160) and not repeated_words(description)
 
 
+def _known_names(text: str) -> bool:
+    """'CIA 1', 'BASIC ROM', 'Color RAM': a short label made of known words and technical terms (a memory-map
+    diagram's box), which `readable` is too strict for (it wants two words of three letters)."""
+    from c64_pipeline.ingest.readability import known_word, technical_terms
+
+    words = re.findall(r"[A-Za-z]{2,}", text)
+    terms = technical_terms()
+    return bool(words) and len(text) <= 40 and all(w.lower() in terms or known_word(w.lower()) for w in words) \
+        and any(w.lower() in terms for w in words)  # "Unused", "Unknown." say nothing a question could ask for
+
+
 def _from_cells(cells: list[str]) -> tuple[int, int | None, bool, str | None, str] | None:
     hex_cells = [i for i, c in enumerate(cells) if _HEX_CELL.match(c)]
+    if not hex_cells:
+        # a memory-map diagram labels its boxes with bare ranges: "CIA 1 | DC00-DCFF"
+        bare = [i for i, c in enumerate(cells) if _BARE_RANGE.match(c)]
+        others = [c for i, c in enumerate(cells) if i not in bare and c]
+        if len(bare) != 1 or len(others) != 1 or not _known_names(others[0]):
+            return None
+        m = _BARE_RANGE.match(cells[bare[0]])
+        start, end = int(m.group(1), 16), int(m.group(2), 16)
+        return (start, end, False, None, others[0]) if end > start else None
     if len(hex_cells) != 1:
         return None
     match = _HEX_CELL.match(cells[hex_cells[0]])
@@ -117,6 +139,15 @@ def _from_cells(cells: list[str]) -> tuple[int, int | None, bool, str | None, st
     return address, end, decimal_confirmed, name, description
 
 
+def _count_rejection(line: str) -> None:
+    """Count an address row refused for its description ("ram ram ram ram", OCR debris)."""
+    cells = _cells(line)
+    parsed = _from_cells(cells) if cells else None
+    if parsed and parsed[4]:
+        reject("address row whose cells repeat (not a description)" if repeated_words(parsed[4])
+               else "address row whose description is debris")
+
+
 def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] | None:
     """(address, end address, decimal agrees, name, description) for a line that states one address fact: a table
     row with exactly one address cell, or a sentence "NAME at $XXXX does something". Wrapped prose is skipped: its
@@ -130,7 +161,7 @@ def parse_fact_line(line: str) -> tuple[int, int | None, bool, str | None, str] 
         if not sentence or len(_RANGE.findall(line)) != 1:
             return None
         parsed = (int(sentence.group(2), 16), None, False, sentence.group(1), _clean_description(sentence.group(3)))
-    if parsed is None or not is_description(parsed[4]):
+    if parsed is None or not (is_description(parsed[4]) or cells and _known_names(parsed[4]) and not repeated_words(parsed[4])):
         return None
     return parsed
 
@@ -156,7 +187,8 @@ def wrapped(line: str, description: str, following: list[str]) -> tuple[str, int
                 break
             continue
         current = " ".join([description, *parts])
-        if _cells(text) or parse_fact_line(text) or not (text[0].islower() or text[0] == "(" or _OPEN_END.search(current)):
+        unclosed = current.count("(") > current.count(")")  # "Data Port A (Serial Bus, RS-232, VIC" goes on
+        if _cells(text) or parse_fact_line(text) or not (text[0].islower() or text[0] == "(" or unclosed or _OPEN_END.search(current)):
             break
         end = _SENTENCE_END.search(text)
         parts.append(text[: end.start()] if end else text)
@@ -194,6 +226,8 @@ def mine_facts(pages: Iterable[dict], skip: set[tuple[str, int, int]] | None = N
             if (page["doc_id"], page["page"], line_no) in skip:
                 continue
             parsed = parse_fact_line(line.strip())
+            if parsed is None:
+                _count_rejection(line.strip())
             if parsed and not names_routine(*parsed[:2], parsed[3], parsed[4]):
                 description, used = wrapped(line, parsed[4], lines[line_no : line_no + 4])
                 evidence = "\n".join(lines[line_no - 1 : line_no + used]).strip()
@@ -244,7 +278,10 @@ def is_noun_phrase(description: str) -> bool:
 
 def kind_of_location(fact: Fact) -> str:
     """'register' for a chip or processor-port register (I/O area, $00-$01, or a row that calls itself "... Register"),
-    'location' for any other memory cell or area ("Y register value loaded before SYS" is a location)."""
+    'area' for a range of addresses, 'location' for any other memory cell ("Y register value loaded before SYS" is a
+    location)."""
+    if fact.end_address is not None:
+        return "area"
     if 0xD000 <= fact.address <= 0xD7FF or 0xDC00 <= fact.address <= 0xDDFF or fact.address <= 0x0001 or re.search(r"\bregister(?:\s+[A-D0-9])?$", fact.description, re.IGNORECASE):
         return "register"
     return "location"
@@ -278,6 +315,8 @@ def build_turn(fact: Fact, kind: str) -> Turn:
             steps.append(f"In decimal that is {_hex_to_decimal_steps(fact.address)}.")
         answer = f"It is at {addr} ({fact.address} decimal)" + (f", the {fact.name} {noun}" if fact.name else "") + f": {fact.description}."
     elif kind == "meaning":
+        if fact.end_address is not None:  # a range is named by both ends: "$0314-$0315", not its first byte alone
+            addr = f"{addr}-{_hex(fact.end_address)}"
         question = _pick(key, [
             f"What does {addr} do on the C64?",
             f"I see {addr} in a listing. What is stored there?",
@@ -286,7 +325,9 @@ def build_turn(fact: Fact, kind: str) -> Turn:
         steps.append(f"{addr} appears on {where}" + (f" under the name {fact.name}" if fact.name else "") + f", described as {said}.")
         if fact.neighbours:
             steps.append("Its neighbours in the same list, " + " and ".join(fact.neighbours) + ", confirm which block this belongs to.")
-        answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + f" is the {noun} for the {subject}." if is_noun_phrase(fact.description) \
+        own = re.search(rf"\b{noun}s?$", subject, re.IGNORECASE)  # "Border Color Register" names its own kind
+        answer = f"{addr}" + (f" ({fact.name})" if fact.name else "") + (f" is the {subject}." if own else f" is the {noun} for the {subject}.") \
+            if is_noun_phrase(fact.description) \
             else f"{addr}" + (f" ({fact.name})" if fact.name else "") + f": {fact.description}."
     elif kind == "decimal":
         question = _pick(key, [
@@ -308,7 +349,7 @@ def build_turn(fact: Fact, kind: str) -> Turn:
         ])
         steps.append(f"The memory map on {where} gives {addr}-{end} as {said}.")
         steps.append(f"Size: {end} - {addr} + 1 = {size} bytes" + (f", which is {size // 1024} KB." if size % 1024 == 0 and size >= 1024 else "."))
-        answer = f"{addr}-{end} is {subject}; it spans {size} bytes."
+        answer = f"{addr}-{end}" + (f" ({fact.name})" if fact.name else "") + f" is {subject}; it spans {size} bytes."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
 
