@@ -2,11 +2,12 @@
 
     python -m bench.ocr [--manuals DIR] [--quick]
 
-Table fidelity (``bench_ocr_tables``): every scanned page of the sample manuals is OCR'd once with Tesseract
-and read two ways from that same OCR result:
+Table fidelity (``bench_ocr_tables``): every scanned page of the sample manuals is OCR'd with Tesseract and read
+two ways:
 
 - *baseline*: PyMuPDF's line blocks of the OCR text page (``blocks_from_page(..., "lines")``), no hex repair;
-- *project*: ``TesseractEngine``'s blocks (word boxes cut into cells, hex repaired where the context proves it).
+- *project*: ``TesseractEngine``'s blocks (the page straightened and cleared of table rules before OCR,
+  ``scan_prep``; word boxes cut into cells and rows, hex repaired where the context proves it).
 
 Both go through ``strip_running_heads`` and ``layout_text`` and are compared with the truth: the same pages
 rendered digitally from ``c64_pipeline/demo/sample_sources/*.html`` (``sample_manuals.layout_body``, so the page numbers
@@ -124,7 +125,8 @@ def hex_exact(text: str, truth: Counter) -> int:
 
 
 def _ocr_both(pdf: Path, pages: list[int], dpi: int) -> tuple[dict, dict, dict]:
-    """One Tesseract run per page, read the baseline way and the project way."""
+    """Each page read the baseline way (PyMuPDF's OCR of the page as it is) and the project way (the engine's OCR of
+    the page straightened and cleared of rules): two Tesseract runs per page."""
     engine = TesseractEngine(dpi=dpi)
     tessdata = find_tessdata()
     base, project, sizes = {}, {}, {}
@@ -136,7 +138,7 @@ def _ocr_both(pdf: Path, pages: list[int], dpi: int) -> tuple[dict, dict, dict]:
                 language=engine.language, tessdata=tessdata,
             )
             base[n] = blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True)
-            project[n] = repair_blocks(blocks_from_ocr_words(page.get_text("words", textpage=tp)))
+            project[n] = repair_blocks(blocks_from_ocr_words(engine.page_words(page)))
             sizes[n] = (page.rect.width, page.rect.height)
     return base, project, sizes
 

@@ -422,3 +422,42 @@ def test_wrapped_first_header_cell_stays_in_its_cell():
     assert layout_text(blocks, 504, 684) == (
         "Address (hex) | Decimal | Description\n$D020 | 53280 | Border colour\n$D021 | 53281 | Background colour"
     )
+
+
+def _cell_blocks(rows: list[tuple[float, list[tuple[float, str]]]], h: float = 10.0) -> list[TextBlock]:
+    """One block per cell (as OCR gives them): (top, [(x, text), ...]) per line, 5 points a character."""
+    return [TextBlock(x, top, x + 5 * len(t), top + h, t) for top, cells in rows for x, t in cells]
+
+
+def test_a_wrapped_header_row_of_separate_cell_blocks_joins_the_row_above():
+    """"Address | Name/" over "(hex) | Bits", one line apart, while the table's rows are padded further apart: the
+    wrapped line belongs to the header's cells (first column included), the data rows stay rows."""
+    columns = (50, 110, 170, 230)
+    lines = [(100, list(zip(columns, ("Address", "Decimal", "Name/", "Description")))),
+             (111, [(50, "(hex)"), (170, "Bits")])]
+    for k, (addr, dec, name) in enumerate((("$D400", "54272", "FRELO1"), ("$D401", "54273", "FREHI1"),
+                                           ("$D402", "54274", "PWLO1"), ("$D403", "54275", "PWHI1"))):
+        lines.append((128 + 17 * k, list(zip(columns, (addr, dec, name, f"Voice 1 register {k}")))))
+    text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
+    assert "Address (hex) | Decimal | Name/Bits | Description" in text, text
+    assert "$D400 | 54272 | FRELO1 | Voice 1 register 0" in text, text
+    assert "$D403 | 54275 | PWHI1 | Voice 1 register 3" in text, text
+
+
+def test_rows_of_a_tight_table_with_a_short_row_are_not_taken_for_wrapped_lines():
+    """Rows set as close as the lines of a cell: a row with fewer cells is still a row of its own."""
+    columns = (50, 100, 150, 200)
+    lines = [(100 + 12 * k, list(zip(columns, cells))) for k, cells in enumerate((
+        ("3", "7", "Y", "G"), ("4", "9", "I", "J"), ("5", "+", "P"), ("6", "*", ";", "="), ("7", "1", "Q", "2")))]
+    text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
+    assert "5 | + | P" in text and "4 | 9 | I | J" in text and "6 | * | ; | =" in text, text
+
+
+def test_a_cell_wrapped_after_a_slash_reads_as_one_word():
+    columns = (50, 110, 170)
+    lines = [(100, list(zip(columns, ("Key", "Name/", "Code")))), (111, [(110, "Bits")])]
+    for k, (key, name, code) in enumerate((("A", "RUN/", "3"), ("B", "DEL", "4"), ("C", "HOME", "5"))):
+        lines.append((128 + 17 * k, list(zip(columns, (key, name, code)))))
+    lines.append((139, [(110, "STOP")]))
+    text = layout_text(_cell_blocks(lines), 595, 842).splitlines()
+    assert "Key | Name/Bits | Code" in text and "A | RUN/STOP | 3" in text, text

@@ -459,6 +459,98 @@ def test_ocr_word_boxes_become_table_cells_and_rows():
     assert "$DC0C | 56332 | Serial data register" in layout.splitlines(), layout
 
 
+def _prose(y: float) -> list:
+    """Three lines of prose, words 4 points apart (5-point characters), from height ``y`` down."""
+    words = []
+    for n, sentence in enumerate(("Each voice has a control register whose bits are",
+                                  "listed below with the value each bit adds when",
+                                  "it is set, and what setting it does to the voice.")):
+        x, line = 50, []
+        for word in sentence.split():
+            line.append((x, word))
+            x += 5 * len(word) + 4
+        words += _words(line, y + 16 * n, 20 + n, block_no=20)
+    return words
+
+
+def test_ocr_cells_given_each_in_its_own_line_are_one_row():
+    """An engine may give every cell of a table row its own line (and a column its own block): the row is rebuilt
+    from lines side by side, while lines stacked in one column stay apart."""
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _words([(50, "The"), (68, "CIA"), (86, "sits"), (110, "at"), (124, "$DC00.")], 60, 0, block_no=0)
+    for row, y in ((("$DC0B", "56331", "TODHRS"), 100), (("$DC0C", "56332", "CIASDR"), 116)):
+        for k, cell in enumerate(row):
+            words += _words([(50 + 60 * k, cell)], y, line_no=k, block_no=10 + y + k)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "$DC0B | 56331 | TODHRS" in layout and "$DC0C | 56332 | CIASDR" in layout, layout
+
+
+def test_ocr_word_box_stretched_across_the_row_is_narrowed():
+    """A one-character word whose box the OCR layer stretched over the whole row must not swallow its row."""
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _words([(50, "Keys"), (74, "by"), (88, "column"), (122, "and"), (141, "row"), (160, "below.")], 60, 5)
+    words += _words([(50, "The"), (69, "matrix"), (103, "has"), (122, "eight"), (151, "of"), (165, "each.")], 76, 6)
+    words += _words([(50, "3"), (100, "7"), (150, "Y"), (200, "G")], 100, 0)
+    words += [(50, 120, 400, 132, "4", 0, 1, 0)]  # broken: 350 points wide for one character
+    words += _words([(100, "9"), (150, "I"), (200, "J")], 120, 2)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "3 | 7 | Y | G" in layout and "4 | 9 | I | J" in layout, layout
+
+
+def test_narrow_ocr_columns_are_cut_where_the_other_rows_cells_start():
+    """Header words of narrow columns sit closer than a cell gap ("Bit  Value  Name"); they are cells because the
+    cells of the rows below start at the same x."""
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _prose(20)  # the page's typical word gap: 4 points
+    # the header's narrow columns are 9 points apart: a little more than two word gaps, less than a cell gap
+    words += _words([(50, "Bit"), (74, "Value"), (108, "Name"), (170, "Effect"), (204, "when"), (228, "set")], 80, 0)
+    rows = [("0", "1", "GATE", "Starts the attack"), ("1", "2", "SYNC", "Hard-syncs this oscillator"),
+            ("2", "4", "RING", "Ring modulation"), ("3", "8", "TEST", "Resets the oscillator")]
+    for n, (bit, value, name, effect) in enumerate(rows, 1):
+        line = [(50, bit), (74, value), (108, name)]
+        x = 170
+        for word in effect.split():
+            line.append((x, word))
+            x += 5 * len(word) + 4
+        words += _words(line, 80 + 16 * n, n)
+    # prose with a wider word gap (7 points) before a word at a column start is not cut: it is not a table row
+    words += _words([(50, "Setting"), (92, "it"), (109, "selects"), (148, "waveforms.")], 200, 9)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "Bit | Value | Name | Effect when set" in layout, layout
+    assert "0 | 1 | GATE | Starts the attack" in layout, layout
+    assert "Setting it selects waveforms." in layout, layout
+
+
+def test_a_lone_dash_cell_is_kept_and_edge_specks_are_dropped():
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _prose(20)  # the page's typical word gap: 4 points
+    words += _words([(50, "BCC"), (100, "Branch"), (134, "if"), (146, "carry"), (180, "clear"), (300, "-")], 100, 0)
+    words += _words([(50, "ADC"), (100, "Add"), (122, "with"), (148, "carry"), (300, "NVZC")], 116, 1)
+    words += _words([(40, "|"), (50, "CLC"), (100, "Clear"), (130, "carry"), (300, "C"), (330, "|")], 132, 2)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "BCC | Branch if carry clear | -" in layout, layout
+    assert "CLC | Clear carry | C" in layout, layout
+
+
+def test_ruling_lines_glued_to_words_and_specks_after_numbers_leave_table_cells():
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _prose(20)
+    words += _words([(50, "$D40B"), (100, "54283."), (150, "VCREG2__—~"), (220, "Voice"), (250, "2")], 100, 0)
+    words += _words([(50, "$DD06"), (100, "56582"), (150, "TI2BLO"), (183, "_‘Timer"), (222, "B")], 116, 1)
+    words += _words([(50, "$DD07"), (100, "56583"), (150, "TI2BHI"), (220, "Timer"), (250, "B")], 132, 2)
+    # prose keeps the full stop after a number
+    words += _words([(50, "Poke"), (74, "53280.")], 160, 3)
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "$D40B | 54283 | VCREG2 | Voice 2" in layout, layout
+    assert "$DD06 | 56582 | TI2BLO | Timer B" in layout, layout
+    assert "Poke 53280." in layout, layout
+
+
 def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
     from c64_pipeline.ingest.ocr import ocr_many
 

@@ -146,11 +146,13 @@ class PdfTextLayer:
 def read_text_layer(doc_id: str, path: Path, settings: ExtractionSettings) -> PdfTextLayer:
     """First half of ``extract_pdf``: text-layer blocks of every page and the pages to OCR (no OCR yet)."""
     with open_pdf(path) as doc:
-        sizes = [(page.rect.width, page.rect.height) for page in doc]
+        sizes: list[tuple[float, float]] = []
         page_blocks: list[list[TextBlock]] = []
         reasons: list[str | None] = []
         qualities: list[float] = []
-        for page in doc:
+        for page in doc:  # each page loaded once: its size, blocks and signals together
+            rect = page.rect
+            sizes.append((rect.width, rect.height))
             try:
                 blocks = blocks_from_page(page)
             except Exception as exc:

@@ -485,6 +485,10 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
 
 
 def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
+    wl = statistics.median(l.words for l in left)
+    wr = statistics.median(l.words for l in right)
+    if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
+        return False
     left_ids = {id(l) for l in left}
     rows = _rows(left + right)
     paired = other = 0
@@ -503,10 +507,6 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
         prev = row
     if paired == 0 or paired / (paired + other) < 0.5:
         return False
-    wl = statistics.median(l.words for l in left)
-    wr = statistics.median(l.words for l in right)
-    if min(wl, wr) > TABLE_MAX_WORDS:
-        return False
     return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
 
 
@@ -521,16 +521,45 @@ def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
     )
 
 
+# A row whose lines all continue cells of the row above, first column included, is a wrapped row (a two-line header
+# "Address | Name/" over "(hex) | Bits") when the whitespace above it is under WRAP_GAP of the table's usual
+# whitespace between rows: rows of a padded table are further apart than the lines of one cell. Needed where every
+# cell is its own block (OCR); in text layers a wrapped first cell is one block (``_wraps_in_place``).
+WRAP_GAP = 0.5
+
+
+def _row_gap(rows: list[list[_Line]]) -> float | None:
+    """Median whitespace between consecutive rows (top of one minus bottom of the one above), None under 3 rows."""
+    gaps = [min(l.y0 for l in b) - max(l.y1 for l in a) for a, b in zip(rows, rows[1:])]
+    return statistics.median(gaps) if len(gaps) >= 3 else None
+
+
+def _wraps_closer(row: list[_Line], cells: list[list[_Line]], gap: float | None) -> bool:
+    if gap is None or gap <= 0:
+        return False
+    return min(l.y0 for l in row) - max(l.y1 for c in cells for l in c) < WRAP_GAP * gap
+
+
+def _cell_text(cell: list[_Line]) -> str:
+    """The lines of one cell joined with spaces; a line that ends in "/" runs on without one ("Name/" over "Bits"
+    is "Name/Bits", "RUN/" over "STOP" is "RUN/STOP": a narrow column wraps such words at the slash)."""
+    out = cell[0].text
+    for l in cell[1:]:
+        out += l.text if out.endswith("/") else " " + l.text
+    return out
+
+
 def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
     first_col = {id(l) for l in columns[0]}
     rows = _rows([l for c in columns for l in c])
+    gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
     for row in rows:
         has_first = any(id(l) in first_col for l in row)
         if (
             table
-            and (not has_first or _wraps_in_place(row, table[-1]))
+            and (not has_first or _wraps_in_place(row, table[-1]) or _wraps_closer(row, table[-1], gap))
             and prev is not None
             and len(row) < len(table[-1])
             and _continues(row, prev, ctx)
@@ -559,7 +588,7 @@ def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
         for r in table[hi + 1 :]:
             out.extend(("line", l) for c in r for l in c)
         return out
-    rendered = [" | ".join(" ".join(l.text for l in c) for c in r) for r in table[lo : hi + 1]]
+    rendered = [" | ".join(_cell_text(c) for c in r) for r in table[lo : hi + 1]]
     out.append(("table", rendered))
     for r in table[hi + 1 :]:
         out.extend(("line", l) for c in r for l in c)

@@ -6,6 +6,7 @@ rebuilds paragraphs, columns and table rows from them.
 
 from __future__ import annotations
 
+import bisect
 import glob
 import multiprocessing
 import os
@@ -133,92 +134,196 @@ class OcrBlock(TextBlock):
 # table cells. Measured on the scanned sample manual (Tesseract, 300 dpi): word gaps within a cell have a median
 # of 0.27 line heights (90% <= 0.36, 99% <= 0.52), the narrowest gaps between table cells are >= 0.68 (~2.5x).
 OCR_CELL_GAP = 2.5
+# Narrow table columns sit closer than that ("Bit  Value  Name": 2.4x the word gap). A line that is already cut
+# into cells is also cut at a gap wider than OCR_ALIGNED_GAP word gaps before a word that starts where at least
+# OCR_COLUMN_MIN cells of other lines start (within OCR_ALIGN_TOLERANCE line heights): a column of the table.
+OCR_ALIGNED_GAP = 1.5
+OCR_COLUMN_MIN = 3
+OCR_ALIGN_TOLERANCE = 0.3
+# A word box wider than this many line heights per character is broken (the OCR text layer stretched it across
+# the row); its width is re-estimated from the page's typical character width.
+OCR_MAX_CHAR_WIDTH = 1.5
 # Tokens of OCR noise: ruling lines read as characters. Dropped anywhere in a line (they bridge the gap between
 # two cells otherwise; dashes are left, as prose uses them) ...
 _INNER_SPECK = re.compile(r"^[|_¦]+$")
-# ... and, like layout's drop_specks, these as well at the ends of a line.
+# ... and, like layout's drop_specks, these as well at the ends of a line ...
 _EDGE_SPECK = re.compile(r"^[|_—–~;:.,'`\"!¦\\/-]+$")
+# ... except a lone dash a cell gap away from the rest of the line: the "none" of a table cell.
+_DASH = re.compile(r"^[-–—]$")
+# A ruling line glued to the end or start of a word: underscores or bars, with any dashes and specks after them.
+_RULING_TAIL = re.compile(r"(?<=\w)[_|¦][_|¦~—–‘’'`-]*$")
+_RULING_HEAD = re.compile(r"^[~—–‘’'`-]*[_|¦]+[~—–‘’'`-]*(?=\w)")
+# A number cell of a table row read with a speck after it ("54277." in a decimal column): the speck is dropped.
+_NUMBER_SPECK = re.compile(r"^(\d{2,})[.,]$")
 
 OcrWord = tuple  # (x0, y0, x1, y1, text, block_no, line_no, word_no), as ``page.get_text("words")`` gives them
 
 
-def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) -> list[TextBlock]:
-    """One block per table cell or line piece, from the word boxes of an OCR engine's own lines.
-
-    Tesseract's word boxes are real (its character boxes are not: they are spread evenly over each word), so a
-    line is cut into cells where the gap between two words is much wider than the page's typical word gap;
-    ruling-line specks between cells are dropped first. Cells keep their line's full height, so all cells of
-    a row overlap and ``layout_text`` rebuilds the row. Pieces of different OCR lines that touch on one row
-    (the engine split a line) are joined again.
-    """
-    lines: dict[tuple[int, int], list[OcrWord]] = {}
+def _sane_widths(words: list[OcrWord]) -> list[OcrWord]:
+    """Words whose box is far wider than their characters (a broken box) narrowed to the page's typical width."""
+    per_char = sorted((w[2] - w[0]) / len(w[4]) for w in words if w[3] > w[1])
+    if not per_char:
+        return words
+    typical = per_char[len(per_char) // 2]
+    out = []
     for w in words:
-        text = str(w[4]).strip()
-        if len(text) > 1:
-            text = text.strip("_") or text  # "C2DDRA_": a ruling line glued to the word
-        if text:
-            lines.setdefault((int(w[5]), int(w[6])), []).append((*w[:4], text, *w[5:]))
-    cleaned: list[tuple[float, float, list[OcrWord]]] = []
-    for ws in lines.values():
-        ws = sorted(ws, key=lambda w: w[0])
-        y0, y1 = min(w[1] for w in ws), max(w[3] for w in ws)
-        ws = [w for w in ws if not _INNER_SPECK.match(w[4])]
-        while ws and _EDGE_SPECK.match(ws[0][4]):
-            ws.pop(0)
-        while ws and _EDGE_SPECK.match(ws[-1][4]):
-            ws.pop()
-        if ws:
-            cleaned.append((y0, y1, ws))
-    if not cleaned:
-        return []
-    gaps = sorted(b[0] - a[2] for _, _, ws in cleaned for a, b in zip(ws, ws[1:]) if b[0] > a[2])
-    heights = sorted(y1 - y0 for y0, y1, _ in cleaned)
-    med_h = heights[len(heights) // 2]
-    unit = gaps[len(gaps) // 2] if len(gaps) >= 5 else 0.3 * med_h
-    limit = cell_gap * max(unit, 0.15 * med_h)
-    pieces: list[list] = []  # [x0, y0, x1, y1, text]
-    for y0, y1, ws in cleaned:
-        cell = [ws[0]]
-        for prev, w in zip(ws, ws[1:]):
-            if w[0] - prev[2] > limit:
-                pieces.append([cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)])
-                cell = []
-            cell.append(w)
-        pieces.append([cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)])
-    merged: list[list] = []
-    for p in sorted(pieces, key=lambda p: p[0]):
-        for q in merged:
-            h = min(p[3] - p[1], q[3] - q[1])
-            overlap = min(p[3], q[3]) - max(p[1], q[1])
-            if h > 0 and overlap >= ROW_OVERLAP * h and -0.5 * h <= p[0] - q[2] <= limit:
-                q[:] = [q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), f"{q[4]} {p[4]}"]
+        h = w[3] - w[1]
+        if h > 0 and w[2] - w[0] > OCR_MAX_CHAR_WIDTH * h * len(w[4]):
+            w = (w[0], w[1], w[0] + typical * len(w[4]), *w[3:])
+        out.append(w)
+    return out
+
+
+def _word_rows(lines: list[list[OcrWord]]) -> list[tuple[float, float, list[OcrWord]]]:
+    """The engine's lines grouped into rows: lines side by side (no horizontal overlap) that share most of their
+    height are one row (an engine may give each cell of a table row its own line, or each column its own block);
+    each row is (top, bottom, words left to right)."""
+    rows: list[list] = []  # [top, bottom, [(x0, x1)], words]
+    boxes = [(min(w[1] for w in ws), max(w[3] for w in ws), min(w[0] for w in ws), max(w[2] for w in ws), ws)
+             for ws in lines if ws]
+    for y0, y1, x0, x1, ws in sorted(boxes, key=lambda b: (b[0] + b[1], b[2])):
+        for row in reversed(rows[-3:]):
+            top, bottom = row[0], row[1]
+            if min(bottom, y1) - max(top, y0) >= ROW_OVERLAP * min(bottom - top, y1 - y0) and not any(
+                min(b, x1) > max(a, x0) for a, b in row[2]
+            ):
+                row[2].append((x0, x1))
+                row[3].extend(ws)
                 break
         else:
-            merged.append(p)
-    return [TextBlock(*p) for p in sorted(merged, key=lambda p: (p[1], p[0]))]
+            rows.append([y0, y1, [(x0, x1)], list(ws)])
+    return [
+        (min(w[1] for w in ws), max(w[3] for w in ws), sorted(ws, key=lambda w: w[0])) for _, _, _, ws in rows
+    ]
+
+
+def _near(starts: list[float], x: float, tolerance: float) -> int:
+    return bisect.bisect_right(starts, x + tolerance) - bisect.bisect_left(starts, x - tolerance)
+
+
+def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) -> list[TextBlock]:
+    """One block per table cell or line piece, from the word boxes an OCR engine read.
+
+    Tesseract's word boxes are real (its character boxes are not: they are spread evenly over each word). Broken
+    word boxes (far wider than their text) are narrowed first. Words are grouped into rows by vertical overlap
+    (an engine may give each cell of a row its own line), and a row is cut into cells where the gap between two
+    words is much wider than the page's typical word gap; ruling-line specks are dropped, a lone dash cell is
+    kept. A row already cut into cells is also cut at a narrower gap before a word that starts where the cells of
+    several other rows start (narrow columns such as "Bit | Value"). Cells keep their row's full height, so all
+    cells of a row overlap and ``layout_text`` rebuilds the row.
+    """
+    clean: list[OcrWord] = []
+    for w in words:
+        text = str(w[4]).strip()
+        x0, x1 = w[0], w[2]
+        if len(text) > 1:  # a ruling line glued to the word ("C2DDRA_", "VCREG2__—~"): cut off, box narrowed with it
+            kept = _RULING_TAIL.sub("", _RULING_HEAD.sub("", text))
+            if kept and kept != text:
+                per_char = (x1 - x0) / len(text)
+                head = len(text) - len(_RULING_HEAD.sub("", text))
+                x0, x1 = x0 + head * per_char, x0 + (head + len(kept)) * per_char
+                text = kept
+        if text and not _INNER_SPECK.match(text):
+            clean.append((x0, w[1], x1, w[3], text, *w[5:]))
+    if not clean:
+        return []
+    clean = _sane_widths(clean)
+    lines: dict[tuple[int, int], list[OcrWord]] = {}  # the engine's own lines: their gaps are word gaps
+    for w in clean:
+        lines.setdefault((int(w[5]), int(w[6])), []).append(w)
+    ordered = [sorted(ws) for ws in lines.values()]
+    gaps = sorted(b[0] - a[2] for ws in ordered for a, b in zip(ws, ws[1:]) if b[0] > a[2])
+    rows = _word_rows(ordered)
+    heights = sorted(w[3] - w[1] for w in clean)
+    med_h = heights[len(heights) // 2]
+    unit = gaps[len(gaps) // 2] if len(gaps) >= 5 else 0.3 * med_h
+    unit = max(unit, 0.15 * med_h)
+    limit = cell_gap * unit
+
+    def cut(ws: list[OcrWord]) -> list[list[OcrWord]]:
+        cells = [[ws[0]]]
+        for prev, w in zip(ws, ws[1:]):
+            if w[0] - prev[2] > limit:
+                cells.append([])
+            cells[-1].append(w)
+        return cells
+
+    def trim(cells: list[list[OcrWord]]) -> list[list[OcrWord]]:
+        """Edge specks dropped, unless a lone dash that is a cell of its own."""
+        for end in (0, -1):
+            while cells and _EDGE_SPECK.match(cells[end][end][4]):
+                if len(cells[end]) == 1 and len(cells) > 1 and _DASH.match(cells[end][0][4]):
+                    break
+                cells[end].pop(end)
+                if not cells[end]:
+                    cells.pop(end)
+        return cells
+
+    cut_rows = [(y0, y1, trim(cut(ws))) for y0, y1, ws in rows]
+    starts = sorted(cells[k][0][0] for _, _, cells in cut_rows for k in range(1, len(cells)))
+    tolerance = OCR_ALIGN_TOLERANCE * med_h
+    blocks: list[TextBlock] = []
+    for y0, y1, cells in cut_rows:
+        if len(cells) > 1:  # a table row: narrow columns that line up with other rows' cells are cells too
+            finer = []
+            for cell in cells:
+                part = [cell[0]]
+                for prev, w in zip(cell, cell[1:]):
+                    if w[0] - prev[2] > OCR_ALIGNED_GAP * unit and _near(starts, w[0], tolerance) >= OCR_COLUMN_MIN:
+                        finer.append(part)
+                        part = []
+                    part.append(w)
+                finer.append(part)
+            cells = finer
+            cells = [
+                [(*c[0][:4], _NUMBER_SPECK.sub(r"\1", c[0][4]), *c[0][5:])] if len(c) == 1 else c for c in cells
+            ]
+        for cell in cells:
+            blocks.append(TextBlock(cell[0][0], y0, max(c[2] for c in cell), y1, " ".join(c[4] for c in cell)))
+    return sorted(blocks, key=lambda b: (b.y0, b.x0))
 
 
 @dataclass(frozen=True)
 class TesseractEngine:
-    """Tesseract through PyMuPDF's built-in OCR (``page.get_textpage_ocr``, full page)."""
+    """Tesseract through PyMuPDF's built-in OCR (``Pixmap.pdfocr_tobytes``, full page).
+
+    The page is rendered in gray and, before OCR, straightened and cleared of table rules
+    (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``remove_rules``); the words come back in the straightened page's
+    coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them.
+    """
 
     name: ClassVar[str] = "tesseract"
     dpi: int = 300
     language: str = "eng"
     tessdata: str | None = None  # None: auto-detect (see find_tessdata)
+    straighten: bool = True
+    remove_rules: bool = True
+
+    def page_words(self, page: pymupdf.Page) -> list[OcrWord]:
+        """Tesseract's words on the prepared page image, in page coordinates (points)."""
+        import numpy as np
+
+        from c64_pipeline.ingest.scan_prep import prepare_scan
+
+        tessdata = find_tessdata(self.tessdata, self.language)
+        dpi = safe_dpi(page, self.dpi)
+        pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
+        gray = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width]
+        gray, _ = prepare_scan(np.ascontiguousarray(gray), dpi, self.straighten, self.remove_rules)
+        prepared = pymupdf.Pixmap(pymupdf.csGRAY, pix.width, pix.height, gray.tobytes(), 0)
+        # Tesseract is given RGB, as ``page.get_textpage_ocr`` does (MuPDF's OCR reads nothing from a gray pixmap)
+        with pymupdf.open(stream=pymupdf.Pixmap(pymupdf.csRGB, prepared).pdfocr_tobytes(
+            compress=False, language=self.language, tessdata=tessdata
+        )) as ocr_pdf:
+            ocr_page = ocr_pdf[0]
+            unzoom = page.rect.width / ocr_page.rect.width
+            matrix = pymupdf.Matrix(unzoom, unzoom) * pymupdf.Matrix(1, 0, 0, 1, page.rect.x0, page.rect.y0)
+            textpage = ocr_page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT, matrix=matrix)
+            return ocr_page.get_text("words", textpage=textpage)
 
     def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
-        tessdata = find_tessdata(self.tessdata, self.language)
         try:
-            tp = page.get_textpage_ocr(
-                flags=pymupdf.TEXTFLAGS_TEXT,
-                dpi=safe_dpi(page, self.dpi),
-                full=True,
-                language=self.language,
-                tessdata=tessdata,
-            )
-            words = page.get_text("words", textpage=tp)
-            return repair_blocks(blocks_from_ocr_words(words))
+            return repair_blocks(blocks_from_ocr_words(self.page_words(page)))
         except Exception as exc:
             raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
 
