@@ -395,6 +395,66 @@ def test_connector_pin_lists_cite_the_caption_that_names_the_connector():
     assert all(any(r["line"] == 2 for r in c["source_refs"]) for c in convs)
 
 
+# a 28-pin package read as text: every line a pin of each side, names a reader finds in any pinout
+DIP_28 = """CAS 1 | 28 VCC
+RAS 2 | 27 Audio out
+IRQ 3 | 26 Extern in
+NMI 4 | 25 BA
+AEC 5 | 24 CLK
+RDY 6 | 23 GND
+CLK 7 | 22 RDY
+BA 8 | 21 AEC
+NMI 9 | 20 IRQ
+RAS 10 | 19 CAS
+CAS 11 | 18 NMI
+IRQ 12 | 17 RAS
+AEC 13 | 16 BA
+GND 14 | 15 RDY
+"""
+
+LIST_12 = """USER PORT CN2
+1 GND
+2 +5V
+3 RESET
+4 CNT1
+5 SP1
+6 CNT2
+7 SP2
+8 PC2
+9 ATN
+10 +9VAC
+11 +9VAC
+12 GND
+"""
+
+
+def _arithmetic_holds(reasoning: str) -> bool:
+    """Every 'a + b = c', 'a - b = c' and 'a + b - c = d' in the reasoning adds up."""
+    sums = re.findall(r"(\d+(?:\s*[-+]\s*\d+)+)\s*=\s*(\d+)", reasoning)
+    return all(eval(expr) == int(result) for expr, result in sums)  # digits and +/- only, matched above
+
+
+@pytest.mark.parametrize("text", [DIP_28, LIST_12], ids=["dip", "connector-list"])
+def test_pins_that_differ_only_in_names_do_not_share_one_reasoning(text):
+    convs = conversations_of(text, "pinout", doc_id="chip-pinout-pdf")
+    qa = turns(convs)
+    stats = think_stats(convs)
+    pins = 2 * text.count("|") or len(re.findall(r"^\d+ ", text, re.MULTILINE))
+    # fewer, better questions: the pins whose place on the package or in the list says something of its own
+    assert len(qa) >= pins // 3
+    assert stats.by_family["pinout"]["top_skeleton_share"] <= 1 / len(qa) and stats.distinct_ratio == 1.0
+    for c, (_, reasoning, _) in zip(convs, qa):
+        assert _arithmetic_holds(reasoning), reasoning
+        cited = "\n".join(r["evidence"] for r in c["source_refs"])
+        # every neighbouring pin the reasoning names is on a line it cites
+        for number, name in re.findall(r"pin (\d+) ([A-Z+][\w+/]*)", reasoning):
+            assert re.search(rf"\b{number}\b.*{re.escape(name)}|{re.escape(name)}.*\b{number}\b", cited), (name, cited)
+        assert conversation_grounding_problems(c) == [], c
+    if "|" in text:
+        assert any("the corner beside the notch" in r for _, r, _ in qa)
+        assert any("27 + 2 = 29" in r and "Audio out" in a and "an output" in r for _, r, a in qa)
+
+
 def test_memory_map_diagram_boxes_with_bare_ranges_are_areas():
     qa = turns(conversations_of("CIA 1 | DC00-DCFF\nUnused | DB00-DBFF\n1/0 2 | DF00-DFFF\n", "register", method="ocr"))
     answers = " ".join(a for _, _, a in qa)

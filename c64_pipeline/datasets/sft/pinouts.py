@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from collections import Counter
 
@@ -40,14 +40,16 @@ class Pin(Mined):
     function: str
     component: str | None  # "the 6526 CIA", "the user port", from the caption above the table
     facing: int | None = None  # in a DIP diagram: the pin across the package on the same line (its number checks this one)
-    listed: tuple[tuple[int, str], ...] = ()  # in a connector's pin list: the pins listed just before and after
+    listed: tuple[tuple[int, str], ...] = ()  # the pins listed just before and after; in a DIP diagram, read beside it
     caption: EvidenceLine | None = None  # the line naming the connector, cited with the pin when it is not the row
     read_as: str | None = None  # a DIP pin number OCR garbled ("2f"), worked out from the pin facing it
+    across: str | None = None  # in a DIP diagram: the name of the facing pin, when read on the same line
+    context: tuple[EvidenceLine, ...] = ()  # the lines of the pins in `listed` (same order), cited with the pin
 
     family = "pinout"
 
     def evidence_lines(self) -> tuple[EvidenceLine, ...]:
-        return (EvidenceLine(self.line_no, self.evidence),) + ((self.caption,) if self.caption else ())
+        return (EvidenceLine(self.line_no, self.evidence),) + ((self.caption,) if self.caption else ()) + self.context
 
     def kinds(self) -> list[str]:
         return ["pin", "signal"] if self.function else [pick(f"{self.doc_id}:{self.page}:{self.line_no}:{self.pin}", ["pin", "signal"])]
@@ -102,6 +104,29 @@ def mine_pinouts(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int
     return found, taken
 
 
+def _dip_position(p: Pin, pins: int) -> str:
+    """Where the pin sits on the package, from its number and the pin count the facing pins give."""
+    half = pins // 2
+    if p.pin == 1:
+        return "Pin 1 is the corner beside the notch, where the count starts down the left side."
+    if p.pin == pins:
+        return f"It is the last pin, the corner beside the notch across from pin 1, where the count ends."
+    if p.pin == half:
+        return f"It is the bottom corner of the left side, at the far end from the notch, where the count turns to pin {half + 1}."
+    if p.pin == half + 1:
+        return f"The count turns round the far end here: pin {half} is the corner before it, and the right side runs back up to the notch."
+    left = p.pin <= half
+    row = p.pin if left else pins + 1 - p.pin
+    middle = {half // 2, half // 2 + 1} if half % 2 == 0 else {half // 2 + 1}
+    where_on_side = ("next to the corner pin at the notch" if row == 2 else "next to the corner pin at the far end" if row == half - 1
+                     else "halfway along the side" if row in middle
+                     else "in the half nearer the notch" if row <= half // 2 else "in the half nearer the far end")
+    if left:
+        return f"The left side counts down from the notch, so it is row {row} of {half} with {row - 1} {'pin' if row == 2 else 'pins'} above it: {where_on_side}."
+    return (f"The right side counts up from pin {half + 1} at the far end: {p.pin} - {half} = {p.pin - half} is its place on that "
+            f"side, so from the notch it is row {half} + 1 - {p.pin - half} = {row} of {half}: {where_on_side}.")
+
+
 def _dip_turn(p: Pin, kind: str) -> Turn:
     key = f"{p.doc_id}:{p.page}:{p.line_no}:{p.pin}:{kind}"
     of = f" in the {p.component}" if p.component else ""
@@ -111,21 +136,33 @@ def _dip_turn(p: Pin, kind: str) -> Turn:
     else:
         question = pick(key, [f"Which pin is {p.signal}{of}?", f"On which pin{of} do I find {p.signal}?"])
     side = "left" if p.pin <= pins // 2 else "right"
+    across = f"pin {p.facing}, {p.across}" if p.across else f"pin {p.facing}"
     if p.read_as:
         steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} on the {side} side of the package, its number "
                  f"printed as {p.read_as} in the text, which is no number.",
-                 f"It faces pin {p.facing}, and facing pins of a {pins}-pin DIP add up to {pins + 1}: {pins + 1} - {p.facing} = "
+                 f"It faces {across}{',' if p.across else ''} and facing pins of a {pins}-pin DIP add up to {pins + 1}: {pins + 1} - {p.facing} = "
                  f"{p.pin}, which fits the first digit read."]
     else:
         steps = [f"The pin diagram on {where(p.doc_id, p.page)} draws {p.signal} at pin {p.pin}, on the {side} side of the package.",
-                 f"Across from it on the same line is pin {p.facing}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
+                 f"Across from it on the same line is {across}: {p.pin} + {p.facing} = {pins + 1}, which is what facing pins "
                  f"of a {pins}-pin DIP add up to, so the number was read right."]
-    row = p.pin if p.pin <= pins // 2 else pins + 1 - p.pin  # rows counted from the notch end of the package
-    steps.append("That is the first row, beside the notch." if row == 1 else
-                 "That is the last row, at the far end from the notch." if row == pins // 2 else
-                 f"It sits {'near the notch end' if row <= pins // 4 else 'toward the far end'}, row {row} of {pins // 2}.")
-    if p.signal.upper() in ("VCC", "VDD", "GND", "VSS"):
-        steps.append(f"{p.signal} is a supply pin, not a logic signal.")
+    steps.append(_dip_position(p, pins))
+    # the pins beside it on the same side, read from the lines above and below (cited with it)
+    lines = {number: line.line_no for (number, _), line in zip(p.listed, p.context)}
+    beside = [f"pin {n} {s} on the line {'above' if lines[n] < p.line_no else 'below'}" for n, s in p.listed]
+    if len(beside) == 2:
+        steps.append(f"Its neighbours on this side are {beside[0]} and {beside[1]}.")
+    elif beside and len(_same_side_neighbours(p.pin, pins)) == 1:
+        steps.append(f"Being a corner, it has one neighbour on this side: {beside[0]}.")
+    elif beside:
+        steps.append(f"Of its two neighbours on this side only {beside[0]} is read.")
+    if p.signal.upper() in ("VCC", "VDD"):
+        steps.append(f"{p.signal} is the supply voltage, not a logic signal.")
+    elif p.signal.upper() in ("GND", "VSS"):
+        steps.append(f"{p.signal} is ground, the return of the supply, not a logic signal.")
+    direction = p.signal.split()[-1] if " " in p.signal else ""
+    if direction in ("in", "out"):
+        steps.append(f"The last word of its name, '{direction}', marks it as an {direction}put of the chip.")
     if p.method == "ocr":
         steps.append("The diagram was read by OCR; the name is kept because it is a known signal name.")
     answer = f"Pin {p.pin} is {p.signal}." if kind == "pin" else f"{p.signal} is pin {p.pin}."
@@ -147,9 +184,17 @@ def _signal_name(name: str) -> bool:
         or (len(words) == 2 and known_word(words[0].lower()) and known_word(words[1]) and words[0][0].isupper())
 
 
+def _same_side_neighbours(pin: int, pins: int) -> tuple[int, ...]:
+    """The pins beside `pin` on its side of a DIP package (none round a corner: pin 1 and pin `pins` face each other)."""
+    half = pins // 2
+    side = range(1, half + 1) if pin <= half else range(half + 1, pins + 1)
+    return tuple(n for n in (pin - 1, pin + 1) if n in side)
+
+
 def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
+    shapes: set[str] = set()  # reasoning skeletons taught so far in the document
     for page in pages:
         lines = page["text"].split("\n")
         pairs = []
@@ -164,6 +209,7 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
         if agree < 4 or total - 1 not in (8, 14, 16, 18, 20, 22, 24, 28, 40, 48, 64):
             continue
         component = doc_title(page["doc_id"])
+        read: list[Pin] = []
         for i, a, b in pairs:
             if a + b != total or not (1 <= a < b <= total - 1):
                 reject("pin-diagram line whose facing pin numbers do not add up")
@@ -171,23 +217,38 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
             line = lines[i].strip()
             for match, pin, facing in ((_LEFT.search(line), a, b), (_RIGHT.search(line), b, a)):
                 if match and int(match.group("pin")) == pin and _signal_name(match.group("name")):
-                    found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
-                                     match.group("name"), "", component, facing))
-                    used.add((page["doc_id"], page["page"], i + 1))
+                    read.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
+                                    match.group("name"), "", component, facing))
         # a right-hand number OCR garbled ("Cap lb 2 | 2f tJ Audio out") is the pin facing the left one: total - left,
         # taken when the garbled token starts with that number's first digit
         for i, line in enumerate(lines):
             m = re.search(r"(?<![\d|])(\d{1,2})\s*\|\s*(\d)([^\d\s|])\S*\s+(?:[^\s\d|]{1,3}\s+)?"
                           r"(?P<name>[A-Z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$", line.strip())
-            if not m or (page["doc_id"], page["page"], i + 1) in taken | used or not _signal_name(m.group("name")):
+            if not m or (page["doc_id"], page["page"], i + 1) in taken or any(p.line_no == i + 1 for p in read) \
+                    or not _signal_name(m.group("name")):
                 continue
             left = int(m.group(1))
             pin = total - left
             if 1 <= left < pin and str(pin)[0] == m.group(2) and len(str(pin)) == 2:
                 garbled = re.search(r"\|\s*(\S+)", line).group(1)
-                found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), pin,
-                                 m.group("name"), "", component, left, read_as=garbled))
-                used.add((page["doc_id"], page["page"], i + 1))
+                read.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), pin,
+                                m.group("name"), "", component, left, read_as=garbled))
+        by_number = {p.pin: p for p in read}
+        for p in sorted(read, key=lambda p: (p.line_no, p.pin)):
+            beside = sorted((by_number[n] for n in _same_side_neighbours(p.pin, total - 1)
+                             if n in by_number and by_number[n].line_no != p.line_no), key=lambda b: b.line_no)
+            facing = by_number.get(p.facing)
+            p = replace(p, across=facing.signal if facing and facing.line_no == p.line_no else None,
+                        listed=tuple((b.pin, b.signal) for b in beside),
+                        context=tuple(EvidenceLine(b.line_no, b.evidence) for b in beside))
+            used.add((p.doc_id, p.page, p.line_no))
+            # pins whose place and neighbours tell nothing new give the same reasoning as one already taught: asked once
+            shape = reasoning_skeleton(p.turn(p.kinds()[0]).reasoning)
+            if shape in shapes:
+                reject("pin-diagram pin whose reasoning repeats another pin of the document")
+                continue
+            shapes.add(shape)
+            found.append(p)
     return found, used
 
 
@@ -213,6 +274,7 @@ def mine_connectors(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> 
     lines of pin number and signal ("5 DATA"), each pin once."""
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
+    shapes: set[str] = set()  # reasoning skeletons taught so far in the document
     for page in pages:
         lines = page["text"].split("\n")
         i = 0
@@ -224,21 +286,44 @@ def mine_connectors(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> 
                 k += 1
             caption = _connector_caption(lines, i) if len(rows) >= 3 else None
             if caption and len({n for _, n, _ in rows}) == len(rows):
-                shapes: Counter[str] = Counter()
                 for r, (line, number, signal) in enumerate(rows):
-                    listed = tuple((rows[j][1], rows[j][2]) for j in (r - 1, r + 1) if 0 <= j < len(rows))
+                    beside = [rows[j] for j in (r - 1, r + 1) if 0 <= j < len(rows)]
                     pin = Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), line + 1, lines[line].strip(),
-                              number, signal, "", caption[0], None, listed, EvidenceLine(caption[1] + 1, lines[caption[1]].strip()))
-                    # pins of one list differ only in names: the same reasoning twice at most, the list stays cited
+                              number, signal, "", caption[0], None, tuple((n, s) for _, n, s in beside),
+                              EvidenceLine(caption[1] + 1, lines[caption[1]].strip()),
+                              context=tuple(EvidenceLine(n + 1, lines[n].strip()) for n, _, _ in beside))
+                    # pins of a list whose place and neighbours tell nothing new give the reasoning of a pin already
+                    # taught (in any list of the document): asked once, the list stays cited
                     shape = reasoning_skeleton(pin.turn(pin.kinds()[0]).reasoning)
                     used.add((page["doc_id"], page["page"], line + 1))
-                    if shapes[shape] < 2:
-                        shapes[shape] += 1
-                        found.append(pin)
-                    else:
-                        reject("connector pin whose reasoning repeats two pins of its list")
+                    if shape in shapes:
+                        reject("connector pin whose reasoning repeats another pin of the document")
+                        continue
+                    shapes.add(shape)
+                    found.append(pin)
             i = max(k, i + 1)
     return found, used
+
+
+_SUPPLY = re.compile(r"\+?\d+(?:\.\d+)?V(?:AC|DC)?|VCC|VDD", re.IGNORECASE)
+
+
+def _kind_of_name(signal: str) -> str | None:
+    """What a pin's name alone says it is: ground, or a supply named by its voltage ("+5V", "+9VAC")."""
+    if signal.upper() in ("GND", "VSS"):
+        return f"{signal} is ground, the return of the supply, not a logic signal."
+    if _SUPPLY.fullmatch(signal):
+        return f"{signal} names a supply voltage, so the pin carries power, not data."
+    return None
+
+
+def _list_neighbour(p: Pin, number: int, signal: str, before: bool) -> str:
+    """A step about the line listed before or after a pin: does the list count up, down, or jump there?"""
+    line = "The line before it" if before else "The line after it"
+    if abs(number - p.pin) != 1:
+        return f"{line} is pin {number} {signal}, not a neighbouring number, so the list is not in pin order there."
+    counting = "up" if (number < p.pin) == before else "down"
+    return f"{line} is pin {number} {signal}, so the list counts {counting} {'into' if before else 'out of'} this pin."
 
 
 def _list_turn(p: Pin, kind: str) -> Turn:
@@ -248,15 +333,30 @@ def _list_turn(p: Pin, kind: str) -> Turn:
         question = pick(key, [f"What is on pin {p.pin}{of}?", f"Which signal is on pin {p.pin}{of}?"])
     else:
         question = pick(key, [f"Which pin{of} carries {p.signal}?", f"On which pin{of} is {p.signal}?"])
-    steps = [f"{p.component} is drawn on {where(p.doc_id, p.page)} with its pins listed as number and signal name."]
-    steps.append(f"The line for {p.signal} reads {p.evidence}.")
-    if p.listed:
-        steps.append("Beside it in the list: " + ", ".join(f"pin {n} {s}" for n, s in p.listed) + ".")
-        family = [s for _, s in p.listed if re.sub(r"\d+$", "", s) == re.sub(r"\d+$", "", p.signal) != p.signal]
-        if family:
-            steps.append(f"{p.signal} and {family[0]} are numbered lines of one group, so the order of the list matters.")
-        elif all(n > p.pin for n, _ in p.listed) or all(n < p.pin for n, _ in p.listed):
-            steps.append("The list is not in pin order around it, so the number is read from this line, not counted.")
+    steps = [f"{p.component} is drawn on {where(p.doc_id, p.page)} with its pins listed as number and signal name.",
+             f"The line for {p.signal} reads {p.evidence}."]
+    before = [listed for listed, line in zip(p.listed, p.context) if line.line_no < p.line_no]
+    after = [listed for listed, line in zip(p.listed, p.context) if line.line_no > p.line_no]
+    if not before:
+        steps.append("It is the first line of the list.")
+    else:
+        steps.append(_list_neighbour(p, *before[0], before=True))
+    if not after:
+        steps.append("It is the last line of the list.")
+    else:
+        steps.append(_list_neighbour(p, *after[0], before=False))
+    family = [s for _, s in p.listed if re.sub(r"\d+$", "", s) == re.sub(r"\d+$", "", p.signal) != p.signal]
+    pair = [s for _, s in p.listed if len(s) == len(p.signal) >= 4 and s[:-1] == p.signal[:-1]
+            and s[-1].isalpha() and p.signal[-1].isalpha() and s != p.signal]
+    twin = [n for n, s in p.listed if s == p.signal]
+    if twin:
+        steps.append(f"Beside it, {p.signal} is listed on pin {twin[0]} too: one signal brought out on two pins.")
+    if family:
+        steps.append(f"{p.signal} and {family[0]} are numbered lines of one group.")
+    elif pair:
+        steps.append(f"{p.signal} and {pair[0]} differ only in their last letter: a pair of lines listed together.")
+    if kind_of_name := _kind_of_name(p.signal):
+        steps.append(kind_of_name)
     answer = f"Pin {p.pin}{of} is {p.signal}." if kind == "pin" else f"{p.signal} is on pin {p.pin}{of}."
     return Turn(question, " ".join(steps), answer)
 
