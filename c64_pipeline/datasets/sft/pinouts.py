@@ -9,6 +9,13 @@ package, "RDY Oj 2 | 39 OM) & 2 out", and the two pin numbers facing each other 
 one. A line is only taken when its numbers make the sum most lines of the page make, and a name only when it is a
 known signal name (GND, RDY, R/W, ...): OCR garbles the pin boxes next to the names, and a misread name or number is
 worse than none.
+
+Pins of one diagram or list differ mostly in their names, so the reasoning is built from what sets each pin apart on
+its cited lines: its place on the package (side, row from the notch worked out from the facing pin, the corners) or in
+the list (counting up, down, or out of order there), the neighbours read on the lines above and below (cited with it),
+the facing pin's name, and what the name itself says (ground, a supply voltage, "in"/"out", a pair, one signal on two
+pins). A pin whose reasoning would repeat, names and numbers aside, one already taught in the document is not asked:
+fewer questions rather than look-alike ones.
 """
 
 from __future__ import annotations
