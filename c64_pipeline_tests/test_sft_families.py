@@ -620,3 +620,34 @@ def test_a_sentence_that_ends_on_a_number_is_not_a_heading():
             "2. This is why screen memory at\n"
             "$0400 and the character set can be used together without any banking.\n")
     assert [c for c in conversations_of(text) if c["family"] == "section"] == []
+
+
+HEADINGS_OF_EVERY_SHAPE = """Why machine language?
+
+Machine language programs run many times faster than BASIC programs. The processor executes each instruction
+directly, without an interpreter between the program and the hardware.
+
+How to read the keyboard
+
+The KERNAL routine GETIN returns the next key from the keyboard buffer. A program calls it in a loop until the
+accumulator holds a value other than zero.
+
+In hexadecimal notation
+
+Addresses are written with a dollar sign and four hexadecimal digits. The VIC-II registers start at $D000 and the
+SID registers start at $D400.
+
+Two chips, one design
+
+The 6567 and the 6569 share the same register set. They differ in the number of raster lines and in the clock rate
+of the dot clock.
+"""
+
+
+def test_section_questions_fit_the_shape_of_the_heading():
+    questions = [q for q, _, _ in turns(conversations_of(HEADINGS_OF_EVERY_SHAPE, "section"))]
+    assert "Why machine language?" in questions
+    assert "How do I read the keyboard?" in questions
+    titled = [q for q in questions if '"In hexadecimal notation"' in q or '"Two chips, one design"' in q]
+    assert len(titled) == 2, questions
+    assert not any(re.search(r"\b(about|on|explain) (in|why|how to|two chips)\b", q, re.I) for q in questions), questions

@@ -285,9 +285,18 @@ class Section(Mined):
             topic = f"{topic} ({self.context})"
         terms = _terms(" ".join(self.sentences))
         place = where(self.doc_id, self.page)
+        shape = heading_shape(self.heading)
+        named = f'the section "{self.heading.rstrip(".:")}"' + (f" of {self.context}" if self.context and self.context != self.heading else "")
         if self.part == 0 or not self.lead:
-            question = pick(key, [f"Can you explain {topic}?", f"What should I know about {topic} on the C64?",
-                                  f"Explain {topic} briefly.", f"Tell me about {topic}."])
+            if shape == "question":
+                question = self.heading if self.heading.endswith("?") else self.heading + "?"
+            elif shape == "how-to":
+                question = "How do I " + self.heading.split(None, 2)[2].rstrip(".:") + "?"
+            elif shape == "title":
+                question = pick(key, [f"What does {named} explain?", f"What is {named} about?", f"Summarize {named}."])
+            else:
+                question = pick(key, [f"Can you explain {topic}?", f"What should I know about {topic} on the C64?",
+                                      f"Explain {topic} briefly.", f"Tell me about {topic}."])
             steps = [f"The section headed {self.heading} on {place} answers this"
                      + (f"; it is part of {self.context}." if self.context and self.context != self.heading else ".")]
             opening = _quote(self.sentences[0], 12)
@@ -295,7 +304,9 @@ class Section(Mined):
                                                       else ("" if opening.endswith("...") else ".")))
         else:
             how, lead = self.lead
-            if how == "subject":
+            if shape != "topic":
+                question = pick(key, [f"What does {named} say about {lead}?", f"What do I learn about {lead} from {named}?"])
+            elif how == "subject":
                 question = pick(key, [f"What does the manual say about {lead}, under {topic}?", f"Tell me about {lead} ({topic}).",
                                       f"Explain {lead}, in the context of {topic}."])
             else:
@@ -310,6 +321,28 @@ class Section(Mined):
         if terms:
             steps.append("Key terms to keep: " + ", ".join(terms) + ".")
         return Turn(question, " ".join(steps), " ".join(self.sentences))
+
+
+_NOT_A_TOPIC = set("in on at for from to with by about into inside under over through via and or but if so as "
+                   "why what how when where which who whose whom is are was were can could do does did should will "
+                   "would shall may might must let".split())
+
+
+def heading_shape(heading: str) -> str:
+    """How a heading can stand in a question. "topic": a noun phrase ("The envelope generator", "Sprite pointers"), asked
+    about directly; "question": a heading that asks ("Why machine language?"), asked as it stands; "how-to": "How to
+    read the keyboard", asked as "How do I read the keyboard?"; "title": anything else (a phrase opening with a
+    preposition, "In hexadecimal notation", a clause, or a heading with a comma or colon, "Two chips, one design"),
+    named as the section it is ('What does the section "In hexadecimal notation" explain?')."""
+    words = heading.split()
+    first = words[0].lower() if words else ""
+    if heading.rstrip().endswith("?"):
+        return "question"
+    if first == "how" and len(words) > 2 and words[1].lower() == "to":
+        return "how-to"
+    if first in _NOT_A_TOPIC or any(mark in heading for mark in (",", ":", ";", "!", "(", ")")):
+        return "title"
+    return "topic"
 
 
 _LEAD = re.compile(r"^(?:(?P<det>The|A|An) )?(?P<noun>[A-Za-z0-9$/'-]+(?: [A-Za-z0-9$/'-]+){0,4}?) (?:is|are|was|were|has|have|"
@@ -457,7 +490,7 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
             sentences = [s for s in sentences if not any((page["doc_id"], page["page"], i + 1) in taken for i in s.lines)]
             if not sentences:
                 continue
-            if heading and readable(heading + " words", 80) and not heading.endswith("?"):
+            if heading and readable(heading + " words", 80):
                 for chunk in _chunks(sentences):
                     part = parts[(page["doc_id"], heading)]
                     if part >= MAX_SECTION_PARTS:
