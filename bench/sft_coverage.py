@@ -40,7 +40,7 @@ def read_corpus(corpus: Path, settings: ExtractionSettings | None = None) -> tup
     records, results, seconds = [], {}, Counter()
     for sub in ("pdf", "text"):
         for doc_id, path in sorted(discover_documents(corpus / sub).items()):
-            record = inspect_document(doc_id, path).as_dict()
+            record = inspect_document(doc_id, path).to_dict()
             records.append(record)
             result = {"doc_id": doc_id, "file_name": record["file_name"], "error": record["error"], "pages": []}
             started = time.perf_counter()

@@ -11,13 +11,13 @@ GIBBERISH = "qxz vbnm ~^ zzkq wprt ^~ {jhg} xkcd qqq zxv bnmq ~~ ^^ lkjh vbvb"
 def _pages(tmp_path):
     path = tmp_path / "shelf.txt"
     path.write_text("\f".join([CLEAN, POOR, "", GIBBERISH]) + "\n")
-    return [p.as_dict() for p in extract_document("shelf-txt", path, "txt", ExtractionSettings())]
+    return extract_document("shelf-txt", path, "txt", ExtractionSettings())
 
 
 def test_poor_pages_are_flagged_and_gibberish_is_left_out_of_dapt(tmp_path):
     pages = _pages(tmp_path)
-    assert [p["flag"] is not None for p in pages] == [False, True, False, True]
-    assert pages[1]["quality"] >= DAPT_MIN_PAGE_QUALITY > pages[3]["quality"] and pages[2]["method"] == "none"
+    assert [p.flag is not None for p in pages] == [False, True, False, True]
+    assert pages[1].quality >= DAPT_MIN_PAGE_QUALITY > pages[3].quality and pages[2].method == "none"
     kept, left_out = dapt_pages(pages)
     assert [n for n, _ in kept] == [1, 2] and left_out == [4]
     kept, left_out = dapt_pages(pages, min_quality=0.0)  # keep every flagged page
@@ -28,7 +28,7 @@ def test_report_counts_and_lists_flagged_pages_per_document(tmp_path):
     pages = _pages(tmp_path)
     document = {"doc_id": "shelf-txt", "file_name": "shelf.txt", "kind": "txt", "sha256": "0" * 64, "pages": 4}
     report = build_report(
-        documents=[document], page_results={"shelf-txt": {"pages": pages, "error": None}}, splits={"shelf-txt": "train"},
+        documents=[document], page_results={"shelf-txt": {"pages": [p.to_dict() for p in pages], "error": None}}, splits={"shelf-txt": "train"},
         split_notes=[], chunk_rows=[], sft_rows={}, sft_token_counts={}, sft_max_length=2048, think={},
         near_duplicates=[], near_duplicate_threshold=0.8, curated_rejections=[],
     )
@@ -36,4 +36,4 @@ def test_report_counts_and_lists_flagged_pages_per_document(tmp_path):
     assert row["pages_flagged"] == 2 and [p["page"] for p in row["flagged_pages"]] == [2, 4]
     assert "shelf.txt: 2 page(s) flagged as low quality after OCR (pages 2, 4)" in report["warnings"]
     markdown = render_markdown(report)
-    assert f"- shelf.txt page 2: low quality text ({pages[1]['quality']:.2f})" in markdown
+    assert f"- shelf.txt page 2: low quality text ({pages[1].quality:.2f})" in markdown

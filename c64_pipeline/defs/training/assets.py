@@ -174,13 +174,14 @@ def adapter_asset(stage: str, dataset: str, after: list[str], description: str):
         automation_condition=NIGHTLY_WHEN_GATES_PASS,
         description=description,
     )
-    def adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dataset: dict,
+    # `dataset`: the DatasetFiles or SftDataset record of the dataset asset; the stage reads its folder (`dir`)
+    def adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dataset,
                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
         require_data_gates(context)
-        require_finished_datasets(dataset["dir"])
+        require_finished_datasets(dataset.dir)
         request = stage_request(stage, config, model_source, paths, model_dir=base_model["model_dir"],
-                                **{f"{stage}_dir": dataset["dir"]})
+                                **{f"{stage}_dir": dataset.dir})
         return launch_stage(context, pipes_subprocess_client, training_launcher, request)
 
     return adapter
