@@ -28,14 +28,7 @@ from c64_pipeline.training.generation import ReasoningContract, generate
 from c64_pipeline.training.model_loading import load_base_model
 from c64_pipeline.training.recipe import GenerationSettings, TrainingRecipe, demo_profile, founding_recipe
 from c64_pipeline.training.sft import train_sft
-from c64_pipeline_tests.test_training import (  # noqa: F401  (module fixtures reused: small datasets, quick runs)
-    REGISTERS,
-    dapt_run,
-    data_dir,
-    model_dir,
-    quick,
-    sft_run,
-)
+from c64_pipeline_tests.conftest import REGISTERS, quick
 
 SAMPLE_EXAM = SAMPLE_EXAM_DIR
 CONTRACT = ReasoningContract(think_id=7, end_think_id=8, eos_id=2, special_ids=frozenset({1, 2, 3, 7, 8}))
