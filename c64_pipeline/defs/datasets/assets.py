@@ -23,7 +23,6 @@ from c64_pipeline.datasets.curated_sft import load_curated_conversations
 from c64_pipeline.training.recipe import default_recipe
 from c64_pipeline.datasets.splits import SPLITS, DocumentSplits, SplitSettings, assign_splits, split_shares
 from c64_pipeline.ingest.documents import SourceDocument
-from c64_pipeline.records import to_json
 from c64_pipeline.datasets.think_metrics import think_stats
 
 # Re-run once the per-document work they read has finished (declarative automation). The base model's own build
@@ -250,28 +249,18 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
             atomic.read_file_set(Path(folder), [f"{s}{suffix}" for s in SPLITS])
         except atomic.IncompleteFileSet as exc:
             raise Failure(str(exc)) from exc
-    pages = {r.doc_id: r.to_dict() for r in (page_text or {}).values()}
     items = [(c.chunk_id, assignment[c.doc_id], c.text) for c in token_chunks if c.doc_id in assignment]
     pairs = cross_split_near_duplicates(items, threshold=config.near_duplicate_threshold)
-    all_rows = [r for s in SPLITS for r in sft_dataset.rows[s]]
-    think = think_stats(all_rows)
     report = build_report(
-        documents=[r.to_dict() for r in (raw_pdfs or {}).values()],
-        page_results=pages,
-        splits=assignment,
-        split_notes=document_splits.notes,
-        chunk_rows=to_json(token_chunks),
-        sft_rows=sft_dataset.rows,
-        sft_token_counts=sft_dataset.token_counts,
-        sft_max_length=sft_dataset.max_length,
-        think=_asdict(think),
-        near_duplicates=[_asdict(p) for p in pairs],
+        documents=list((raw_pdfs or {}).values()),
+        texts={r.doc_id: r for r in (page_text or {}).values()},
+        splits=document_splits,
+        chunks=token_chunks,
+        sft=sft_dataset,
+        think=think_stats(r for s in SPLITS for r in sft_dataset.rows[s]),
+        near_duplicates=pairs,
         near_duplicate_threshold=config.near_duplicate_threshold,
-        curated_rejections=sft_dataset.curated_rejections,
-        removed_documents=document_splits.removed,
         model={k: base_model.get(k) for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
-        sft_outcomes=sft_dataset.outcomes,
-        split_families=document_splits.families,
     )
     atomic.write_json(paths.processed / "validation_report.json", report)
     markdown = render_markdown(report)
@@ -299,9 +288,3 @@ def _coverage_metadata(report: dict) -> dict:
         "validation_sft_share": bal["sft_conversation_share"]["validation"],
         "validation_dapt_token_share": bal["dapt_token_share"]["validation"],
     }
-
-
-def _asdict(obj) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(obj) if is_dataclass(obj) else dict(obj)
