@@ -7,7 +7,6 @@ import json
 import math
 import shutil
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ from c64_pipeline.training.evaluation import ReasoningContract, evaluate, facts_
 from c64_pipeline.training.model_loading import StrictLoadingError, load_base_model, lora_target_modules
 from c64_pipeline.training.recipe import LORA_TARGETS, TrainingRecipe, demo_profile
 from c64_pipeline.training.sft import ChatTemplateError, strict_template_check, train_sft
-from c64_pipeline_tests.conftest import LONG_TRAIN, conversation, dapt_texts, quick, write_dapt_split, write_jsonl
+from c64_pipeline_tests.conftest import LONG_TRAIN, conversation, quick, write_dapt_split, write_jsonl
 
 # ---------------------------------------------------------------------------------------------------- recipe
 
@@ -340,10 +339,11 @@ def test_held_out_prompts_are_spread_over_the_test_split():
 
 def test_evaluation_report_for_the_three_stages(model_dir, data_dir, dapt_run, sft_run, tmp_path):
     report = evaluate(model_dir, dapt_run[0], sft_run[0], data_dir / "dapt", data_dir / "sft", tmp_path,
-                      quick(), max_prompts=2, max_new_tokens=8)
+                      quick(eval_max_prompts=2, eval_max_new_tokens=8, eval_max_test_chunks=2, eval_max_sft_examples=3))
     assert list(report["models"]) == ["base", "base+dapt", "base+dapt+sft"]
     for stage in report["models"].values():
         assert stage["prompts"] == 2 and len(stage["samples"]) == 2
         assert stage["dapt_test_perplexity"] > 1 and stage["sft_test_loss"] > 0
-    assert json.loads((tmp_path / "report.json").read_text())["settings"]["max_new_tokens"] == 8
+    settings = json.loads((tmp_path / "report.json").read_text())["settings"]
+    assert (settings["max_new_tokens"], settings["max_test_chunks"], settings["max_sft_examples"]) == (8, 2, 3)
     assert "| base+dapt+sft |" in (tmp_path / "report.md").read_text()
