@@ -6,6 +6,7 @@ import json
 import pytest
 from dagster import StaticPartitionsDefinition, build_input_context, build_output_context
 
+from c64_pipeline.base_model import ModelIdentity
 from c64_pipeline.datasets.chunking import Chunk
 from c64_pipeline.datasets.records import SftDataset
 from c64_pipeline.datasets.splits import DocumentSplits
@@ -50,6 +51,8 @@ def test_a_run_over_several_partitions_stores_each_record_and_loads_them_by_part
 @pytest.mark.parametrize("asset, value", [
     ("token_chunks", [Chunk("d-0", "d", 0, "text", 3, 1, 2), Chunk("d-1", "d", 1, "more", 2, 2, 2)]),
     ("document_splits", DocumentSplits({"a": "train", "b": "test"}, ("a moved",), ("gone",), (("a", "b"),))),
+    ("base_model", ModelIdentity("/m/tiny", ("Ministral3ForCausalLM",), "ministral3", ("model.safetensors",), "ab",
+                                 "cd", "demo", 4096)),
     ("sft_dataset", SftDataset("/x/sft", {"train": [{"messages": []}]}, {"train": [5]}, ({"line": 1},), 767,
                                {"a": {"candidates": 1}})),
 ])
@@ -72,7 +75,7 @@ def test_a_stored_value_with_a_field_the_record_does_not_know_is_refused_by_name
 
 
 def test_assets_without_a_record_type_keep_plain_json(tmp_path):
-    assert "validation_report" not in STORED_RECORDS and "base_model" not in STORED_RECORDS
+    assert "validation_report" not in STORED_RECORDS
     store = JsonAssetStore(base_dir=str(tmp_path))
-    store.handle_output(build_output_context(asset_key="base_model"), {"model_dir": "/m", "mode": "demo"})
-    assert store.load_input(build_input_context(asset_key="base_model")) == {"model_dir": "/m", "mode": "demo"}
+    store.handle_output(build_output_context(asset_key="validation_report"), {"totals": {"pages": 3}})
+    assert store.load_input(build_input_context(asset_key="validation_report")) == {"totals": {"pages": 3}}

@@ -13,6 +13,7 @@ from typing import Any
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from c64_pipeline import atomic
+from c64_pipeline.base_model import ModelIdentity
 from c64_pipeline.datasets.chunking import Chunk
 from c64_pipeline.datasets.records import DatasetFiles, SftDataset
 from c64_pipeline.datasets.splits import DocumentSplits
@@ -22,6 +23,7 @@ from c64_pipeline.records import Record, to_json
 
 # asset name -> the record its stored value holds (a list: one record per item)
 STORED_RECORDS: dict[str, type[Record]] = {
+    "base_model": ModelIdentity,
     "raw_pdfs": SourceDocument,
     "page_text": DocumentText,
     "token_chunks": Chunk,

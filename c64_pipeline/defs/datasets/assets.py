@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetSelection, AutomationCondition, Config, Failure, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
-from c64_pipeline.base_model import compose_system_prompt, load_tokenizer, validate_model_dir
+from c64_pipeline.base_model import ModelIdentity, compose_system_prompt, load_tokenizer, validate_model_dir
 from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
 from c64_pipeline.datasets.chunking import Chunk, chunk_documents
 from c64_pipeline.datasets.records import DatasetFiles, SftDataset
@@ -73,7 +73,7 @@ def _require_read_documents(page_results: dict[str, DocumentText] | None, paths:
 
 @asset(group_name="dataset", automation_condition=BUILD_WHEN_MISSING, description="Tokenizer and model directory every later step uses: the tiny demo "
        "Ministral 3 model built here (demo mode) or the validated real checkpoint (real mode).")
-def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[dict]:
+def base_model(context: AssetExecutionContext, model_source: BaseModelSource) -> Output[ModelIdentity]:
     model_dir = Path(model_source.model_dir)
     if model_source.mode == "demo":
         settings = TinyModelSettings(vocab_size=model_source.demo_vocab_size)
@@ -83,10 +83,9 @@ def base_model(context: AssetExecutionContext, model_source: BaseModelSource) ->
         identity = validate_model_dir(model_dir)
     else:
         raise ValueError(f"model mode must be 'demo' or 'real', not {model_source.mode!r}")
-    identity["mode"] = model_source.mode
-    tokenizer = load_tokenizer(model_dir)
-    identity["vocab_size"] = len(tokenizer)
-    return Output(identity, metadata={k: str(v) for k, v in identity.items()})
+    identity = ModelIdentity.from_dict({**identity, "mode": model_source.mode,
+                                        "vocab_size": len(load_tokenizer(model_dir))})
+    return Output(identity, metadata={k: str(v) for k, v in identity.to_dict().items()})
 
 
 class ChunkingConfig(Config):
@@ -100,15 +99,15 @@ class ChunkingConfig(Config):
 @asset(group_name="dataset", automation_condition=REFRESH,
        description="Token windows over each accepted document (never truncated), with document id and page range.")
 def token_chunks(context: AssetExecutionContext, config: ChunkingConfig, page_text: dict[str, DocumentText],
-                 base_model: dict, paths: PipelinePaths) -> Output[list[Chunk]]:
+                 base_model: ModelIdentity, paths: PipelinePaths) -> Output[list[Chunk]]:
     read = _require_read_documents(page_text, paths)
     selected = {doc_id: dapt_pages(r.pages, config.min_page_quality) for doc_id, r in read.items()}
     documents = {doc_id: kept for doc_id, (kept, _) in selected.items()}
     left_out = {doc_id: pages for doc_id, (_, pages) in selected.items() if pages}
     for doc_id, pages in left_out.items():
         context.log.warning(f"{doc_id}: pages {pages} left out of DAPT (flagged, quality below {config.min_page_quality})")
-    tokenizer = load_tokenizer(Path(base_model["model_dir"]))
-    max_tokens = config.max_tokens or default_recipe(base_model["mode"], "dapt").max_length - 1
+    tokenizer = load_tokenizer(Path(base_model.model_dir))
+    max_tokens = config.max_tokens or default_recipe(base_model.mode, "dapt").max_length - 1
     chunks = chunk_documents(documents, tokenizer, max_tokens, config.overlap)
     return Output(chunks, metadata={
         "documents": len(documents),
@@ -199,9 +198,9 @@ def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
        description="SFT datasets: data/processed/sft/{train,validation,test}.jsonl, grounded conversations with "
        "[THINK] reasoning and source references, plus curated ones from data/raw/sft/*.jsonl.")
 def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: dict[str, DocumentText],
-                document_splits: DocumentSplits, base_model: dict, paths: PipelinePaths) -> Output[SftDataset]:
+                document_splits: DocumentSplits, base_model: ModelIdentity, paths: PipelinePaths) -> Output[SftDataset]:
     assignment = document_splits.assignment
-    system_prompt = compose_system_prompt(Path(base_model["model_dir"]))
+    system_prompt = compose_system_prompt(Path(base_model.model_dir))
     accepted = _accepted(page_text)
     rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
     outcomes: dict[str, dict] = {}
@@ -217,12 +216,12 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     # all three splits or none: a reader checks sft/_SUCCESS.json (atomic.read_file_set)
     atomic.write_file_set(out_dir, {f"{s}.jsonl": atomic.jsonl_writer(rows[s]) for s in SPLITS},
                           {f"{s}.jsonl": {"rows": len(rows[s])} for s in SPLITS})
-    tokenizer = load_tokenizer(Path(base_model["model_dir"]))
+    tokenizer = load_tokenizer(Path(base_model.model_dir))
     token_counts = {s: _conversation_tokens(tokenizer, rows[s]) for s in SPLITS}
     sample = rows["train"][0]["messages"][1:] if rows["train"] else []
     return Output(
         SftDataset(str(out_dir), rows, token_counts, tuple(rejections),
-                   config.max_length or default_recipe(base_model["mode"], "sft").max_length, outcomes),
+                   config.max_length or default_recipe(base_model.mode, "sft").max_length, outcomes),
         metadata={
             **{f"{s}_conversations": len(rows[s]) for s in SPLITS},
             "curated_conversations": len(curated),
@@ -241,7 +240,7 @@ class ReportConfig(Config):
        "(docs/data_qc_report.md): coverage, splits, token statistics, THINK figures, leakage, rejects, warnings.")
 def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_pdfs: dict[str, SourceDocument],
                       page_text: dict[str, DocumentText], token_chunks: list[Chunk], document_splits: DocumentSplits,
-                      dapt_dataset: DatasetFiles, sft_dataset: SftDataset, base_model: dict,
+                      dapt_dataset: DatasetFiles, sft_dataset: SftDataset, base_model: ModelIdentity,
                       paths: PipelinePaths) -> Output[dict]:
     assignment = document_splits.assignment
     for folder, suffix in ((dapt_dataset.dir, ".parquet"), (sft_dataset.dir, ".jsonl")):
@@ -260,7 +259,7 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
         think=think_stats(r for s in SPLITS for r in sft_dataset.rows[s]),
         near_duplicates=pairs,
         near_duplicate_threshold=config.near_duplicate_threshold,
-        model={k: base_model.get(k) for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
+        model={k: base_model.to_dict()[k] for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
     )
     atomic.write_json(paths.processed / "validation_report.json", report)
     markdown = render_markdown(report)
