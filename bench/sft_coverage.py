@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 from c64_pipeline.atomic import write_json
-from c64_pipeline.ingest.documents import DocumentRejected, discover_documents, inspect_document
-from c64_pipeline.ingest.extraction import ExtractionSettings, extract_document
+from c64_pipeline.ingest.documents import DocumentRejected, SourceDocument, discover_documents, inspect_document
+from c64_pipeline.ingest.extraction import DocumentText, ExtractionSettings, extract_document
 from c64_pipeline.datasets.report import document_rows, sft_coverage, sft_family
 from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems
@@ -33,23 +33,24 @@ SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "sft_coverage.json"
 
 
-def read_corpus(corpus: Path, settings: ExtractionSettings | None = None) -> tuple[list[dict], dict[str, dict], dict]:
+def read_corpus(corpus: Path, settings: ExtractionSettings | None = None) -> tuple[list[SourceDocument], dict[str, DocumentText], dict]:
     """(document records, doc_id -> page_text result, seconds spent reading per kind of document) for every file in
     corpus/pdf and corpus/text, as the raw_pdfs and page_text assets produce them."""
     settings = settings or ExtractionSettings(ocr_workers=1)
     records, results, seconds = [], {}, Counter()
     for sub in ("pdf", "text"):
         for doc_id, path in sorted(discover_documents(corpus / sub).items()):
-            record = inspect_document(doc_id, path).as_dict()
+            record = inspect_document(doc_id, path)
             records.append(record)
-            result = {"doc_id": doc_id, "file_name": record["file_name"], "error": record["error"], "pages": []}
+            result = DocumentText(doc_id, record.file_name, record.error)
             started = time.perf_counter()
-            if record["status"] == "ok":
+            if record.ok:
                 try:
-                    result["pages"] = [p.as_dict() for p in extract_document(doc_id, path, record["kind"], settings)]
+                    result = DocumentText(doc_id, record.file_name, None,
+                                          tuple(extract_document(doc_id, path, record.kind, settings)))
                 except DocumentRejected as exc:
-                    result["error"] = str(exc)
-            ocr = any(p["method"] == "ocr" for p in result["pages"])
+                    result = DocumentText(doc_id, record.file_name, str(exc))
+            ocr = any(p.method == "ocr" for p in result.pages)
             seconds["ocr_pdfs" if ocr else f"{sub}_files"] += time.perf_counter() - started
             results[doc_id] = result
     return records, results, {k: round(v, 2) for k, v in sorted(seconds.items())}
@@ -61,8 +62,8 @@ def measure(corpus: Path = SHARED_CORPUS) -> dict:
     conversations: dict[str, list[dict]] = {}
     outcomes: dict[str, dict] = {}
     for doc_id, result in results.items():
-        if not result["error"] and result["pages"]:
-            conversations[doc_id], outcomes[doc_id] = mine_document(result["pages"], "", 4)
+        if result.accepted:
+            conversations[doc_id], outcomes[doc_id] = mine_document(result.pages, "", 4)
     sft_seconds = round(time.perf_counter() - started, 2)
     docs = document_rows(records, results, {})
     coverage = sft_coverage(docs, {"all": [c for rows in conversations.values() for c in rows]}, outcomes)
@@ -70,7 +71,7 @@ def measure(corpus: Path = SHARED_CORPUS) -> dict:
     every = [c for rows in conversations.values() for c in rows]
     think = think_stats(every)
     ungrounded = sum(1 for c in every if conversation_grounding_problems(c))
-    by_file = {r["file_name"]: r["doc_id"] for r in records}
+    by_file = {r.file_name: r.doc_id for r in records}
     pairs = [json.loads(line) for line in (corpus / "qa.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     answered, unanswered = [], []
     for pair in pairs:

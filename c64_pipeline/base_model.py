@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from c64_pipeline.records import Record
 
 TEMPLATES = Path(__file__).with_name("templates")
 CHAT_TEMPLATE_PATH = TEMPLATES / "mistral3_chat_template_assistant_mask.jinja"
@@ -25,6 +28,21 @@ TEKKEN_SPECIAL_TOKENS = [
     "[/THINK]",
 ]
 TEKKEN_PATTERN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+
+@dataclass(frozen=True)
+class ModelIdentity(Record):
+    """The `base_model` asset's value: where the model is, what it is (`validate_model_dir`'s identity), which mode
+    (demo or real) and the tokenizer's vocabulary size."""
+
+    model_dir: str
+    architectures: tuple[str, ...] = ()
+    model_type: str | None = None
+    weight_files: tuple[str, ...] = ()
+    tokenizer_sha256: str = ""
+    chat_template_sha256: str = ""
+    mode: str = ""
+    vocab_size: int = 0
 
 
 class ModelDirError(Exception):

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from bench.training import main
-from c64_pipeline_tests.test_training import data_dir, model_dir  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow

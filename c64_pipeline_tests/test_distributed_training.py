@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from c64_pipeline_tests.test_training import dapt_texts, write_dapt_split
+from c64_pipeline_tests.conftest import dapt_texts, write_dapt_split
 
 pytestmark = pytest.mark.slow
 

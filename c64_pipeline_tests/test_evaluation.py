@@ -28,14 +28,7 @@ from c64_pipeline.training.generation import ReasoningContract, generate
 from c64_pipeline.training.model_loading import load_base_model
 from c64_pipeline.training.recipe import GenerationSettings, TrainingRecipe, demo_profile, founding_recipe
 from c64_pipeline.training.sft import train_sft
-from c64_pipeline_tests.test_training import (  # noqa: F401  (module fixtures reused: small datasets, quick runs)
-    REGISTERS,
-    dapt_run,
-    data_dir,
-    model_dir,
-    quick,
-    sft_run,
-)
+from c64_pipeline_tests.conftest import REGISTERS, quick
 
 SAMPLE_EXAM = SAMPLE_EXAM_DIR
 CONTRACT = ReasoningContract(think_id=7, end_think_id=8, eos_id=2, special_ids=frozenset({1, 2, 3, 7, 8}))
@@ -65,7 +58,7 @@ def test_generation_is_greedy_by_default_and_sampling_is_configuration():
     assert TrainingRecipe.from_dict(sampled_recipe := founding.replace(eval_do_sample=True).as_dict()).eval_do_sample
     assert sampled_recipe["eval_temperature"] == founding.eval_temperature
     for bad in ({"eval_temperature": 0.0}, {"eval_top_p": 1.5}, {"eval_max_new_tokens": 0},
-                {"sample_generation_prompts": -1}):
+                {"sample_generation_prompts": -1}, {"eval_max_test_chunks": -1}, {"eval_max_sft_examples": -1}):
         with pytest.raises(ValueError):
             founding.replace(**bad)
 
@@ -73,8 +66,8 @@ def test_generation_is_greedy_by_default_and_sampling_is_configuration():
 def test_generation_settings_do_not_invalidate_checkpoints(tiny_model_dir):
     recipe = demo_profile()
     key = make_run_key(recipe, tiny_model_dir, [])
-    assert make_run_key(recipe.replace(eval_max_new_tokens=64, eval_do_sample=True, sample_generation_prompts=1),
-                        tiny_model_dir, []) == key
+    assert make_run_key(recipe.replace(eval_max_new_tokens=64, eval_do_sample=True, sample_generation_prompts=1,
+                                       eval_max_test_chunks=5, eval_max_sft_examples=7), tiny_model_dir, []) == key
     assert make_run_key(recipe.replace(learning_rate=1e-4), tiny_model_dir, []) != key
 
 
@@ -209,9 +202,9 @@ def test_exam_accuracy_per_stage_in_the_report(model_dir, data_dir, dapt_run, sf
             key_facts=[address], source=chip) for name, address, decimal, chip in REGISTERS[:3]
     ] + ["{broken"])
     out = tmp_path / "evaluation"
-    recipe = quick(eval_max_exam_questions=2)
+    recipe = quick(eval_max_exam_questions=2, eval_max_prompts=1, eval_max_new_tokens=12)
     report = evaluate(model_dir, dapt_run[0], sft_run[0], data_dir / "dapt", data_dir / "sft", out, recipe,
-                      max_prompts=1, max_new_tokens=12, exam_dir=exam)
+                      exam_dir=exam)
     assert report["exam"]["questions"] == 2 and report["exam"]["available"] == 3
     assert report["exam"]["rejections"] == [{"file": "registers.jsonl", "line": 4, "reason": "invalid JSON (Expecting "
                                                                                             "property name enclosed in double quotes)"}]

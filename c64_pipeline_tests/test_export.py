@@ -24,7 +24,7 @@ from c64_pipeline.training.export import (
 )
 from c64_pipeline.training.model_loading import load_base_model
 from c64_pipeline.training.sft import train_sft
-from c64_pipeline_tests.test_training import conversation, dapt_texts, quick, write_datasets
+from c64_pipeline_tests.conftest import conversation, dapt_texts, quick, write_datasets
 
 SAMPLE = [
     {"role": "system", "content": "You are a Commodore 64 expert."},

@@ -25,7 +25,11 @@ from c64_pipeline.ingest.documents import MAX_PDF_PAGES, MAX_TEXT_BYTES, Documen
 from c64_pipeline.ingest.documents import discover_documents
 from c64_pipeline.defs.partitions import manual_partitions, range_tags
 from c64_pipeline.defs.resources import PageReader
+from c64_pipeline.datasets.records import SftDataset
 from c64_pipeline.datasets.report import build_report
+from c64_pipeline.datasets.splits import DocumentSplits
+from c64_pipeline.ingest.documents import SourceDocument
+from c64_pipeline.ingest.extraction import DocumentText, PageText
 from c64_pipeline_tests.graph_helpers import SMALL_CORPUS, Workspace, write_small_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,27 +198,24 @@ def test_unexpected_error_in_one_documents_extraction_rejects_only_that_document
 
 # ---- the report's status comes from what was read ----------------------------------------------------------------
 
-def _doc(doc_id: str, error: str | None = None) -> dict:
-    return {"doc_id": doc_id, "file_name": f"{doc_id}.pdf", "kind": "pdf", "sha256": "0" * 64, "pages": 3,
-            "status": "rejected" if error else "ok", "error": error}
+def _doc(doc_id: str, error: str | None = None) -> SourceDocument:
+    return SourceDocument(doc_id, f"{doc_id}.pdf", f"/shelf/{doc_id}.pdf", "pdf", "0" * 64, 100, 3,
+                          "rejected" if error else "ok", error)
 
 
-def _page(doc_id: str, method: str) -> dict:
-    return {"doc_id": doc_id, "page": 1, "text": "x" if method != "none" else "", "method": method, "quality": 1.0,
-            "ocr_reason": None, "chars": 1}
+def _page(doc_id: str, method: str) -> PageText:
+    return PageText(doc_id, 1, "x" if method != "none" else "", method, 1.0, None, 1)
 
 
 def test_report_lists_a_document_as_ok_only_when_its_pages_were_read():
     documents = [_doc("read"), _doc("never_read"), _doc("read_failed"), _doc("no_text"), _doc("rejected", "bad file")]
-    page_results = {
-        "read": {"doc_id": "read", "file_name": "read.pdf", "error": None, "pages": [_page("read", "text_layer")]},
-        "read_failed": {"doc_id": "read_failed", "file_name": "read_failed.pdf", "error": "read_failed.pdf: boom",
-                        "pages": []},
-        "no_text": {"doc_id": "no_text", "file_name": "no_text.pdf", "error": None, "pages": [_page("no_text", "none")]},
+    texts = {
+        "read": DocumentText("read", "read.pdf", None, (_page("read", "text_layer"),)),
+        "read_failed": DocumentText("read_failed", "read_failed.pdf", "read_failed.pdf: boom"),
+        "no_text": DocumentText("no_text", "no_text.pdf", None, (_page("no_text", "none"),)),
     }
-    report = build_report(documents=documents, page_results=page_results, splits={"read": "train"}, split_notes=[],
-                          chunk_rows=[], sft_rows={}, sft_token_counts={}, sft_max_length=2048, think={},
-                          near_duplicates=[], near_duplicate_threshold=0.8, curated_rejections=[])
+    report = build_report(documents=documents, texts=texts, splits=DocumentSplits({"read": "train"}), chunks=[],
+                          sft=SftDataset("sft", {}, {}, max_length=2048), near_duplicate_threshold=0.8)
     status = {d["doc_id"]: (d["status"], d["error"]) for d in report["documents"]}
     assert status["read"] == ("ok", None)
     assert status["never_read"][0] == "rejected" and "never stored" in status["never_read"][1]

@@ -6,8 +6,13 @@ from dagster import AssetCheckSeverity
 
 from c64_pipeline.defs.datasets.checks import sft_coverage, split_balance, validation_not_empty
 from c64_pipeline.defs.resources import QualityThresholds
+from c64_pipeline.datasets.chunking import Chunk
+from c64_pipeline.datasets.records import SftDataset
 from c64_pipeline.datasets.report import NO_STRUCTURE, build_report, render_markdown, sft_coverage as coverage_of
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.datasets.splits import DocumentSplits
+from c64_pipeline.ingest.documents import SourceDocument
+from c64_pipeline.ingest.extraction import DocumentText, PageText
 
 REGISTER_PAGE = "\n".join([
     "VIC-II registers",
@@ -18,14 +23,12 @@ REGISTER_PAGE = "\n".join([
 PROSE_PAGE = "The raster interrupt lets a program change colours part way down the screen, a favourite of demo coders."
 
 
-def _doc(doc_id: str, pages: list[str]) -> tuple[dict, dict]:
-    record = {"doc_id": doc_id, "file_name": f"{doc_id}.md", "kind": "text", "sha256": "0" * 64, "error": None,
-              "pages": len(pages)}
-    result = {"doc_id": doc_id, "file_name": record["file_name"], "error": None, "pages": [
-        {"doc_id": doc_id, "page": n, "text": text, "method": "text_layer" if text else "none", "chars": len(text),
-         "ocr_reason": None}
+def _doc(doc_id: str, pages: list[str]) -> tuple[SourceDocument, DocumentText]:
+    record = SourceDocument(doc_id, f"{doc_id}.md", f"/shelf/{doc_id}.md", "md", "0" * 64, 100, len(pages))
+    result = DocumentText(doc_id, record.file_name, None, tuple(
+        PageText(doc_id, n, text, "text_layer" if text else "none", 1.0, None, len(text))
         for n, text in enumerate(pages, start=1)
-    ]}
+    ))
     return record, result
 
 
@@ -35,17 +38,15 @@ def _report(docs: dict[str, list[str]], splits: dict[str, str], outcomes: dict |
         record, result = _doc(doc_id, pages)
         records.append(record)
         results[doc_id] = result
-        facts = mine_facts(result["pages"])
+        facts = mine_facts(result.pages)
         conversations = build_conversations(facts, "system", 4)
         built[doc_id] = {"candidates": len(facts), "conversations": len(conversations), "rejections": {}}
         rows[splits[doc_id]].extend(conversations)
-    chunks = [{"doc_id": d, "token_count": chunk_tokens, "chunk_id": f"{d}-0", "text": "x"} for d in docs]
-    return build_report(
-        documents=records, page_results=results, splits=splits, split_notes=[], chunk_rows=chunks, sft_rows=rows,
-        sft_token_counts={s: [50] * len(r) for s, r in rows.items()}, sft_max_length=2048, think={}, near_duplicates=[],
-        near_duplicate_threshold=0.8, curated_rejections=[], sft_outcomes={**built, **(outcomes or {})},
-        split_families=[["vic", "vic-scan"]] if "vic-scan" in docs else [],
-    )
+    chunks = [Chunk(f"{d}-0", d, 0, "x", chunk_tokens, 1, 1) for d in docs]
+    sft = SftDataset("sft", rows, {s: [50] * len(r) for s, r in rows.items()}, (), 2048, {**built, **(outcomes or {})})
+    families = (("vic", "vic-scan"),) if "vic-scan" in docs else ()
+    return build_report(documents=records, texts=results, splits=DocumentSplits(splits, families=families),
+                        chunks=chunks, sft=sft, near_duplicate_threshold=0.8)
 
 
 def test_coverage_counts_families_pages_cited_and_why_a_document_has_no_sft():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
 from c64_pipeline.datasets.report import no_sft_reason
 from c64_pipeline.datasets.sft_coverage import answering_conversation, key_facts, mine_document, states
+from c64_pipeline.ingest.extraction import PageText
 
 PAGE = {"doc_id": "mapping-txt", "page": 3, "method": "text_layer", "text": "\n".join([
     "$D020        EXTCOL       Border Color Register",
@@ -41,6 +42,13 @@ def test_a_mined_conversation_answers_the_pair_only_about_its_subject_and_from_i
     assert hit is not None and any(r["doc_id"] == "mapping-txt" and "$D020" in r["evidence"] for r in hit["source_refs"])
     assert answering_conversation(answer, "another-book-txt", conversations, question) is None
     assert answering_conversation("BGCOL1", "mapping-txt", conversations, "What is at $D021?") is None
+
+
+def test_mine_document_reads_page_records_as_it_reads_page_dicts():
+    record = PageText(PAGE["doc_id"], PAGE["page"], PAGE["text"], PAGE["method"], 1.0, None, len(PAGE["text"]))
+    empty = PageText("mapping-txt", 4, "$D023 | EXTCOL | Border", "none", 0.0, "no text", 0)  # no text: not mined
+    from_records = mine_document([record, empty], "system")
+    assert from_records == mine_document([PAGE], "system") and from_records[1]["conversations"] > 0
 
 
 def test_mine_document_reports_candidates_next_to_conversations():

@@ -8,16 +8,18 @@ first and last token, so no per-token Python lists are built (they cost ~300 byt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from c64_pipeline.records import Record
 
 PAGE_SEPARATOR = "\n\n"
 MAX_BATCH_CHARS = 4_000_000  # characters of document text tokenized in one call (the batch is tokenized in parallel)
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(Record):
     chunk_id: str
     doc_id: str
     index: int
@@ -25,9 +27,6 @@ class Chunk:
     token_count: int
     page_start: int  # 1-based, inclusive
     page_end: int
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def join_pages(pages: Sequence[tuple[int, str]]) -> tuple[str, np.ndarray, np.ndarray]:

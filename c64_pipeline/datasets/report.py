@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from statistics import mean
+from typing import TYPE_CHECKING
 
 from c64_pipeline.datasets.splits import SPLITS
+
+if TYPE_CHECKING:
+    from c64_pipeline.datasets.chunking import Chunk
+    from c64_pipeline.datasets.near_duplicates import NearDuplicatePair
+    from c64_pipeline.datasets.records import SftDataset
+    from c64_pipeline.datasets.splits import DocumentSplits
+    from c64_pipeline.datasets.think_metrics import ThinkStats
+    from c64_pipeline.ingest.documents import SourceDocument
+    from c64_pipeline.ingest.extraction import DocumentText, PageText
 
 
 def token_stats(counts: Sequence[int]) -> dict:
@@ -23,42 +34,45 @@ def token_stats(counts: Sequence[int]) -> dict:
     }
 
 
-def document_error(doc: dict, result: dict | None, pages_with_text: int) -> str | None:
+def document_error(doc: SourceDocument, result: DocumentText | None, pages_with_text: int) -> str | None:
     """Why a document is not usable, judged from what was actually read: its own rejection, its page_text
     rejection, no page_text value at all, or no page with usable text. None only for a document that was read."""
-    if doc.get("error") or doc.get("status", "ok") != "ok":
-        return doc.get("error") or f"{doc['file_name']}: rejected"
+    if doc.error or not doc.ok:
+        return doc.error or f"{doc.file_name}: rejected"
     if result is None:
-        return f"{doc['file_name']}: its page text was never stored (the reading step failed or has not run)"
-    if result.get("error"):
-        return result["error"]
+        return f"{doc.file_name}: its page text was never stored (the reading step failed or has not run)"
+    if result.error:
+        return result.error
     if pages_with_text == 0:
-        return f"{doc['file_name']}: no page with usable text was read"
+        return f"{doc.file_name}: no page with usable text was read"
     return None
 
 
-def document_rows(documents: Sequence[dict], page_results: dict[str, dict], splits: dict[str, str]) -> list[dict]:
+def document_rows(documents: Sequence[SourceDocument], texts: Mapping[str, DocumentText],
+                  assignment: Mapping[str, str]) -> list[dict]:
+    """The report's row of each document: what `raw_pdfs` said of it, what reading it gave (`texts`, by doc id), its
+    split."""
     rows = []
-    for doc in sorted(documents, key=lambda d: d["doc_id"]):
-        result = page_results.get(doc["doc_id"], {})
-        pages = result.get("pages", [])
-        methods = Counter(p["method"] for p in pages)
-        error = document_error(doc, page_results.get(doc["doc_id"]), methods["text_layer"] + methods["ocr"])
+    for doc in sorted(documents, key=lambda d: d.doc_id):
+        result = texts.get(doc.doc_id)
+        pages = result.pages if result is not None else ()
+        methods = Counter(p.method for p in pages)
+        error = document_error(doc, result, methods["text_layer"] + methods["ocr"])
         rows.append(
             {
-                "doc_id": doc["doc_id"],
-                "file_name": doc["file_name"],
-                "kind": doc["kind"],
-                "sha256": doc["sha256"],
+                "doc_id": doc.doc_id,
+                "file_name": doc.file_name,
+                "kind": doc.kind,
+                "sha256": doc.sha256,
                 "status": "rejected" if error else "ok",
                 "error": error,
-                "split": splits.get(doc["doc_id"]),
-                "pages": len(pages) if pages else doc.get("pages", 0),
+                "split": assignment.get(doc.doc_id),
+                "pages": len(pages) if pages else doc.pages,
                 "pages_with_text": methods["text_layer"] + methods["ocr"],
                 "pages_text_layer": methods["text_layer"],
                 "pages_ocr": methods["ocr"],
                 "pages_without_text": methods["none"],
-                "ocr_reasons": dict(Counter(p["ocr_reason"] for p in pages if p.get("ocr_reason"))),
+                "ocr_reasons": dict(Counter(p.ocr_reason for p in pages if p.ocr_reason)),
                 **flagged_pages(pages),
             }
         )
@@ -66,8 +80,8 @@ def document_rows(documents: Sequence[dict], page_results: dict[str, dict], spli
 
 
 # Pages still poor after OCR (PageText.flag): counted and listed per document, warned about, listed in the QC report.
-def flagged_pages(pages: Sequence[dict]) -> dict:
-    flagged = [{"page": p["page"], "quality": p["quality"], "flag": p["flag"]} for p in pages if p.get("flag")]
+def flagged_pages(pages: Sequence[PageText]) -> dict:
+    flagged = [{"page": p.page, "quality": p.quality, "flag": p.flag} for p in pages if p.flag]
     return {"pages_flagged": len(flagged), "flagged_pages": flagged}
 
 
@@ -88,28 +102,27 @@ def flag_markdown(docs: Sequence[dict]) -> list[str]:
 
 def build_report(
     *,
-    documents: Sequence[dict],
-    page_results: dict[str, dict],
-    splits: dict[str, str],
-    split_notes: Sequence[str],
-    chunk_rows: Sequence[dict],
-    sft_rows: dict[str, Sequence[dict]],
-    sft_token_counts: dict[str, Sequence[int]],
-    sft_max_length: int,
-    think: dict,
-    near_duplicates: Sequence[dict],
+    documents: Sequence[SourceDocument],
+    texts: Mapping[str, DocumentText],
+    splits: DocumentSplits,
+    chunks: Sequence[Chunk],
+    sft: SftDataset,
+    think: ThinkStats | None = None,
+    near_duplicates: Sequence[NearDuplicatePair] = (),
     near_duplicate_threshold: float,
-    curated_rejections: Sequence[dict],
-    removed_documents: Sequence[str] = (),
-    model: dict | None = None,
-    sft_outcomes: Mapping[str, dict] | None = None,
-    split_families: Sequence[Sequence[str]] = (),
+    model: Mapping | None = None,
 ) -> dict:
-    docs = document_rows(documents, page_results, splits)
+    """The validation report from the stages' records: the documents (`raw_pdfs`), what reading them gave (`texts`,
+    by doc id), the split assignment, the DAPT chunks, the SFT dataset, its THINK figures and the near-duplicate
+    chunk pairs found across splits (at `near_duplicate_threshold`)."""
+    docs = document_rows(documents, texts, splits.assignment)
+    sft_rows, sft_token_counts, sft_max_length = sft.rows, sft.token_counts, sft.max_length
+    split_notes, removed_documents, assignment = splits.notes, splits.removed, splits.assignment
+    near_duplicates = [asdict(p) for p in near_duplicates]
     accepted = [d for d in docs if d["status"] == "ok"]
     total_pages = sum(d["pages"] for d in accepted)
     with_text = sum(d["pages_with_text"] for d in accepted)
-    per_split_docs = {s: sorted(d for d, v in splits.items() if v == s) for s in SPLITS}
+    per_split_docs = {s: splits.documents(s) for s in SPLITS}
     doc_split_count = Counter(d for s in SPLITS for d in per_split_docs[s])
     warnings: list[str] = list(split_notes)
     for d in docs:
@@ -142,8 +155,8 @@ def build_report(
         "splits": {
             s: {
                 "documents": per_split_docs[s],
-                "dapt_chunks": sum(1 for c in chunk_rows if splits.get(c["doc_id"]) == s),
-                "dapt_tokens": token_stats([c["token_count"] for c in chunk_rows if splits.get(c["doc_id"]) == s]),
+                "dapt_chunks": sum(1 for c in chunks if assignment.get(c.doc_id) == s),
+                "dapt_tokens": token_stats([c.token_count for c in chunks if assignment.get(c.doc_id) == s]),
                 "sft_conversations": len(sft_rows.get(s, [])),
                 "sft_assistant_turns": sum(
                     1 for row in sft_rows.get(s, []) for m in row["messages"] if m["role"] == "assistant"
@@ -153,7 +166,7 @@ def build_report(
             }
             for s in SPLITS
         },
-        "think": think,
+        "think": asdict(think) if think is not None else {},
         "sft_max_length": sft_max_length,
         "leakage": {
             "documents_in_several_splits": sorted(d for d, n in doc_split_count.items() if n > 1),
@@ -161,9 +174,9 @@ def build_report(
             "near_duplicate_pairs": len(near_duplicates),
             "near_duplicate_examples": list(near_duplicates[:10]),
         },
-        "curated_sft_rejections": list(curated_rejections),
-        "sft_coverage": sft_coverage(docs, sft_rows, sft_outcomes),
-        "split_balance": split_balance(docs, chunk_rows, sft_rows, splits, split_families),
+        "curated_sft_rejections": list(sft.curated_rejections),
+        "sft_coverage": sft_coverage(docs, sft_rows, sft.outcomes),
+        "split_balance": split_balance(docs, chunks, sft_rows, assignment, splits.families),
         "model": model or {},
         "warnings": warnings,
     }
@@ -303,11 +316,11 @@ def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], o
     }
 
 
-def split_balance(docs: Sequence[dict], chunk_rows: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]],
-                  splits: Mapping[str, str], families: Sequence[Sequence[str]] = ()) -> dict:
-    """Share of DAPT tokens and of SFT conversations each split holds, and the near-duplicate families that were
-    kept in one split."""
-    tokens = {s: sum(c["token_count"] for c in chunk_rows if splits.get(c["doc_id"]) == s) for s in SPLITS}
+def split_balance(docs: Sequence[dict], chunks: Sequence[Chunk], sft_rows: Mapping[str, Sequence[dict]],
+                  assignment: Mapping[str, str], families: Sequence[Sequence[str]] = ()) -> dict:
+    """Share of DAPT tokens and of SFT conversations each split holds (`docs`: the report's document rows), and the
+    near-duplicate families that were kept in one split."""
+    tokens = {s: sum(c.token_count for c in chunks if assignment.get(c.doc_id) == s) for s in SPLITS}
     conversations = {s: len(sft_rows.get(s, [])) for s in SPLITS}
     all_tokens, all_conversations = sum(tokens.values()), sum(conversations.values())
     return {

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from c64_pipeline.datasets.sft.common import counting_rejections
 from c64_pipeline.conversation import THINK_CLOSE
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
+from c64_pipeline.records import Record
 
 
-def mine_document(pages: Sequence[dict], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[dict], dict]:
-    """(conversations, outcome) for one document's page records. `outcome` holds `candidates` (rows mined, refused
+def mine_document(pages: Sequence[Record | dict], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[dict], dict]:
+    """(conversations, outcome) for one document's pages (`PageText` records, or dicts as `mine_facts` reads). `outcome` holds `candidates` (rows mined, refused
     ones included), `conversations`, and `rejections` ({reason: count}) for rows the families refused (debris,
     misreads, rows whose reasoning would repeat; the report names the reason a document yields no SFT from these)."""
     with counting_rejections() as rejected:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from c64_pipeline.datasets.near_duplicates import NEAR_DUPLICATE_CONTAINMENT
+from c64_pipeline.records import Record
 
 SPLITS = ("train", "validation", "test")
 
@@ -45,6 +46,25 @@ class SplitSettings:
     def targets(self) -> dict[str, float]:
         return {"train": 1 - self.validation_share - self.test_share, "validation": self.validation_share,
                 "test": self.test_share}
+
+
+@dataclass(frozen=True)
+class DocumentSplits(Record):
+    """The `document_splits` asset's value: doc id -> split, the notes on documents that moved, the doc ids gone
+    since the previous assignment, and the near-duplicate families kept in one split."""
+
+    assignment: dict[str, str]
+    notes: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    families: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> DocumentSplits:
+        return cls(dict(data["assignment"]), tuple(data.get("notes", ())), tuple(data.get("removed", ())),
+                   tuple(tuple(f) for f in data.get("families", ())))
+
+    def documents(self, split: str) -> list[str]:
+        return sorted(d for d, s in self.assignment.items() if s == split)
 
 
 def _unit_hash(doc_id: str, seed: str) -> float:

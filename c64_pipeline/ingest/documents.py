@@ -6,12 +6,13 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymupdf
 
 from c64_pipeline.ingest.text_sources import read_text_pages
+from c64_pipeline.records import Record
 
 KINDS = {".pdf": "pdf", ".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
 MAX_PDF_PAGES = 5000  # guards against hostile files that claim absurd page counts
@@ -27,7 +28,9 @@ class DocumentRejected(Exception):
 
 
 @dataclass(frozen=True)
-class SourceDocument:
+class SourceDocument(Record):
+    """One source document as `raw_pdfs` vouches for it: identity, kind, size, hash, pages, or why it is rejected."""
+
     doc_id: str
     file_name: str
     path: str
@@ -38,8 +41,9 @@ class SourceDocument:
     status: str = "ok"  # "ok" or "rejected"
     error: str | None = None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 def slugify(file_name: str) -> str:

@@ -5,7 +5,8 @@ Plain module (no Dagster): `extract_document` is what the `page_text` asset runs
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymupdf
@@ -14,6 +15,7 @@ from c64_pipeline.ingest.documents import DocumentRejected, check_text_size, ope
 from c64_pipeline.ingest.layout import TextBlock, blocks_from_page, layout_text, strip_running_heads
 from c64_pipeline.ingest.readability import readability
 from c64_pipeline.ingest.text_sources import read_text_pages
+from c64_pipeline.records import Record
 
 # Flagged pages (still poor after OCR) scoring below this are left out of the DAPT chunks; flagged pages at or above
 # it are kept, and listed in the validation report with their flag. 0.3 is gibberish: a page with a few real words.
@@ -33,7 +35,7 @@ class ExtractionSettings:
 
 
 @dataclass(frozen=True)
-class PageText:
+class PageText(Record):
     doc_id: str
     page: int  # 1-based
     text: str
@@ -44,8 +46,42 @@ class PageText:
     flag: str | None = None  # why the page's text is still poor after OCR (low quality), or None
     ocr_repairs: int = 0  # hex tokens the OCR step repaired on this page (c64_pipeline.ingest.hex_repair)
 
+    @property
+    def has_text(self) -> bool:
+        return self.method != "none"
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.to_dict()
+
+
+@dataclass(frozen=True)
+class DocumentText(Record):
+    """What reading one document gave (the `page_text` asset's value per partition): its pages, or the reason it
+    could not be read (`error`, with no pages)."""
+
+    doc_id: str
+    file_name: str
+    error: str | None = None
+    pages: tuple[PageText, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        """Read, with at least one page (a page may still have no text)."""
+        return not self.error and bool(self.pages)
+
+    @property
+    def chars(self) -> int:
+        return sum(p.chars for p in self.pages)
+
+    @property
+    def text(self) -> str:
+        """The text of the pages that have some, one page a line apart."""
+        return "\n".join(p.text for p in self.pages if p.has_text)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> DocumentText:
+        return cls(data["doc_id"], data["file_name"], data.get("error"),
+                   tuple(PageText.from_dict(p) for p in data.get("pages", ())))
 
 
 @dataclass(frozen=True)
@@ -71,17 +107,17 @@ def quality_flag(method: str, quality: float, settings: ExtractionSettings) -> s
     return f"low quality after OCR ({quality:.2f})" if method == "ocr" else f"low quality text ({quality:.2f})"
 
 
-def dapt_pages(pages: list[dict], min_quality: float = DAPT_MIN_PAGE_QUALITY) -> tuple[list[tuple[int, str]], list[int]]:
+def dapt_pages(pages: Iterable[PageText], min_quality: float = DAPT_MIN_PAGE_QUALITY) -> tuple[list[tuple[int, str]], list[int]]:
     """(page number, text) of the pages that go into DAPT, and the numbers of flagged pages left out (quality below
     `min_quality`). Pages without text are neither."""
     kept, left_out = [], []
     for p in pages:
-        if p["method"] == "none":
+        if not p.has_text:
             continue
-        if p.get("flag") and p["quality"] < min_quality:
-            left_out.append(p["page"])
+        if p.flag and p.quality < min_quality:
+            left_out.append(p.page)
         else:
-            kept.append((p["page"], p["text"]))
+            kept.append((p.page, p.text))
     return kept, left_out
 
 

@@ -257,21 +257,20 @@ def evaluate(
     sft_dir: Path,
     out_dir: Path,
     recipe: TrainingRecipe | None = None,
-    max_prompts: int | None = None,
-    max_new_tokens: int | None = None,
-    max_test_chunks: int = 200,
-    max_sft_examples: int = 200,
     samples_per_model: int = 3,
     progress: Progress | None = None,
     exam_dir: Path | None = None,
 ) -> dict:
     """Evaluate the three stages on the test splits and the exam in `exam_dir` (if any); write out_dir/report.json
-    and out_dir/report.md."""
+    and out_dir/report.md (with `samples_per_model` sample generations a stage). Every limit of what is measured is a
+    recipe field (`eval_max_prompts`, `eval_max_new_tokens`, `eval_max_test_chunks`, `eval_max_sft_examples`,
+    `eval_max_exam_questions`)."""
     from c64_pipeline.base_model import compose_system_prompt
 
     recipe = recipe or TrainingRecipe()
-    max_prompts = recipe.eval_max_prompts if max_prompts is None else max_prompts
-    settings = recipe.generation(max_new_tokens)
+    max_prompts, max_test_chunks, max_sft_examples = (recipe.eval_max_prompts, recipe.eval_max_test_chunks,
+                                                       recipe.eval_max_sft_examples)
+    settings = recipe.generation()
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     dapt_test, sft_test = dapt_split(dapt_dir, "test"), sft_split(sft_dir, "test")
     tokenizer = load_model_tokenizer(model_dir)

@@ -33,11 +33,12 @@ class GenerationSettings:
         return asdict(self)
 
 
-# Fields that change how answers are generated for evaluation, never the trained weights: a checkpoint made with other
-# values may still be resumed.
+# Fields of the evaluation (how answers are generated, how much of the test splits is measured), never of the trained
+# weights: a checkpoint made with other values may still be resumed.
 GENERATION_FIELDS: tuple[str, ...] = (
     "eval_max_prompts", "eval_max_new_tokens", "eval_do_sample", "eval_temperature", "eval_top_p",
-    "eval_max_exam_questions", "sample_generation_prompts", "sample_generation_max_new_tokens",
+    "eval_max_exam_questions", "eval_max_test_chunks", "eval_max_sft_examples",
+    "sample_generation_prompts", "sample_generation_max_new_tokens",
 )
 
 
@@ -91,6 +92,8 @@ class TrainingRecipe:
     eval_temperature: float = 0.7
     eval_top_p: float = 0.95
     eval_max_exam_questions: int | None = None  # None: every question of the user's exam (data/raw/eval/*.jsonl)
+    eval_max_test_chunks: int = 200  # DAPT test perplexity over the first this many test chunks
+    eval_max_sft_examples: int = 200  # SFT test loss over the first this many test conversations (that fit max_length)
     # Generations of a few fixed validation prompts at every evaluation step during SFT (0 turns them off)
     sample_generation_prompts: int = 3
     sample_generation_max_new_tokens: int = 512
@@ -125,6 +128,8 @@ class TrainingRecipe:
             problems.append("eval_temperature must be positive and eval_top_p in (0, 1]")
         if self.eval_max_exam_questions is not None and self.eval_max_exam_questions < 0:
             problems.append("eval_max_exam_questions must be None or >= 0")
+        if min(self.eval_max_prompts, self.eval_max_test_chunks, self.eval_max_sft_examples) < 0:
+            problems.append("eval_max_prompts, eval_max_test_chunks and eval_max_sft_examples must be >= 0")
         if self.sample_generation_prompts < 0:
             problems.append("sample_generation_prompts must be >= 0")
         if problems:

@@ -18,7 +18,7 @@ Families that read table rows claim their lines first, so a line is taught by on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from c64_pipeline.datasets.sft.basic import mine_basic
 from c64_pipeline.datasets.sft.bits import mine_bits
@@ -33,13 +33,15 @@ from c64_pipeline.datasets.sft.prose import mine_prose
 from c64_pipeline.datasets.sft.registers import Fact
 from c64_pipeline.datasets.sft.registers import mine_facts as mine_register_facts
 from c64_pipeline.datasets.sft.tables import mine_tables
+from c64_pipeline.records import Record
 
 FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "procedure", "entry_property", "definition", "section")
 
 
-def mine_facts(pages: Iterable[dict]) -> list[Mined]:
-    """Records of every family from page records ({doc_id, page, text, method}), grouped by family, each family in
-    page and line order."""
+def mine_facts(pages: Iterable[Record | Mapping]) -> list[Mined]:
+    """Records of every family from pages (`PageText` records, or dicts with their doc_id, page, text and method),
+    grouped by family, each family in page and line order. The families read pages as dicts."""
+    pages = [p.to_dict() if isinstance(p, Record) else p for p in pages]
     pages = [p for p in pages if p.get("method") != "none"]
     taken: set[tuple[str, int, int]] = set()
     records: list[Mined] = []

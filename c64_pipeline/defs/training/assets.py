@@ -25,6 +25,7 @@ from dagster import (
 from pydantic import create_model, field_validator
 
 from c64_pipeline import atomic
+from c64_pipeline.base_model import ModelIdentity
 from c64_pipeline.defs.datasets.checks import data_checks
 from c64_pipeline.defs.resources import BaseModelSource, PipelinePaths
 from c64_pipeline.settings import deployment_from_env
@@ -174,13 +175,14 @@ def adapter_asset(stage: str, dataset: str, after: list[str], description: str):
         automation_condition=NIGHTLY_WHEN_GATES_PASS,
         description=description,
     )
-    def adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: dict, dataset: dict,
+    # `dataset`: the DatasetFiles or SftDataset record of the dataset asset; the stage reads its folder (`dir`)
+    def adapter(context: AssetExecutionContext, config: TrainingConfig, base_model: ModelIdentity, dataset,
                 model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                 pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
         require_data_gates(context)
-        require_finished_datasets(dataset["dir"])
-        request = stage_request(stage, config, model_source, paths, model_dir=base_model["model_dir"],
-                                **{f"{stage}_dir": dataset["dir"]})
+        require_finished_datasets(dataset.dir)
+        request = stage_request(stage, config, model_source, paths, model_dir=base_model.model_dir,
+                                **{f"{stage}_dir": dataset.dir})
         return launch_stage(context, pipes_subprocess_client, training_launcher, request)
 
     return adapter
@@ -207,9 +209,9 @@ sft_adapter = adapter_asset(
     "format on generations (checked on token ids; those cut by the token budget counted as truncated), fact accuracy, "
     "and closed-book accuracy on the user's exam (C64_EVAL_DIR, data/raw/eval/*.jsonl) (models/evaluation/).",
 )
-def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: dict,
+def model_evaluation(context: AssetExecutionContext, config: TrainingConfig, base_model: ModelIdentity,
                      model_source: BaseModelSource, paths: PipelinePaths, training_launcher: TrainingLauncher,
                      pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
-    request = stage_request("evaluation", config, model_source, paths, model_dir=base_model["model_dir"])
+    request = stage_request("evaluation", config, model_source, paths, model_dir=base_model.model_dir)
     require_finished_datasets(request.dapt_dir, request.sft_dir)
     return launch_stage(context, pipes_subprocess_client, training_launcher, request)

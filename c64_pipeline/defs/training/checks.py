@@ -110,11 +110,11 @@ def reasoning_contract(paths: PipelinePaths, thresholds: QualityThresholds) -> A
 
 @asset_check(asset=AssetKey("base_model"), blocking=True,
              description="The chat template really marks assistant turns (rendered assistant mask), or SFT is refused.")
-def chat_template_has_generation_blocks(base_model: dict) -> AssetCheckResult:
+def chat_template_has_generation_blocks(base_model) -> AssetCheckResult:  # a ModelIdentity
     from c64_pipeline.base_model import load_tokenizer
     from c64_pipeline.training.sft import ChatTemplateError, strict_template_check
 
-    tokenizer = load_tokenizer(Path(base_model["model_dir"]))
+    tokenizer = load_tokenizer(Path(base_model.model_dir))
     sample = [
         {"role": "system", "content": "You are a C64 expert."},
         {"role": "user", "content": "Where is the border colour register?"},
