@@ -34,7 +34,7 @@ FORMS: dict[str, tuple[re.Pattern[str], str]] = {
     "number": (re.compile(r"^\d+(?:[.,-]\d+)?[+*]?$"), "0123456789"),  # 12, 4+, 2*, 1.5, 0-3
     "hex": (re.compile(r"^\$[0-9A-F]{2,4}$"), "$0123456789ABCDEF"),
 }
-FORM_SHARE = 0.75  # this share of a column's other cells must have one form for the column to have it
+FORM_SHARE = 0.6  # this share of a column's other cells must have one form for the column to have it
 FORM_MIN_CELLS = 3  # ... and at least this many
 COLUMN_ROWS = 8  # rows above and below a cell whose cells can be its column
 COLUMN_MAX_GAP = 3.0  # row heights: a wider gap between two rows ends the table (another table may follow)
