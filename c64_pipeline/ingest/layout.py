@@ -26,6 +26,7 @@ import math
 import re
 import statistics
 from collections import Counter
+from operator import attrgetter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -317,7 +318,7 @@ PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (med
 class _Line:
     """One text line (or cell piece) with its block: a plain slotted class, built and compared very often."""
 
-    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words")
+    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words", "mid2")
 
     def __init__(self, x0: float, y0: float, x1: float, y1: float, text: str, block: int, first: bool,
                  block_lines: int):
@@ -327,6 +328,7 @@ class _Line:
         self.block_lines = block_lines  # number of lines in its block
         self.h = max(y1 - y0, 0.01)
         self.words = len(text.split())
+        self.mid2 = y0 + y1  # twice the centre height: rows are built in this order
 
 
 def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
@@ -424,10 +426,13 @@ def _one_per_row(lines: list[_Line]) -> bool:
     return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
 
 
+_ROW_KEY = attrgetter("mid2", "x0")
+
+
 def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
-    for l in sorted(lines, key=lambda l: (l.y0 + l.y1, l.x0)):
+    for l in sorted(lines, key=_ROW_KEY):
         ly0, ly1, lx0, lx1, lh = l.y0, l.y1, l.x0, l.x1, l.h
         for row in reversed(rows[-3:]):
             a = row[0]
@@ -442,12 +447,21 @@ def _rows(lines: list[_Line]) -> list[list[_Line]]:
                 break
         else:
             rows.append([l])
-    keyed = []
     for row in rows:
-        row.sort(key=lambda l: l.x0)
-        keyed.append((min(l.y0 for l in row), len(keyed), row))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [row for _, _, row in keyed]
+        if len(row) > 1:
+            row.sort(key=_X0)
+    if len(rows) > 1:
+        rows.sort(key=_top)  # stable: rows with the same top keep the order they were found in
+    return rows
+
+
+_X0 = attrgetter("x0")
+
+
+def _top(row: list[_Line]) -> float:
+    if len(row) == 1:
+        return row[0].y0
+    return min(l.y0 for l in row)
 
 
 def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
@@ -484,13 +498,17 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
-def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
+def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None) -> bool:
+    """Are two neighbouring columns cells of one table? The rows built for the pair are kept in ``memo`` under
+    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own."""
     wl = statistics.median(l.words for l in left)
     wr = statistics.median(l.words for l in right)
     if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
         return False
     left_ids = {id(l) for l in left}
     rows = _rows(left + right)
+    if memo is not None:
+        memo[(id(left), id(right))] = rows
     paired = other = 0
     paired_ids: set[int] = set()
     prev = None
@@ -549,9 +567,11 @@ def _cell_text(cell: list[_Line]) -> str:
     return out
 
 
-def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
+def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None = None) -> list[tuple[str, object]]:
+    """Table rows of these columns (``rows``: their lines' ``_rows``, when already built)."""
     first_col = {id(l) for l in columns[0]}
-    rows = _rows([l for c in columns for l in c])
+    if rows is None:
+        rows = _rows([l for c in columns for l in c])
     gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
@@ -611,8 +631,9 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
             columns[bisect.bisect_left(cuts, l.x0 + l.x1)].append(l)
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
+        memo: dict = {}
         for a, b in zip(columns, columns[1:]):
-            if _is_table_pair(a, b, ctx):
+            if _is_table_pair(a, b, ctx, memo):
                 segments[-1].append(b)
             else:
                 segments.append([b])
@@ -620,7 +641,7 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
             if len(seg) == 1:
                 items.extend(_order(seg[0], ctx))
             else:
-                items.extend(_table(seg, ctx))
+                items.extend(_table(seg, ctx, memo.get((id(seg[0]), id(seg[1]))) if len(seg) == 2 else None))
     return items
 
 
