@@ -344,7 +344,7 @@ class _Line:
         self.block = block
         self.first = first  # first line of its block
         self.block_lines = block_lines  # number of lines in its block
-        self.h = max(y1 - y0, 0.01)
+        self.h = y1 - y0 if y1 - y0 > 0.01 else 0.01
         self.words = len(text.split())
         self.mid2 = y0 + y1  # twice the centre height: rows are built in this order
 
@@ -356,7 +356,7 @@ def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
         n = len(parts)
         h = (b.y1 - b.y0) / n if n else 0
         spans = b.line_spans if len(b.line_spans) == n else [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
-        kept = [(i, p.strip()) for i, p in enumerate(parts) if p.strip()]
+        kept = [(i, p) for i, p in enumerate(map(str.strip, parts)) if p]
         for k, (i, text) in enumerate(kept):
             out.append(_Line(b.x0, spans[i][0], b.x1, spans[i][1], text, bi, k == 0, len(kept)))
     return out
