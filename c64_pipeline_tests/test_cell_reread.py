@@ -80,3 +80,15 @@ def test_only_cells_that_lack_the_form_of_their_column_are_suspect():
 def test_column_form_needs_most_cells_of_one_form(cells, form):
     got = column_form(cells)
     assert (got[0] if got else None) == form
+
+
+def test_without_the_tesseract_program_the_first_reading_stays(monkeypatch):
+    import c64_pipeline.ingest.cell_reread as cell_reread
+
+    gray, blocks = _table_page()
+    read = [TextBlock(b.x0, b.y0, b.x1, b.y1, "Ad" if b.text == "44" else b.text) for b in blocks]
+    monkeypatch.setattr(cell_reread.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cell_reread, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="tesseract program"):
+        fixed, count = reread_cells(read, gray, DPI / 72.0)
+    assert fixed == read and count == 0

@@ -6,7 +6,8 @@ knows better: when most of the other cells of its column (cells of nearby table 
 span) are numbers, or hex addresses, the misread cell is a number too. ``reread_cells`` finds such cells (a cell
 that does not fit the form its column's other cells have) and OCRs their crops of the page image again, as single
 lines (``--psm 7``) with Tesseract restricted to the column's alphabet (digits, or hex digits and "$", plus the
-punctuation the column's cells use, such as "+" and "*" in a cycle count "4+"). A re-read is kept only when it fits
+punctuation the column's cells use, such as "+" and "*" in a cycle count "4+"). Without the ``tesseract`` program, or when
+it fails, the first reading stays (with a warning). A re-read is kept only when it fits
 the column's form and has at least half as many characters as the first reading (a header word over a number
 column, "(Hz)", is not a "2"); otherwise the first reading stays.
 
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 import numpy as np
 
 from c64_pipeline.ingest.layout import ROW_OVERLAP, TextBlock
@@ -154,6 +156,15 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def _reread_block(block: TextBlock, text: str) -> TextBlock:
     from c64_pipeline.ingest.ocr import OcrBlock
 
@@ -166,6 +177,9 @@ def reread_cells(blocks: list[TextBlock], gray: np.ndarray, scale: float, origin
     read from (``scale`` pixels per point, page point ``origin`` at pixel 0,0); and how many cells changed."""
     suspects = suspect_cells(blocks)
     if not suspects:
+        return blocks, 0
+    if shutil.which("tesseract") is None:  # PyMuPDF's OCR needs only the language data; the re-read, the program
+        _warn_once("the tesseract program is not on PATH: table cells are not re-read (apt-get install tesseract-ocr)")
         return blocks, 0
     by_alphabet: dict[str, list[int]] = {}
     for i, (_, alphabet) in suspects.items():
@@ -182,7 +196,11 @@ def reread_cells(blocks: list[TextBlock], gray: np.ndarray, scale: float, origin
             y0 = max(0, int((b.y0 - origin[1] - pad) * scale))
             y1 = min(gray.shape[0], int((b.y1 - origin[1] + pad) * scale) + 1)
             crops.append(gray[y0:y1, x0:x1])
-        texts = tesseract_lines(crops, alphabet, language, tessdata)
+        try:
+            texts = tesseract_lines(crops, alphabet, language, tessdata)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:  # the first reading stays
+            _warn_once(f"table cells not re-read: {exc}")
+            continue
         for i, text in zip(indices, texts):
             form = suspects[i][0]
             text = text.replace(" ", "") if form == "hex" else text
