@@ -6,8 +6,8 @@ knows better: when most of the other cells of its column (cells of nearby table 
 span) are numbers, or hex addresses, the misread cell is a number too. ``reread_cells`` finds such cells (a cell
 that does not fit the form its column's other cells have) and OCRs their crops of the page image again, as single
 lines (``--psm 7``) with Tesseract restricted to the column's alphabet (digits, or hex digits and "$", plus the
-punctuation the column's cells use, such as "+" and "*" in a cycle count "4+"). Without the ``tesseract`` program, or when
-it fails, the first reading stays (with a warning). A re-read is kept only when it fits
+punctuation the column's cells use, such as "+" and "*" in a cycle count "4+"). Without the ``tesseract``
+program, or when it fails, the first reading stays (with a warning). A re-read is kept only when it fits
 the column's form and has at least half as many characters as the first reading (a header word over a number
 column, "(Hz)", is not a "2"); otherwise the first reading stays.
 
@@ -60,7 +60,8 @@ def column_form(cells: list[str]) -> tuple[str, str] | None:
 def _rows(blocks: list[TextBlock]) -> list[list[int]]:
     """Indices of single-line blocks grouped into rows (vertical overlap), top to bottom, each left to right."""
     rows: list[list[int]] = []
-    for i in sorted((i for i, b in enumerate(blocks) if "\n" not in b.text), key=lambda i: (blocks[i].y0, blocks[i].x0)):
+    single = [i for i, b in enumerate(blocks) if "\n" not in b.text]
+    for i in sorted(single, key=lambda i: (blocks[i].y0, blocks[i].x0)):
         b = blocks[i]
         for row in rows[-3:]:
             r = blocks[row[0]]

@@ -283,7 +283,8 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
                         finer.append(part)  # a lone "=" bridging the gap before a column: a speck, the row cut there
                         part = []
                         continue
-                    if part and w[0] - prev[2] > OCR_ALIGNED_GAP * unit and _near(starts, w[0], tolerance) >= OCR_COLUMN_MIN:
+                    if (part and w[0] - prev[2] > OCR_ALIGNED_GAP * unit
+                            and _near(starts, w[0], tolerance) >= OCR_COLUMN_MIN):
                         finer.append(part)
                         part = []
                     part.append(w)
