@@ -7,7 +7,8 @@ two ways:
 
 - *baseline*: PyMuPDF's line blocks of the OCR text page (``blocks_from_page(..., "lines")``), no hex repair;
 - *project*: ``TesseractEngine``'s blocks (the page straightened and cleared of table rules before OCR,
-  ``scan_prep``; word boxes cut into cells and rows, hex repaired where the context proves it).
+  ``scan_prep``; word boxes cut into cells and rows, cells that do not fit their number/hex column read again with
+  the column's alphabet, ``cell_reread``; hex repaired where the context proves it).
 
 Both go through ``strip_running_heads`` and ``layout_text`` and are compared with the truth: the same pages
 rendered digitally from ``c64_pipeline/demo/sample_sources/*.html`` (``sample_manuals.layout_body``, so the page numbers
@@ -16,7 +17,7 @@ match). Measured per variant:
 - rows kept whole: address rows of the source tables whose address and start of description sit on one line;
 - rows with all cells: the line starts with every cell of the row before the description, joined by " | ";
 - hex exact: ``$XXXX``/``$XX`` tokens of the truth page found exactly in the OCR text of that page (multiset);
-- repairs: hex tokens repaired (project only).
+- repairs: hex tokens repaired, and cells re-read (project only).
 
 On the shared corpus (when present) the memory-map scan is measured against the 32 ranges it shows.
 
@@ -43,12 +44,11 @@ from bench.common import sample_manuals_or
 from c64_pipeline.ingest.layout import blocks_from_page, layout_text, strip_running_heads
 from c64_pipeline.ingest.ocr import (
     TesseractEngine,
-    blocks_from_ocr_words,
     find_tessdata,
     ocr_many,
     ocr_pages,
     ocr_repairs,
-    repair_blocks,
+    ocr_rereads,
     safe_dpi,
 )
 from c64_pipeline.demo.sample_manuals import DEFAULT_SOURCES_DIR, load_manifest, layout_body, parse_sections
@@ -138,7 +138,7 @@ def _ocr_both(pdf: Path, pages: list[int], dpi: int) -> tuple[dict, dict, dict]:
                 language=engine.language, tessdata=tessdata,
             )
             base[n] = blocks_from_page(page, textpage=tp, granularity="lines", drop_specks=True)
-            project[n] = repair_blocks(blocks_from_ocr_words(engine.page_words(page)))
+            project[n] = engine.page_blocks(page)  # as extraction reads it: with the cell re-reads
             sizes[n] = (page.rect.width, page.rect.height)
     return base, project, sizes
 
@@ -173,11 +173,12 @@ def bench_ocr_tables(manuals_dir: Path, quick: bool = False, dpi: int = 300) -> 
     for t in truth:
         by_pdf.setdefault(t.pdf, []).append(t)
     totals: dict[str, dict] = {"baseline": {}, "project": {}}
-    repairs = 0
+    repairs = rereads = 0
     texts_all: dict[str, dict] = {"baseline": {}, "project": {}}
     for pdf, pages in by_pdf.items():
         base, project, sizes = _ocr_both(pdf, [t.page for t in pages], dpi)
         repairs += sum(ocr_repairs(b) for b in project.values())
+        rereads += sum(ocr_rereads(b) for b in project.values())
         for name, blocks in (("baseline", base), ("project", project)):
             texts = _texts(blocks, sizes)
             texts_all[name].update({(pdf.name, n): t for n, t in texts.items()})
@@ -192,6 +193,7 @@ def bench_ocr_tables(manuals_dir: Path, quick: bool = False, dpi: int = 300) -> 
         ):
             t[share] = round(t[part] / t[whole], 3) if t.get(whole) else None
     totals["project"]["hex_repairs"] = repairs
+    totals["project"]["cell_rereads"] = rereads
     result = {"pages": len(truth), "dpi": dpi, **totals}
     memmap = SHARED_PDFS / MEMMAP
     if memmap.is_file():

@@ -551,6 +551,28 @@ def test_ruling_lines_glued_to_words_and_specks_after_numbers_leave_table_cells(
     assert "Poke 53280." in layout, layout
 
 
+def test_a_lone_equals_sign_bridging_two_table_cells_is_dropped_and_the_row_cut():
+    """A speck read as "=" between two cells of a table row fills their gap; the row is cut there when the word
+    after it starts on a column of the table. An "=" in prose, or in a row whose next word is on no column, stays."""
+    from c64_pipeline.ingest.ocr import blocks_from_ocr_words
+
+    words = _prose(20)
+    rows = [("ASL $FB", "Zero page", "$06"), ("ASL A", "Accumulator", "$0A"), ("ROL $FB", "Zero page", "$26"),
+            ("ROL A", "Accumulator", "$2A")]
+    for n, (code, mode, op) in enumerate(rows):
+        line = [(50, w) for w in code.split()[:1]] + [(72, w) for w in code.split()[1:]]
+        line += [(123 + 30 * k, w) for k, w in enumerate(mode.split())] + [(240, op)]
+        words += _words(line, 80 + 16 * n, n)
+    # the glued row: "$C000,X" ends at 107, "=" at 115-120, "Absolute,X" starts at 123 (a column): both gaps are
+    # narrower than a cell gap, the two together wider
+    words += _words([(50, "ASL"), (72, "$C000,X")], 160, 10) + [(115, 160, 120, 172, "=", 0, 10, 2)]
+    words += _words([(123, "Absolute,X"), (240, "$1E")], 160, 10)
+    words += _words([(50, "so"), (64, "A"), (74, "="), (84, "B"), (94, "here.")], 200, 11)  # prose
+    layout = layout_text(blocks_from_ocr_words(words), 595, 842).splitlines()
+    assert "ASL $C000,X | Absolute,X | $1E" in layout, layout
+    assert "so A = B here." in layout, layout
+
+
 def test_ocr_many_collects_a_failed_page_without_losing_the_others(scanned, tmp_path):
     from c64_pipeline.ingest.ocr import ocr_many
 

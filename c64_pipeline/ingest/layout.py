@@ -26,6 +26,7 @@ import math
 import re
 import statistics
 from collections import Counter
+from operator import attrgetter, itemgetter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -115,7 +116,9 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False, starts: set[int]
         x0, y0, x1, y1, text = words[0][:5]
         if drop_specks and _SPECK.match(text):
             return []
-        return [(x0, y0, x1, y1, text, min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * (x1 - x0) / len(text)))]
+        h = y1 - y0 if y1 - y0 > 1.0 else 1.0
+        by_height, by_chars = CELL_GAP * h, CHAR_GAP * (x1 - x0) / len(text)
+        return [(x0, y0, x1, y1, text, by_height if by_height <= by_chars else by_chars)]
     y0, y1, chars, ink = math.inf, -math.inf, 0, 0.0
     for w in words:
         if w[1] < y0:
@@ -170,22 +173,30 @@ def _merge_row_pieces(pieces: list[_Piece], max_gap: float | None = None) -> lis
     out: list[list] = []
     for cluster in _row_clusters(pieces):
         merged: list[list] = []
-        for p in sorted(cluster, key=lambda p: p[0]):
-            h = max(p[3] - p[1], 1.0)
+        for p in sorted(cluster, key=_FIRST) if len(cluster) > 1 else cluster:
+            p0, p1, p2, p3, p5 = p[0], p[1], p[2], p[3], p[5]
+            h = p3 - p1 if p3 - p1 > 1.0 else 1.0
             for q in merged:
-                qh = max(q[3] - q[1], 1.0)
-                overlap = min(q[3], p[3]) - max(q[1], p[1])
-                gap = p[0] - q[2]
-                limit = max(p[5], q[5]) if max_gap is None else max_gap * min(h, qh)
-                if overlap >= ROW_OVERLAP * min(h, qh) and -0.5 * min(h, qh) <= gap <= limit:
+                q1, q3 = q[1], q[3]
+                qh = q3 - q1 if q3 - q1 > 1.0 else 1.0
+                low = h if h <= qh else qh
+                overlap = (q3 if q3 <= p3 else p3) - (q1 if q1 >= p1 else p1)
+                gap = p0 - q[2]
+                limit = (p5 if p5 >= q[5] else q[5]) if max_gap is None else max_gap * low
+                if overlap >= ROW_OVERLAP * low and -0.5 * low <= gap <= limit:
                     q[:] = [
-                        q[0], min(q[1], p[1]), max(q[2], p[2]), max(q[3], p[3]), q[4] + " " + p[4], limit
+                        q[0], q1 if q1 <= p1 else p1, q[2] if q[2] >= p2 else p2, q3 if q3 >= p3 else p3,
+                        q[4] + " " + p[4], limit,
                     ]
                     break
             else:
                 merged.append(list(p))
         out.extend(merged)
-    return [tuple(q) for q in sorted(out, key=lambda q: (q[1], q[0]))]  # type: ignore[misc]
+    return [tuple(q) for q in sorted(out, key=_TOP_LEFT)]  # type: ignore[misc]
+
+
+_FIRST = itemgetter(0)
+_TOP_LEFT = itemgetter(1, 0)
 
 
 def _x_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
@@ -199,7 +210,8 @@ def _y_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 def _stacked(pieces: list[_Piece]) -> bool:
     """One piece per line and no two lines side by side: the block is a plain column of lines (the common case)."""
     for a, b in zip(pieces, pieces[1:]):
-        if _y_overlap(a[1], a[3], b[1], b[3]) > 0.25 * min(a[3] - a[1], b[3] - b[1]):
+        a1, a3, b1, b3 = a[1], a[3], b[1], b[3]
+        if (a3 if a3 < b3 else b3) - (a1 if a1 > b1 else b1) > 0.25 * (a3 - a1 if a3 - a1 < b3 - b1 else b3 - b1):
             return False
     return True
 
@@ -223,11 +235,18 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
     out: list[TextBlock] = []
     for members in clusters:
         part = sorted(members, key=lambda p: (p[1], p[0]))
-        side_by_side = any(
-            _y_overlap(a[1], a[3], b[1], b[3]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
-            for k, a in enumerate(part)
-            for b in part[k + 1 : k + 4]
-        )
+        side_by_side = False
+        for k, a in enumerate(part):
+            a1, a3 = a[1], a[3]
+            for b in part[k + 1 : k + 4]:
+                b1, b3 = b[1], b[3]
+                if (a3 if a3 < b3 else b3) - (a1 if a1 > b1 else b1) > 0.5 * (
+                    a3 - a1 if a3 - a1 < b3 - b1 else b3 - b1
+                ):
+                    side_by_side = True
+                    break
+            if side_by_side:
+                break
         groups = [[p] for p in part] if side_by_side else [part]
         out.extend(_block(g) for g in groups)
     return out
@@ -317,7 +336,7 @@ PROSE_MIN_WORDS = 5  # a prose column has at least this many words per line (med
 class _Line:
     """One text line (or cell piece) with its block: a plain slotted class, built and compared very often."""
 
-    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words")
+    __slots__ = ("x0", "y0", "x1", "y1", "text", "block", "first", "block_lines", "h", "words", "mid2")
 
     def __init__(self, x0: float, y0: float, x1: float, y1: float, text: str, block: int, first: bool,
                  block_lines: int):
@@ -325,8 +344,9 @@ class _Line:
         self.block = block
         self.first = first  # first line of its block
         self.block_lines = block_lines  # number of lines in its block
-        self.h = max(y1 - y0, 0.01)
+        self.h = y1 - y0 if y1 - y0 > 0.01 else 0.01
         self.words = len(text.split())
+        self.mid2 = y0 + y1  # twice the centre height: rows are built in this order
 
 
 def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
@@ -336,7 +356,7 @@ def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
         n = len(parts)
         h = (b.y1 - b.y0) / n if n else 0
         spans = b.line_spans if len(b.line_spans) == n else [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
-        kept = [(i, p.strip()) for i, p in enumerate(parts) if p.strip()]
+        kept = [(i, p) for i, p in enumerate(map(str.strip, parts)) if p]
         for k, (i, text) in enumerate(kept):
             out.append(_Line(b.x0, spans[i][0], b.x1, spans[i][1], text, bi, k == 0, len(kept)))
     return out
@@ -368,14 +388,21 @@ def _bands(lines: list[_Line]) -> list[list[_Line]]:
 
 def _cover(ivs: list[tuple[float, float]], ctx: _Ctx) -> list[tuple[float, float]]:
     """Sorted x intervals coalesced wherever they are less than a gutter apart."""
-    out: list[list[float]] = []
-    for x0, x1 in sorted(ivs):
-        if out and x0 - out[-1][1] < ctx.min_gap:
-            if x1 > out[-1][1]:
-                out[-1][1] = x1
+    out: list[tuple[float, float]] = []
+    if not ivs:
+        return out
+    min_gap = ctx.min_gap
+    ordered = sorted(ivs)
+    a, b = ordered[0]
+    for x0, x1 in ordered:
+        if x0 - b < min_gap:
+            if x1 > b:
+                b = x1
         else:
-            out.append([x0, x1])
-    return [(a, b) for a, b in out]
+            out.append((a, b))
+            a, b = x0, x1
+    out.append((a, b))
+    return out
 
 
 def _gaps(cover: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -393,7 +420,10 @@ def _keeps(
     """Every gutter survives in the union (strict: with half its width, or a line height)."""
     for g0, g1 in gutters:
         need = min(0.5 * (g1 - g0), ctx.med_h) if strict else ctx.min_gap
-        if not any(_x_overlap(g0, g1, u0, u1) >= need for u0, u1 in union):
+        for u0, u1 in union:
+            if (g1 if g1 < u1 else u1) - (g0 if g0 > u0 else u0) >= need:
+                break
+        else:
             return False
     return True
 
@@ -424,10 +454,13 @@ def _one_per_row(lines: list[_Line]) -> bool:
     return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
 
 
+_ROW_KEY = attrgetter("mid2", "x0")
+
+
 def _rows(lines: list[_Line]) -> list[list[_Line]]:
     """Group lines into rows (strong vertical overlap, no horizontal overlap inside a row)."""
     rows: list[list[_Line]] = []
-    for l in sorted(lines, key=lambda l: (l.y0 + l.y1, l.x0)):
+    for l in sorted(lines, key=_ROW_KEY):
         ly0, ly1, lx0, lx1, lh = l.y0, l.y1, l.x0, l.x1, l.h
         for row in reversed(rows[-3:]):
             a = row[0]
@@ -442,30 +475,38 @@ def _rows(lines: list[_Line]) -> list[list[_Line]]:
                 break
         else:
             rows.append([l])
-    keyed = []
     for row in rows:
-        row.sort(key=lambda l: l.x0)
-        keyed.append((min(l.y0 for l in row), len(keyed), row))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [row for _, _, row in keyed]
+        if len(row) > 1:
+            row.sort(key=_X0)
+    if len(rows) > 1:
+        rows.sort(key=_top)  # stable: rows with the same top keep the order they were found in
+    return rows
+
+
+_X0 = attrgetter("x0")
+
+
+def _top(row: list[_Line]) -> float:
+    if len(row) == 1:
+        return row[0].y0
+    return min(l.y0 for l in row)
 
 
 def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
     """Is every line of ``row`` the wrapped continuation of a cell in ``prev``?"""
+    med_h = ctx.med_h
     for l in row:
-        ok = False
+        lx0, lx1, ly0 = l.x0, l.x1, l.y0
         for p in prev:
             if p.block == l.block:
-                ok = True
                 break
             if (
-                _x_overlap(p.x0, p.x1, l.x0, l.x1) > 0
-                and abs(p.x0 - l.x0) <= ctx.med_h
-                and -0.3 * ctx.med_h <= l.y0 - p.y1 <= 0.8 * ctx.med_h
+                (p.x1 if p.x1 < lx1 else lx1) > (p.x0 if p.x0 > lx0 else lx0)
+                and abs(p.x0 - lx0) <= med_h
+                and -0.3 * med_h <= ly0 - p.y1 <= 0.8 * med_h
             ):
-                ok = True
                 break
-        if not ok:
+        else:
             return False
     return True
 
@@ -484,13 +525,17 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
-def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx) -> bool:
+def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None) -> bool:
+    """Are two neighbouring columns cells of one table? The rows built for the pair are kept in ``memo`` under
+    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own."""
     wl = statistics.median(l.words for l in left)
     wr = statistics.median(l.words for l in right)
     if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
         return False
     left_ids = {id(l) for l in left}
     rows = _rows(left + right)
+    if memo is not None:
+        memo[(id(left), id(right))] = rows
     paired = other = 0
     paired_ids: set[int] = set()
     prev = None
@@ -549,9 +594,11 @@ def _cell_text(cell: list[_Line]) -> str:
     return out
 
 
-def _table(columns: list[list[_Line]], ctx: _Ctx) -> list[tuple[str, object]]:
+def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None = None) -> list[tuple[str, object]]:
+    """Table rows of these columns (``rows``: their lines' ``_rows``, when already built)."""
     first_col = {id(l) for l in columns[0]}
-    rows = _rows([l for c in columns for l in c])
+    if rows is None:
+        rows = _rows([l for c in columns for l in c])
     gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
@@ -611,8 +658,9 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
             columns[bisect.bisect_left(cuts, l.x0 + l.x1)].append(l)
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
+        memo: dict = {}
         for a, b in zip(columns, columns[1:]):
-            if _is_table_pair(a, b, ctx):
+            if _is_table_pair(a, b, ctx, memo):
                 segments[-1].append(b)
             else:
                 segments.append([b])
@@ -620,7 +668,7 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
             if len(seg) == 1:
                 items.extend(_order(seg[0], ctx))
             else:
-                items.extend(_table(seg, ctx))
+                items.extend(_table(seg, ctx, memo.get((id(seg[0]), id(seg[1]))) if len(seg) == 2 else None))
     return items
 
 

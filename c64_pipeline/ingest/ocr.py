@@ -39,6 +39,7 @@ __all__ = [
     "ocr_many",
     "ocr_pages",
     "ocr_repairs",
+    "ocr_rereads",
     "repair_blocks",
     "repair_hex_ranges",
     "repair_hex_text",
@@ -128,6 +129,7 @@ class OcrBlock(TextBlock):
     """A ``TextBlock`` read by OCR; ``repairs`` counts the hex tokens repaired in it (``hex_repair``)."""
 
     repairs: int = 0
+    rereads: int = 0  # 1 when the cell was OCR'd again with its column's alphabet (cell_reread)
 
 
 # A gap between two words of one OCR line wider than OCR_CELL_GAP times the page's typical word gap separates
@@ -153,6 +155,9 @@ _DASH = re.compile(r"^[-–—]$")
 # A ruling line glued to the end or start of a word: underscores or bars, with any dashes and specks after them.
 _RULING_TAIL = re.compile(r"(?<=\w)[_|¦][_|¦~—–‘’'`-]*$")
 _RULING_HEAD = re.compile(r"^[~—–‘’'`-]*[_|¦]+[~—–‘’'`-]*(?=\w)")
+# A lone "=" (a speck of a rule or border read as a sign) that sits in a cell-wide gap of a table row, before a
+# word that starts on a column of the table, bridges two cells ("$C000,X = Absolute,X"): dropped, the row cut there.
+_GLUE = re.compile(r"^[=]+$")
 # A number cell of a table row read with a speck after it ("54277." in a decimal column): the speck is dropped.
 _NUMBER_SPECK = re.compile(r"^(\d{2,})[.,]$")
 
@@ -268,13 +273,23 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
             finer = []
             for cell in cells:
                 part = [cell[0]]
-                for prev, w in zip(cell, cell[1:]):
-                    if w[0] - prev[2] > OCR_ALIGNED_GAP * unit and _near(starts, w[0], tolerance) >= OCR_COLUMN_MIN:
+                for k in range(1, len(cell)):
+                    prev, w = part[-1] if part else cell[k - 1], cell[k]
+                    if w is None:
+                        continue
+                    nxt = cell[k + 1] if k + 1 < len(cell) else None
+                    if (_GLUE.match(w[4]) and nxt is not None and part and nxt[0] - prev[2] > limit
+                            and _near(starts, nxt[0], tolerance) >= OCR_COLUMN_MIN):
+                        finer.append(part)  # a lone "=" bridging the gap before a column: a speck, the row cut there
+                        part = []
+                        continue
+                    if (part and w[0] - prev[2] > OCR_ALIGNED_GAP * unit
+                            and _near(starts, w[0], tolerance) >= OCR_COLUMN_MIN):
                         finer.append(part)
                         part = []
                     part.append(w)
                 finer.append(part)
-            cells = finer
+            cells = [c for c in finer if c]
             cells = [
                 [(*c[0][:4], _NUMBER_SPECK.sub(r"\1", c[0][4]), *c[0][5:])] if len(c) == 1 else c for c in cells
             ]
@@ -289,7 +304,9 @@ class TesseractEngine:
 
     The page is rendered in gray and, before OCR, straightened and cleared of table rules
     (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``remove_rules``); the words come back in the straightened page's
-    coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them.
+    coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them. Cells of a
+    number or hex column that were read as something else are read again from their crop with the column's
+    alphabet (``c64_pipeline.ingest.cell_reread``, ``reread_cells``; counted in ``OcrBlock.rereads``).
     """
 
     name: ClassVar[str] = "tesseract"
@@ -298,19 +315,25 @@ class TesseractEngine:
     tessdata: str | None = None  # None: auto-detect (see find_tessdata)
     straighten: bool = True
     remove_rules: bool = True
+    reread_cells: bool = True  # table cells that do not fit their column's form OCR'd again (cell_reread)
 
-    def page_words(self, page: pymupdf.Page) -> list[OcrWord]:
-        """Tesseract's words on the prepared page image, in page coordinates (points)."""
+    def prepared_image(self, page: pymupdf.Page):
+        """(gray page image straightened and cleared of rules as a numpy array, dpi it was rendered at)."""
         import numpy as np
 
         from c64_pipeline.ingest.scan_prep import prepare_scan
 
-        tessdata = find_tessdata(self.tessdata, self.language)
         dpi = safe_dpi(page, self.dpi)
         pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
         gray = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width]
         gray, _ = prepare_scan(np.ascontiguousarray(gray), dpi, self.straighten, self.remove_rules)
-        prepared = pymupdf.Pixmap(pymupdf.csGRAY, pix.width, pix.height, gray.tobytes(), 0)
+        return gray, dpi
+
+    def image_words(self, page: pymupdf.Page, gray, dpi: int) -> list[OcrWord]:
+        """Tesseract's words on ``gray`` (the prepared image of ``page``), in page coordinates (points)."""
+        tessdata = find_tessdata(self.tessdata, self.language)
+        height, width = gray.shape
+        prepared = pymupdf.Pixmap(pymupdf.csGRAY, width, height, gray.tobytes(), 0)
         # Tesseract is given RGB, as ``page.get_textpage_ocr`` does (MuPDF's OCR reads nothing from a gray pixmap)
         with pymupdf.open(stream=pymupdf.Pixmap(pymupdf.csRGB, prepared).pdfocr_tobytes(
             compress=False, language=self.language, tessdata=tessdata
@@ -321,9 +344,21 @@ class TesseractEngine:
             textpage = ocr_page.get_textpage(flags=pymupdf.TEXTFLAGS_TEXT, matrix=matrix)
             return ocr_page.get_text("words", textpage=textpage)
 
+    def page_words(self, page: pymupdf.Page) -> list[OcrWord]:
+        """Tesseract's words on the prepared page image, in page coordinates (points)."""
+        gray, dpi = self.prepared_image(page)
+        return self.image_words(page, gray, dpi)
+
     def page_blocks(self, page: pymupdf.Page) -> list[TextBlock]:
         try:
-            return repair_blocks(blocks_from_ocr_words(self.page_words(page)))
+            gray, dpi = self.prepared_image(page)
+            blocks = blocks_from_ocr_words(self.image_words(page, gray, dpi))
+            if self.reread_cells:
+                from c64_pipeline.ingest.cell_reread import reread_cells
+
+                blocks, _ = reread_cells(blocks, gray, dpi / 72.0, (page.rect.x0, page.rect.y0), self.language,
+                                         find_tessdata(self.tessdata, self.language))
+            return repair_blocks(blocks)
         except Exception as exc:
             raise OcrError(f"Tesseract OCR failed on {_where(page)}: {type(exc).__name__}: {exc}") from exc
 
@@ -341,6 +376,11 @@ def repair_ocr_text(text: str) -> str:
 def ocr_repairs(blocks: list[TextBlock]) -> int:
     """Hex repairs made in these OCR blocks (0 for blocks that are not ``OcrBlock``s)."""
     return sum(getattr(b, "repairs", 0) for b in blocks)
+
+
+def ocr_rereads(blocks: list[TextBlock]) -> int:
+    """Cells of these OCR blocks that were read again with their column's alphabet (``cell_reread``)."""
+    return sum(getattr(b, "rereads", 0) for b in blocks)
 
 
 def repair_blocks(blocks: list[TextBlock]) -> list[OcrBlock]:
@@ -371,11 +411,11 @@ def repair_blocks(blocks: list[TextBlock]) -> list[OcrBlock]:
             b = blocks[i]
             changed = sum(x != y for x, y in zip(cell, new))
             text = " ".join(new) if changed else b.text
-            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed)
+            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed, getattr(b, "rereads", 0))
     for i, b in enumerate(blocks):
         if out[i] is None:
             text, changed = repair_hex_text(b.text)
-            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed)
+            out[i] = OcrBlock(b.x0, b.y0, b.x1, b.y1, text, b.line_spans, changed, getattr(b, "rereads", 0))
     return [b for b in out if b is not None]
 
 
