@@ -26,7 +26,7 @@ import subprocess
 import warnings
 import numpy as np
 
-from c64_pipeline.ingest.layout import ROW_OVERLAP, TextBlock
+from c64_pipeline.ingest.layout import TextBlock, single_line_rows
 
 __all__ = ["column_form", "reread_cells", "suspect_cells", "tesseract_lines"]
 
@@ -59,18 +59,7 @@ def column_form(cells: list[str]) -> tuple[str, str] | None:
 
 def _rows(blocks: list[TextBlock]) -> list[list[int]]:
     """Indices of single-line blocks grouped into rows (vertical overlap), top to bottom, each left to right."""
-    rows: list[list[int]] = []
-    single = [i for i, b in enumerate(blocks) if "\n" not in b.text]
-    for i in sorted(single, key=lambda i: (blocks[i].y0, blocks[i].x0)):
-        b = blocks[i]
-        for row in rows[-3:]:
-            r = blocks[row[0]]
-            h = min(b.height, r.height)
-            if h > 0 and min(b.y1, r.y1) - max(b.y0, r.y0) >= ROW_OVERLAP * h:
-                row.append(i)
-                break
-        else:
-            rows.append([i])
+    rows = single_line_rows(blocks, recent=3)
     for row in rows:
         row.sort(key=lambda i: blocks[i].x0)
     return rows

@@ -789,3 +789,22 @@ def strip_running_heads(
         return (in_band(b, h) and _head_key(b.text) in heads) or (in_wide_band(b, h) and placed(b) in placed_heads)
 
     return [[b for b in blocks if not head(b, h)] for blocks, h in zip(pages, page_heights)]
+
+
+def single_line_rows(blocks: "list[TextBlock]", recent: int | None = None) -> list[list[int]]:
+    """Indices of the single-line blocks grouped into rows (vertical overlap of at least ROW_OVERLAP of the lower
+    height), top to bottom, each row left to right. `recent`: compare a block with only the last rows opened (a
+    table's rows come in order; older rows cannot take it), else with every row."""
+    rows: list[list[int]] = []
+    single = [i for i, b in enumerate(blocks) if "\n" not in b.text]
+    for i in sorted(single, key=lambda i: (blocks[i].y0, blocks[i].x0)):
+        b = blocks[i]
+        for row in (rows[-recent:] if recent else rows):
+            r = blocks[row[0]]
+            h = min(b.height, r.height)
+            if h > 0 and min(b.y1, r.y1) - max(b.y0, r.y0) >= ROW_OVERLAP * h:
+                row.append(i)
+                break
+        else:
+            rows.append([i])
+    return rows

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import pymupdf
 
 from c64_pipeline.ingest.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
-from c64_pipeline.ingest.layout import CELL_GAP, ROW_OVERLAP, TextBlock
+from c64_pipeline.ingest.layout import CELL_GAP, ROW_OVERLAP, TextBlock, single_line_rows
 from c64_pipeline.ingest.ocr_worker import worker_init
 
 __all__ = [
@@ -387,18 +387,7 @@ def repair_blocks(blocks: list[TextBlock]) -> list[OcrBlock]:
     """Hex repair of OCR blocks, row by row: the single-line blocks that share a row are read left to right as
     one row, so a decimal cell can prove its neighbouring address cell. Multi-line blocks are repaired line by
     line. Each returned block carries the number of tokens changed in it (``repairs``)."""
-    single = [i for i, b in enumerate(blocks) if "\n" not in b.text]
-    rows: list[list[int]] = []
-    for i in sorted(single, key=lambda i: (blocks[i].y0, blocks[i].x0)):
-        b = blocks[i]
-        for row in rows:
-            r = blocks[row[0]]
-            h = min(b.height, r.height)
-            if h > 0 and min(b.y1, r.y1) - max(b.y0, r.y0) >= ROW_OVERLAP * h:
-                row.append(i)
-                break
-        else:
-            rows.append([i])
+    rows = single_line_rows(blocks)
     out: list[OcrBlock | None] = [None] * len(blocks)
     for row in rows:
         row.sort(key=lambda i: blocks[i].x0)
