@@ -347,3 +347,12 @@ def test_evaluation_report_for_the_three_stages(model_dir, data_dir, dapt_run, s
     settings = json.loads((tmp_path / "report.json").read_text())["settings"]
     assert (settings["max_new_tokens"], settings["max_test_chunks"], settings["max_sft_examples"]) == (8, 2, 3)
     assert "| base+dapt+sft |" in (tmp_path / "report.md").read_text()
+
+
+def test_models_before_sft_can_be_measured_on_fewer_prompts(model_dir, data_dir, dapt_run, sft_run, tmp_path):
+    report = evaluate(model_dir, dapt_run[0], sft_run[0], data_dir / "dapt", data_dir / "sft", tmp_path,
+                      quick(eval_max_prompts=2, eval_max_prompts_before_sft=1, eval_max_new_tokens=4,
+                            eval_max_test_chunks=1, eval_max_sft_examples=1))
+    assert [m["prompts"] for m in report["models"].values()] == [1, 1, 2]
+    assert "Held-out prompts: 2 from the SFT test split (1 of them for the models before SFT)." in (
+        tmp_path / "report.md").read_text()

@@ -217,7 +217,9 @@ def _markdown(report: dict, samples_per_model: int) -> str:
     lines = ["# Evaluation: base vs base+DAPT vs base+DAPT+SFT", "", summary_table(report).rstrip(), "",
              f"Generations: {how}, at most {generation['max_new_tokens']} new tokens; a generation that reaches the "
              "budget without an end of sequence is *truncated* (its format is unknown) and left out of the format "
-             f"rate. Held-out prompts: {report['models'][STAGES[0]]['prompts']} from the SFT test split.", ""]
+             f"rate. Held-out prompts: {report['models'][STAGES[-1]]['prompts']} from the SFT test split"
+             + ("." if report['models'][STAGES[0]]['prompts'] == report['models'][STAGES[-1]]['prompts'] else
+                f" ({report['models'][STAGES[0]]['prompts']} of them for the models before SFT)."), ""]
     exam = report["exam"]
     if exam["questions"] or exam["rejections"]:
         lines += [f"Exam: {exam['questions']} questions from {exam['dir']}"
@@ -263,7 +265,7 @@ def evaluate(
 ) -> dict:
     """Evaluate the three stages on the test splits and the exam in `exam_dir` (if any); write out_dir/report.json
     and out_dir/report.md (with `samples_per_model` sample generations a stage). Every limit of what is measured is a
-    recipe field (`eval_max_prompts`, `eval_max_new_tokens`, `eval_max_test_chunks`, `eval_max_sft_examples`,
+    recipe field (`eval_max_prompts`, `eval_max_prompts_before_sft`, `eval_max_new_tokens`, `eval_max_test_chunks`, `eval_max_sft_examples`,
     `eval_max_exam_questions`)."""
     from c64_pipeline.base_model import compose_system_prompt
 
@@ -280,6 +282,8 @@ def evaluate(
     conversations = [c for c in read_conversations(sft_test) if conversation_length(tokenizer, c) <= recipe.max_length]
     labelled = [assistant_labelled(tokenizer, c) for c in conversations[:max_sft_examples]]
     prompts = spread(conversations, max_prompts)
+    before_sft = max_prompts if recipe.eval_max_prompts_before_sft is None else recipe.eval_max_prompts_before_sft
+    prompts_before_sft = spread(conversations, min(before_sft, max_prompts))
     contract = ReasoningContract.from_tokenizer(tokenizer)
     questions, rejections = load_exam(exam_dir) if exam_dir is not None else ([], [])
     available = len(questions)
@@ -303,7 +307,8 @@ def evaluate(
             "dapt_test_tokens": tokens,
             "sft_test_loss": sft_loss if sft_tokens else None,
             "sft_test_tokens": sft_tokens,
-            **score_generations(model, tokenizer, prompts, settings, contract),
+            **score_generations(model, tokenizer, prompts if stage == "base+dapt+sft" else prompts_before_sft, settings,
+                                contract),
             "exam": score_exam(model, tokenizer, questions, system_prompt, settings, contract) if questions else None,
         }
         if progress:
@@ -314,7 +319,8 @@ def evaluate(
         "models": models,
         "exam": {"dir": str(exam_dir) if exam_dir is not None else None, "questions": len(questions),
                  "available": available, "rejections": [r.as_dict() for r in rejections]},
-        "settings": {"max_prompts": max_prompts, "max_new_tokens": settings.max_new_tokens,
+        "settings": {"max_prompts": max_prompts, "max_prompts_before_sft": len(prompts_before_sft),
+                     "max_new_tokens": settings.max_new_tokens,
                      "max_length": recipe.max_length, "max_test_chunks": max_test_chunks,
                      "max_sft_examples": max_sft_examples, "greedy": not settings.do_sample,
                      "max_exam_questions": recipe.eval_max_exam_questions, "generation": settings.as_dict()},
