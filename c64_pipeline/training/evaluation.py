@@ -214,12 +214,14 @@ def _markdown(report: dict, samples_per_model: int) -> str:
     generation = settings["generation"]
     how = "greedy" if not generation["do_sample"] else (
         f"sampling (temperature {generation['temperature']}, top_p {generation['top_p']}, seed {generation['seed']})")
+    measured = list(report["models"].values())
+    first, last = measured[0], measured[-1]
     lines = ["# Evaluation: base vs base+DAPT vs base+DAPT+SFT", "", summary_table(report).rstrip(), "",
              f"Generations: {how}, at most {generation['max_new_tokens']} new tokens; a generation that reaches the "
              "budget without an end of sequence is *truncated* (its format is unknown) and left out of the format "
-             f"rate. Held-out prompts: {report['models'][STAGES[-1]]['prompts']} from the SFT test split"
-             + ("." if report['models'][STAGES[0]]['prompts'] == report['models'][STAGES[-1]]['prompts'] else
-                f" ({report['models'][STAGES[0]]['prompts']} of them for the models before SFT)."), ""]
+             f"rate. Held-out prompts: {last['prompts']} from the SFT test split"
+             + ("." if first["prompts"] == last["prompts"] else
+                f" ({first['prompts']} of them for the models before SFT)."), ""]
     exam = report["exam"]
     if exam["questions"] or exam["rejections"]:
         lines += [f"Exam: {exam['questions']} questions from {exam['dir']}"
