@@ -26,8 +26,9 @@ from c64_pipeline.ingest.extraction import DocumentText, ExtractionSettings, ext
 from c64_pipeline.datasets.report import document_rows, sft_coverage, sft_family
 from c64_pipeline.settings import PROJECT_ROOT, shared_corpus_dir
 from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems
-from c64_pipeline.datasets.sft_coverage import answering_conversation, final_answers, key_facts, mine_document, states
+from c64_pipeline.datasets.sft_coverage import answering_conversation, key_facts, mine_document, states
 from c64_pipeline.datasets.think_metrics import think_stats
+from c64_pipeline.conversation import Conversation
 
 SHARED_CORPUS = shared_corpus_dir()
 RESULTS = PROJECT_ROOT / "bench" / "results" / "sft_coverage.json"
@@ -59,7 +60,7 @@ def read_corpus(corpus: Path, settings: ExtractionSettings | None = None) -> tup
 def measure(corpus: Path = SHARED_CORPUS) -> dict:
     records, results, read_seconds = read_corpus(corpus)
     started = time.perf_counter()
-    conversations: dict[str, list[dict]] = {}
+    conversations: dict[str, list[Conversation]] = {}
     outcomes: dict[str, dict] = {}
     for doc_id, result in results.items():
         if result.accepted:
@@ -83,8 +84,8 @@ def measure(corpus: Path = SHARED_CORPUS) -> dict:
                "key_facts": sorted({*(f"${v:04X}" for v in facts.hex_values), *facts.numbers, *facts.names, *facts.words}),
                "structured_key_facts": facts.structured}
         if hit:
-            row["sft_question"] = hit["messages"][1]["content"]
-            row["sft_answer"] = next(a for a in final_answers(hit) if states(a, facts))
+            row["sft_question"] = hit.contents("user")[0]
+            row["sft_answer"] = next(a for a in hit.final_answers if states(a, facts))
             row["family"] = sft_family(hit)
             answered.append(row)
         else:

@@ -6,7 +6,9 @@ import json
 import pytest
 from dagster import StaticPartitionsDefinition, build_input_context, build_output_context
 
+from c64_pipeline import atomic
 from c64_pipeline.base_model import ModelIdentity
+from c64_pipeline.conversation import Conversation
 from c64_pipeline.datasets.chunking import Chunk
 from c64_pipeline.datasets.records import SftDataset
 from c64_pipeline.datasets.splits import DocumentSplits
@@ -53,7 +55,7 @@ def test_a_run_over_several_partitions_stores_each_record_and_loads_them_by_part
     ("document_splits", DocumentSplits({"a": "train", "b": "test"}, ("a moved",), ("gone",), (("a", "b"),))),
     ("base_model", ModelIdentity("/m/tiny", ("Ministral3ForCausalLM",), "ministral3", ("model.safetensors",), "ab",
                                  "cd", "demo", 4096)),
-    ("sft_dataset", SftDataset("/x/sft", {"train": [{"messages": []}]}, {"train": [5]}, ({"line": 1},), 767,
+    ("sft_dataset", SftDataset("/x/sft", {"train": 1}, {"train": [5]}, ({"line": 1},), 767,
                                {"a": {"candidates": 1}})),
 ])
 def test_unpartitioned_records_and_lists_of_records_round_trip_through_plain_json(tmp_path, asset, value):
@@ -79,3 +81,25 @@ def test_assets_without_a_record_type_keep_plain_json(tmp_path):
     store = JsonAssetStore(base_dir=str(tmp_path))
     store.handle_output(build_output_context(asset_key="validation_report"), {"totals": {"pages": 3}})
     assert store.load_input(build_input_context(asset_key="validation_report")) == {"totals": {"pages": 3}}
+
+
+def test_sft_conversations_are_stored_once_in_the_jsonl_files_and_read_back_as_records(tmp_path):
+    mined = Conversation(({"role": "system", "content": "S"}, {"role": "user", "content": "Where is EXTCOL?"},
+                          {"role": "assistant", "content": "[THINK]The VIC-II table lists it.[/THINK]$D020."}),
+                         ({"doc_id": "vic", "page": 3, "line": 7, "evidence": "$D020 EXTCOL"},), "vic", "register")
+    curated = Conversation(mined.messages, ({"file": "mine.jsonl", "line": 1},), None, None, "curated:mine.jsonl")
+    folder = tmp_path / "sft"
+    atomic.write_file_set(folder, {f"{s}.jsonl": atomic.jsonl_writer([c.to_dict() for c in rows]) for s, rows
+                                   in {"train": [mined, curated], "validation": [], "test": []}.items()})
+    assert "family" not in json.loads((folder / "train.jsonl").read_text().splitlines()[1])  # curated: none named
+    dataset = SftDataset(str(folder), {"train": 2, "validation": 0, "test": 0}, {"train": [40, 40]})
+    store = JsonAssetStore(base_dir=str(tmp_path / "store"))
+    store.handle_output(build_output_context(asset_key="sft_dataset"), dataset)
+    assert "EXTCOL" not in (tmp_path / "store" / "sft_dataset.json").read_text()  # not a second copy
+    loaded = store.load_input(build_input_context(asset_key="sft_dataset"))
+    assert loaded.conversations("train") == [mined, curated] and loaded.conversations("test") == []
+
+
+def test_an_sft_dataset_stored_with_its_conversations_inline_loads_with_their_counts():
+    old = {"dir": "/x/sft", "rows": {"train": [{"messages": []}, {"messages": []}], "test": []}, "token_counts": {}}
+    assert SftDataset.from_dict(old).rows == {"train": 2, "test": 0}

@@ -33,7 +33,7 @@ def test_report_counts_and_lists_flagged_pages_per_document(tmp_path):
     document = SourceDocument("shelf-txt", "shelf.txt", str(tmp_path / "shelf.txt"), "txt", "0" * 64, 100, 4)
     report = build_report(
         documents=[document], texts={"shelf-txt": DocumentText("shelf-txt", "shelf.txt", None, tuple(pages))},
-        splits=DocumentSplits({"shelf-txt": "train"}), chunks=[], sft=SftDataset("sft", {}, {}, max_length=2048),
+        splits=DocumentSplits({"shelf-txt": "train"}), chunks=[], sft=SftDataset("sft", {}, {}, max_length=2048), conversations={},
         near_duplicate_threshold=0.8,
     )
     (row,) = report["documents"]

@@ -215,7 +215,7 @@ def test_report_lists_a_document_as_ok_only_when_its_pages_were_read():
         "no_text": DocumentText("no_text", "no_text.pdf", None, (_page("no_text", "none"),)),
     }
     report = build_report(documents=documents, texts=texts, splits=DocumentSplits({"read": "train"}), chunks=[],
-                          sft=SftDataset("sft", {}, {}, max_length=2048), near_duplicate_threshold=0.8)
+                          sft=SftDataset("sft", {}, {}, max_length=2048), conversations={}, near_duplicate_threshold=0.8)
     status = {d["doc_id"]: (d["status"], d["error"]) for d in report["documents"]}
     assert status["read"] == ("ok", None)
     assert status["never_read"][0] == "rejected" and "never stored" in status["never_read"][1]

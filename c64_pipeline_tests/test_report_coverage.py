@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dagster import AssetCheckSeverity
 
 from c64_pipeline.defs.datasets.checks import sft_coverage, split_balance, validation_not_empty
@@ -43,10 +45,11 @@ def _report(docs: dict[str, list[str]], splits: dict[str, str], outcomes: dict |
         built[doc_id] = {"candidates": len(facts), "conversations": len(conversations), "rejections": {}}
         rows[splits[doc_id]].extend(conversations)
     chunks = [Chunk(f"{d}-0", d, 0, "x", chunk_tokens, 1, 1) for d in docs]
-    sft = SftDataset("sft", rows, {s: [50] * len(r) for s, r in rows.items()}, (), 2048, {**built, **(outcomes or {})})
+    sft = SftDataset("sft", {s: len(r) for s, r in rows.items()}, {s: [50] * len(r) for s, r in rows.items()}, (), 2048,
+                     {**built, **(outcomes or {})})
     families = (("vic", "vic-scan"),) if "vic-scan" in docs else ()
     return build_report(documents=records, texts=results, splits=DocumentSplits(splits, families=families),
-                        chunks=chunks, sft=sft, near_duplicate_threshold=0.8)
+                        chunks=chunks, sft=sft, conversations=rows, near_duplicate_threshold=0.8)
 
 
 def test_coverage_counts_families_pages_cited_and_why_a_document_has_no_sft():
@@ -72,7 +75,7 @@ def test_coverage_counts_families_pages_cited_and_why_a_document_has_no_sft():
 def test_conversations_are_counted_under_the_family_the_builder_names():
     report = _report({"vic": [REGISTER_PAGE]}, {"vic": "train"})
     mined = build_conversations(mine_facts([{"doc_id": "vic", "page": 1, "text": REGISTER_PAGE, "method": "text_layer"}]), "system")
-    rows = {"train": [dict(r, family="kernal" if i % 2 else "register") for i, r in enumerate(mined)]}
+    rows = {"train": [replace(r, family="kernal" if i % 2 else "register") for i, r in enumerate(mined)]}
     per_family = coverage_of(report["documents"], rows, None)["conversations_per_family"]
     assert per_family == {"kernal": len(mined) // 2, "register": len(mined) - len(mined) // 2}
 

@@ -3,7 +3,8 @@ import re
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
 from c64_pipeline.datasets.sft.kernal import Routine
 from c64_pipeline.datasets.sft.registers import parse_fact_line
-from c64_pipeline.datasets.think_metrics import parse_assistant_turn, think_stats
+from c64_pipeline.conversation import parse_assistant_turn
+from c64_pipeline.datasets.think_metrics import think_stats
 
 PAGE = """VIC-II registers
 $D020 | 53280 | EXTCOL | Border colour (bits 0-3)
@@ -35,26 +36,26 @@ def test_mined_examples_are_grounded_and_well_formed():
     assert len(facts) == 9
     assert isinstance(next(f for f in facts if f.name == "CHROUT"), Routine)
     conversations = build_conversations(facts, "SYSTEM")
-    assert any(sum(m["role"] == "assistant" for m in c["messages"]) == 2 for c in conversations)
+    assert any(sum(m["role"] == "assistant" for m in c.messages) == 2 for c in conversations)
     for conversation in conversations:
-        assert conversation["messages"][0] == {"role": "system", "content": "SYSTEM"}
-        for ref in conversation["source_refs"]:
+        assert conversation.messages[0] == {"role": "system", "content": "SYSTEM"}
+        for ref in conversation.source_refs:
             assert ref["page"] == 7 and ref["evidence"] in PAGE
-        for message in conversation["messages"]:
+        for message in conversation.messages:
             if message["role"] == "assistant":
                 parsed = parse_assistant_turn(message["content"])
                 assert parsed.ok, parsed.problem
                 # the answer carries the address the evidence row gives
-                evidence = " ".join(r["evidence"] for r in conversation["source_refs"])
+                evidence = " ".join(r["evidence"] for r in conversation.source_refs)
                 assert set(re.findall(r"\$[0-9A-F]{4}", parsed.answer)) <= set(re.findall(r"\$[0-9A-F]{4}", evidence))
 
 
 def test_every_fact_is_asked_from_every_side_once():
     facts = mine_facts([{"doc_id": "vic-pdf", "page": 7, "text": PAGE, "method": "text_layer"}])
     conversations = build_conversations(facts, "SYSTEM", multi_turn_every=2)
-    turns = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "assistant"]
+    turns = [m["content"] for c in conversations for m in c.messages if m["role"] == "assistant"]
     assert len(turns) == len(set(turns)) == sum(len(f.kinds()) for f in facts)
-    questions = [m["content"] for c in conversations for m in c["messages"] if m["role"] == "user"]
+    questions = [m["content"] for c in conversations for m in c.messages if m["role"] == "user"]
     assert any("$D020" in q for q in questions) and any("border colour" in q.lower() for q in questions)
     assert any("POKE" in q or "decimal" in q for q in questions)
 

@@ -39,7 +39,7 @@ def test_a_mined_conversation_answers_the_pair_only_about_its_subject_and_from_i
     conversations = build_conversations(mine_facts([PAGE]), "system")
     answer, question = "EXTCOL (Border Color Register)", "What is the label of $D020 in the Mapping I/O map?"
     hit = answering_conversation(answer, "mapping-txt", conversations, question)
-    assert hit is not None and any(r["doc_id"] == "mapping-txt" and "$D020" in r["evidence"] for r in hit["source_refs"])
+    assert hit is not None and any(r["doc_id"] == "mapping-txt" and "$D020" in r["evidence"] for r in hit.source_refs)
     assert answering_conversation(answer, "another-book-txt", conversations, question) is None
     assert answering_conversation("BGCOL1", "mapping-txt", conversations, "What is at $D021?") is None
 

@@ -11,7 +11,8 @@ from c64_pipeline.datasets.sft import build_conversations, mine_facts
 from c64_pipeline.datasets.sft.grounding import conversation_grounding_problems, ungrounded_facts
 from c64_pipeline.datasets.sft.registers import parse_fact_line
 from c64_pipeline.demo.model import SAMPLE_SOURCES
-from c64_pipeline.datasets.think_metrics import parse_assistant_turn, think_stats
+from c64_pipeline.conversation import parse_assistant_turn
+from c64_pipeline.datasets.think_metrics import think_stats
 
 
 def page(text: str, doc_id: str = "manual-pdf", number: int = 3, method: str = "text_layer") -> dict:
@@ -20,14 +21,14 @@ def page(text: str, doc_id: str = "manual-pdf", number: int = 3, method: str = "
 
 def conversations_of(text: str, family: str | None = None, **kw) -> list[dict]:
     convs = build_conversations(mine_facts([page(text, **kw)]), "SYSTEM")
-    return [c for c in convs if family is None or c["family"] == family]
+    return [c for c in convs if family is None or c.family == family]
 
 
 def turns(convs: list[dict]) -> list[tuple[str, str, str]]:
     """(question, reasoning, answer) of every turn."""
     out = []
     for c in convs:
-        msgs = c["messages"]
+        msgs = c.messages
         for q, a in zip(msgs[1::2], msgs[2::2]):
             parsed = parse_assistant_turn(a["content"])
             assert parsed.ok, parsed.problem
@@ -111,13 +112,13 @@ def test_kernal_entry_blocks_give_preparatory_routines_and_errors():
     assert any("OPEN, CHKIN" in a for q, _, a in qa if "before" in q.lower())
     assert any(a.endswith("passes its data through: A.") for _, _, a in qa)
     assert any("0 (See READST)" in a for q, _, a in qa if "error" in q.lower())
-    refs = {r["line"] for c in convs for r in c["source_refs"]}
+    refs = {r["line"] for c in convs for r in c.source_refs}
     assert {1, 4, 5} <= refs  # the header and the labelled lines used are all cited
 
 
 def test_kernal_sentences_are_routines_with_their_wrapped_lines():
     convs = conversations_of(KERNAL_PROSE, "kernal_routine")
-    assert convs and convs[0]["source_refs"][0]["evidence"].endswith("current output channel, which is normally the screen.")
+    assert convs and convs[0].source_refs[0]["evidence"].endswith("current output channel, which is normally the screen.")
     assert any("send the character in the accumulator" in q for q, _, _ in turns(convs))
 
 
@@ -205,15 +206,15 @@ a chosen line. The line is written to $D012, with bit 8 in $D011.
 
 def test_prose_gives_closed_book_statements_and_section_explanations():
     convs = conversations_of(PROSE, doc_id="vic-pdf")
-    by_family = Counter(c["family"] for c in convs)
+    by_family = Counter(c.family for c in convs)
     assert by_family["section"] == 2 and by_family["definition"] >= 2
     qa = turns(convs)
     assert any(q == "How many bytes does a sprite shape take?" and "63 bytes" in a for q, _, a in qa)
     assert any(q == "What is a raster interrupt?" and a.startswith("A raster interrupt is a request") for q, _, a in qa)
-    sections = turns([c for c in convs if c["family"] == "section"])
+    sections = turns([c for c in convs if c.family == "section"])
     assert any("raster interrupts" in q.lower() and "$D012" in a for q, _, a in sections)
-    raster = next(c for c in convs if c["family"] == "section" and "Raster" in c["messages"][1]["content"] + c["messages"][2]["content"])
-    assert raster["source_refs"][0]["line"] == 8 and "$D011" in raster["source_refs"][0]["evidence"]
+    raster = next(c for c in convs if c.family == "section" and "Raster" in c.messages[1]["content"] + c.messages[2]["content"])
+    assert raster.source_refs[0]["line"] == 8 and "$D011" in raster.source_refs[0]["evidence"]
 
 
 BIT_ROWS = """$D418                     Select Filter Mode and Volume
@@ -242,7 +243,7 @@ def test_bit_rows_under_a_register_give_the_bits_their_mask_and_the_register():
     reasoning = " ".join(r for _, r, _ in qa)
     assert "%00001111 = $0F = 15" in reasoning and "%10000000 = $80 = 128" in reasoning
     for c in convs:  # the register row is cited with the bit row
-        assert c["source_refs"][0]["evidence"].startswith("$D") and len(c["source_refs"]) == 2
+        assert c.source_refs[0]["evidence"].startswith("$D") and len(c.source_refs) == 2
     # the register rows themselves stay register facts
     assert any("$D418" in a for _, _, a in turns(conversations_of(BIT_ROWS, "register")))
 
@@ -311,7 +312,7 @@ def test_a_memory_map_entry_heads_the_indented_prose_that_explains_it():
     assert len(convs) == 1
     q, _, a = turns(convs)[0]
     assert "SCROLY ($D011)" in q and a.startswith("This is one of the two important") and "155" in a
-    assert any(r["line"] == 1 for r in convs[0]["source_refs"])  # the entry row is cited with the prose
+    assert any(r["line"] == 1 for r in convs[0].source_refs)  # the entry row is cited with the prose
     assert conversation_grounding_problems(convs[0]) == []
 
 
@@ -392,7 +393,7 @@ def test_connector_pin_lists_cite_the_caption_that_names_the_connector():
     qa = turns(convs)
     assert any("SERIAL BUS CN4" in q and ("Pin 5 of SERIAL BUS CN4 is DATA." == a or a == "DATA is on pin 5 of SERIAL BUS CN4.")
                for q, _, a in qa)
-    assert all(any(r["line"] == 2 for r in c["source_refs"]) for c in convs)
+    assert all(any(r["line"] == 2 for r in c.source_refs) for c in convs)
 
 
 # a 28-pin package read as text: every line a pin of each side, names a reader finds in any pinout
@@ -445,7 +446,7 @@ def test_pins_that_differ_only_in_names_do_not_share_one_reasoning(text):
     assert stats.by_family["pinout"]["top_skeleton_share"] <= 1 / len(qa) and stats.distinct_ratio == 1.0
     for c, (_, reasoning, _) in zip(convs, qa):
         assert _arithmetic_holds(reasoning), reasoning
-        cited = "\n".join(r["evidence"] for r in c["source_refs"])
+        cited = "\n".join(r["evidence"] for r in c.source_refs)
         # every neighbouring pin the reasoning names is on a line it cites
         for number, name in re.findall(r"pin (\d+) ([A-Z+][\w+/]*)", reasoning):
             assert re.search(rf"\b{number}\b.*{re.escape(name)}|{re.escape(name)}.*\b{number}\b", cited), (name, cited)
@@ -493,7 +494,7 @@ def test_numbered_procedures_are_taught_with_what_they_are_for():
     assert by_task["set"][1] == "1. Set bit 7 of the accumulator to 0. 2. Call this routine."
     assert by_task["reset"][1] == "1. Set bit 7 of the accumulator to 1. 2. Call this routine."  # a wrapped step joined
     for c in convs:
-        assert any(r["evidence"].startswith("$FFA2") for r in c["source_refs"])  # the entry naming the routine is cited
+        assert any(r["evidence"].startswith("$FFA2") for r in c.source_refs)  # the entry naming the routine is cited
         assert conversation_grounding_problems(c) == []
 
 
@@ -567,8 +568,8 @@ def test_every_answer_fact_is_on_a_cited_line(snippet):
     assert convs
     lines = snippet.split("\n")
     for c in convs:
-        assert c["family"] and c["doc_id"] == "manual-pdf"
-        for ref in c["source_refs"]:
+        assert c.family and c.doc_id == "manual-pdf"
+        for ref in c.source_refs:
             start = ref["line"] - 1
             assert ref["evidence"] == "\n".join(lines[start : start + ref["evidence"].count("\n") + 1]).strip()
         assert conversation_grounding_problems(c) == [], c
@@ -605,7 +606,7 @@ def test_sample_manuals_teach_every_family_with_diverse_grounded_reasoning():
         assert figures["distinct_skeleton_ratio"] >= 0.5, (family, figures)
     assert all(conversation_grounding_problems(c) == [] for c in convs)
     # answers stay short enough for the demo model's 768-token window
-    assert max(len(m["content"].split()) for c in convs for m in c["messages"] if m["role"] == "assistant") < 200
+    assert max(len(m["content"].split()) for c in convs for m in c.messages if m["role"] == "assistant") < 200
 
 
 def test_a_location_that_mentions_a_register_is_still_a_location():
@@ -619,7 +620,7 @@ def test_a_sentence_that_ends_on_a_number_is_not_a_heading():
     text = ("The character ROM appears to the chip in bank 0 and in bank\n"
             "2. This is why screen memory at\n"
             "$0400 and the character set can be used together without any banking.\n")
-    assert [c for c in conversations_of(text) if c["family"] == "section"] == []
+    assert [c for c in conversations_of(text) if c.family == "section"] == []
 
 
 HEADINGS_OF_EVERY_SHAPE = """Why machine language?

@@ -2,14 +2,15 @@ import random
 
 import pytest
 
-from c64_pipeline.datasets.think_metrics import parse_assistant_turn, reasoning_skeleton, think_stats
+from c64_pipeline.conversation import Conversation, parse_assistant_turn
+from c64_pipeline.datasets.think_metrics import reasoning_skeleton, think_stats
 
 
-def conv(*assistant_turns: str, question: str = "What is it?") -> dict:
+def conv(*assistant_turns: str, question: str = "What is it?") -> Conversation:
     messages: list[dict] = [{"role": "system", "content": "You are a C64 expert."}]
     for turn in assistant_turns:
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": turn}]
-    return {"messages": messages, "id": "x"}
+    return Conversation(tuple(messages))
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------
@@ -76,9 +77,9 @@ def test_the_word_think_is_not_a_marker():
 def test_multi_turn_conversations_count_every_assistant_turn():
     convs = [
         conv("[THINK]First reasoning.[/THINK]One.", "[THINK]Second reasoning.[/THINK]Two.", "No markers."),
-        {"messages": [{"role": "user", "content": "[THINK]user text is not checked"}]},
+        Conversation(({"role": "user", "content": "[THINK]user text is not checked"},)),
         conv("[THINK]Third reasoning here.[/THINK]Three.", "[THINK][/THINK]Four."),
-        {"messages": [{"role": "assistant", "content": [{"type": "text", "text": "parts"}]}]},
+        Conversation(({"role": "assistant", "content": [{"type": "text", "text": "parts"}]},)),
     ]
     s = think_stats(convs)
     assert s.assistant_turns == 6
@@ -136,7 +137,7 @@ NAMES = [
 ]
 
 
-def templated_conversations(templates: list[str], n: int = 200, seed: int = 0) -> list[dict]:
+def templated_conversations(templates: list[str], n: int = 200, seed: int = 0) -> list[Conversation]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -229,7 +230,7 @@ def test_shared_opening_phrase_does_not_collapse_specific_reasoning():
 
 def test_think_stats_report_each_family_on_its_own():
     def fam(family, reasoning):
-        return {"family": family, "messages": [{"role": "assistant", "content": f"[THINK]{reasoning}[/THINK]Answer."}]}
+        return Conversation(({"role": "assistant", "content": f"[THINK]{reasoning}[/THINK]Answer."},), family=family)
 
     same = "The row for the border lists it at $D020."
     convs = [fam("register", same), fam("register", same), fam("section", "The heading Sprites opens with eight sprites.")]
@@ -239,4 +240,4 @@ def test_think_stats_report_each_family_on_its_own():
     assert stats.by_family["register"]["top_skeleton_share"] == 1.0
     assert stats.by_family["section"]["distinct_ratio"] == 1.0
     assert think_stats([fam("register", same)], per_family=False).by_family == {}
-    assert think_stats([{"messages": convs[0]["messages"]}]).by_family == {}  # records without a family
+    assert think_stats([Conversation(convs[0].messages)]).by_family == {}  # records without a family

@@ -5,9 +5,12 @@ Plain Python: no Dagster.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from c64_pipeline.conversation import Conversation
 from c64_pipeline.records import Record
 
 
@@ -21,18 +24,25 @@ class DatasetFiles(Record):
 
 @dataclass(frozen=True)
 class SftDataset(Record):
-    """The SFT dataset as the report reads it: its folder, the conversations of each split (as written to the jsonl
-    files, the training rows' own format), their token counts, the curated lines rejected, the length training keeps,
-    and what the builder said about each document (`mine_document`'s outcome)."""
+    """The SFT dataset as the report reads it: its folder (one jsonl file per split, written once: `conversations`
+    reads them back), the conversations each split holds and their token counts, the curated lines rejected, the
+    length training keeps, and what the builder said about each document (`mine_document`'s outcome)."""
 
     dir: str
-    rows: dict[str, list[dict]]
+    rows: dict[str, int]
     token_counts: dict[str, list[int]]
     curated_rejections: tuple[dict, ...] = ()
     max_length: int = 0
     outcomes: dict[str, dict] = field(default_factory=dict)
 
+    def conversations(self, split: str) -> list[Conversation]:
+        """The conversations of `split` as its jsonl file holds them."""
+        path = Path(self.dir) / f"{split}.jsonl"
+        return [Conversation.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
     @classmethod
     def from_dict(cls, data: Mapping) -> SftDataset:
-        return cls(data["dir"], dict(data["rows"]), dict(data["token_counts"]),
-                   tuple(data.get("curated_rejections", ())), data.get("max_length", 0), dict(data.get("outcomes") or {}))
+        # a value stored before the conversations were kept only in the jsonl files held them under "rows"
+        rows = {s: len(v) if isinstance(v, list) else v for s, v in dict(data["rows"]).items()}
+        return cls(data["dir"], rows, dict(data["token_counts"]), tuple(data.get("curated_rejections", ())),
+                   data.get("max_length", 0), dict(data.get("outcomes") or {}))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from c64_pipeline.datasets.splits import SPLITS
 
 if TYPE_CHECKING:
+    from c64_pipeline.conversation import Conversation
     from c64_pipeline.datasets.chunking import Chunk
     from c64_pipeline.datasets.near_duplicates import NearDuplicatePair
     from c64_pipeline.datasets.records import SftDataset
@@ -107,16 +108,17 @@ def build_report(
     splits: DocumentSplits,
     chunks: Sequence[Chunk],
     sft: SftDataset,
+    conversations: Mapping[str, Sequence[Conversation]],
     think: ThinkStats | None = None,
     near_duplicates: Sequence[NearDuplicatePair] = (),
     near_duplicate_threshold: float,
     model: Mapping | None = None,
 ) -> dict:
     """The validation report from the stages' records: the documents (`raw_pdfs`), what reading them gave (`texts`,
-    by doc id), the split assignment, the DAPT chunks, the SFT dataset, its THINK figures and the near-duplicate
+    by doc id), the split assignment, the DAPT chunks, the SFT dataset and its conversations by split, their THINK figures and the near-duplicate
     chunk pairs found across splits (at `near_duplicate_threshold`)."""
     docs = document_rows(documents, texts, splits.assignment)
-    sft_rows, sft_token_counts, sft_max_length = sft.rows, sft.token_counts, sft.max_length
+    sft_rows, sft_token_counts, sft_max_length = conversations, sft.token_counts, sft.max_length
     split_notes, removed_documents, assignment = splits.notes, splits.removed, splits.assignment
     near_duplicates = [asdict(p) for p in near_duplicates]
     accepted = [d for d in docs if d["status"] == "ok"]
@@ -159,7 +161,7 @@ def build_report(
                 "dapt_tokens": token_stats([c.token_count for c in chunks if assignment.get(c.doc_id) == s]),
                 "sft_conversations": len(sft_rows.get(s, [])),
                 "sft_assistant_turns": sum(
-                    1 for row in sft_rows.get(s, []) for m in row["messages"] if m["role"] == "assistant"
+                    len(row.contents("assistant")) for row in sft_rows.get(s, [])
                 ),
                 "sft_tokens": token_stats(list(sft_token_counts.get(s, []))),
                 "sft_over_max_length": too_long[s],
@@ -247,11 +249,11 @@ NO_TEXT = "no page with text"
 NO_STRUCTURE = "no minable structure"
 
 
-def sft_family(conversation: Mapping) -> str:
-    """The knowledge family of a conversation (memory/register rows until the builder names others)."""
-    if str(conversation.get("origin", "")).startswith("curated"):
-        return conversation.get("family", "curated")
-    return conversation.get("family", "register")
+def sft_family(conversation: Conversation) -> str:
+    """The knowledge family of a conversation; "curated" for a curated one that names none."""
+    if conversation.family:
+        return conversation.family
+    return "curated" if conversation.origin.startswith("curated") else "register"
 
 
 def no_sft_reason(outcome: Mapping | None) -> str:
@@ -264,7 +266,7 @@ def no_sft_reason(outcome: Mapping | None) -> str:
     return f"all {outcome['candidates']} mined rows rejected" + (f" ({detail})" if detail else "")
 
 
-def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], outcomes: Mapping[str, dict] | None) -> dict:
+def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[Conversation]], outcomes: Mapping[str, dict] | None) -> dict:
     """Per accepted document and in total: conversations per family, pages cited by SFT source references out of
     pages with text, for documents with no SFT the reason, and mined rows the builder rejected, by reason."""
     outcomes = outcomes or {}
@@ -272,9 +274,8 @@ def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], o
     cited: dict[str, set] = {}
     for rows in sft_rows.values():
         for row in rows:
-            doc_id = row.get("doc_id")
-            families.setdefault(doc_id, Counter())[sft_family(row)] += 1
-            for ref in row.get("source_refs", []):
+            families.setdefault(row.doc_id, Counter())[sft_family(row)] += 1
+            for ref in row.source_refs:
                 if ref.get("doc_id") and ref.get("page") is not None:
                     cited.setdefault(ref["doc_id"], set()).add(ref["page"])
     per_doc = []
@@ -316,7 +317,7 @@ def sft_coverage(docs: Sequence[dict], sft_rows: Mapping[str, Sequence[dict]], o
     }
 
 
-def split_balance(docs: Sequence[dict], chunks: Sequence[Chunk], sft_rows: Mapping[str, Sequence[dict]],
+def split_balance(docs: Sequence[dict], chunks: Sequence[Chunk], sft_rows: Mapping[str, Sequence[Conversation]],
                   assignment: Mapping[str, str], families: Sequence[Sequence[str]] = ()) -> dict:
     """Share of DAPT tokens and of SFT conversations each split holds (`docs`: the report's document rows), and the
     near-duplicate families that were kept in one split."""

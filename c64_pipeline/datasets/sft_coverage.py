@@ -13,17 +13,17 @@ Plain Python: no Dagster.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from c64_pipeline.datasets.sft.common import counting_rejections
-from c64_pipeline.conversation import THINK_CLOSE
+from c64_pipeline.conversation import Conversation
 from c64_pipeline.datasets.sft import build_conversations, mine_facts
-from c64_pipeline.records import Record
+from c64_pipeline.ingest.extraction import PageText
 
 
-def mine_document(pages: Sequence[Record | dict], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[dict], dict]:
-    """(conversations, outcome) for one document's pages (`PageText` records, or dicts as `mine_facts` reads). `outcome` holds `candidates` (rows mined, refused
+def mine_document(pages: Sequence[PageText | Mapping], system_prompt: str = "", multi_turn_every: int = 4) -> tuple[list[Conversation], dict]:
+    """(conversations, outcome) for one document's pages (as `mine_facts` reads them). `outcome` holds `candidates` (rows mined, refused
     ones included), `conversations`, and `rejections` ({reason: count}) for rows the families refused (debris,
     misreads, rows whose reasoning would repeat; the report names the reason a document yields no SFT from these)."""
     with counting_rejections() as rejected:
@@ -75,11 +75,6 @@ def key_facts(answer: str, question: str = "") -> KeyFacts:
     return KeyFacts(hex_values, numbers, names, words)
 
 
-def final_answers(conversation: dict) -> list[str]:
-    """The final answer of each assistant turn (the text after [/THINK])."""
-    return [m["content"].split(THINK_CLOSE, 1)[-1] for m in conversation["messages"] if m["role"] == "assistant"]
-
-
 def states(answer: str, facts: KeyFacts) -> bool:
     """Whether `answer` states every key fact (hex by value, numbers as whole numbers, names and words as whole
     words, case-insensitive)."""
@@ -94,16 +89,12 @@ def states(answer: str, facts: KeyFacts) -> bool:
     return facts.names <= words and facts.words <= words
 
 
-def cites(conversation: dict, doc_id: str) -> bool:
-    return conversation.get("doc_id") == doc_id or any(r.get("doc_id") == doc_id for r in conversation.get("source_refs", []))
-
-
-def answering_conversation(answer: str, doc_id: str, conversations: Iterable[dict], question: str = "") -> dict | None:
+def answering_conversation(answer: str, doc_id: str, conversations: Iterable[Conversation], question: str = "") -> Conversation | None:
     """The first conversation citing `doc_id` whose final answer (of any turn) states the key facts of the pair."""
     facts = key_facts(answer, question)
     if not facts:
         return None
     for conversation in conversations:
-        if cites(conversation, doc_id) and any(states(a, facts) for a in final_answers(conversation)):
+        if conversation.cites(doc_id) and any(states(a, facts) for a in conversation.final_answers):
             return conversation
     return None

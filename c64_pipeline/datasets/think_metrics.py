@@ -11,47 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
-
-# Anything that looks like a think marker. Only the exact markers are special tokens of the tokenizer; a variant
-# (`[think]`, `[ THINK ]`, `<think>`, `[THINK\]`) would survive as raw text and teach the model to emit it literally.
-_MARKER_LIKE = re.compile(r"[\[<]\s*/?\s*think(?:ing)?\s*\\?[\]>]", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ThinkParse:
-    ok: bool
-    reasoning: str
-    answer: str
-    problem: str | None
-
-
-def _bad(problem: str) -> ThinkParse:
-    return ThinkParse(ok=False, reasoning="", answer="", problem=problem)
-
-
-def parse_assistant_turn(content: str) -> ThinkParse:
-    """Split an assistant turn into reasoning and final answer, or say why it is malformed."""
-    if any(m.group() not in (THINK_OPEN, THINK_CLOSE) for m in _MARKER_LIKE.finditer(content)):
-        return _bad("malformed marker")
-    opens, closes = content.count(THINK_OPEN), content.count(THINK_CLOSE)
-    if opens == 0:
-        return _bad("missing [THINK]")
-    if opens > 1:
-        return _bad("two [THINK] blocks")
-    if not content.lstrip().startswith(THINK_OPEN):
-        return _bad("[THINK] not at start")
-    if closes == 0:
-        return _bad("missing [/THINK]")
-    if closes > 1:
-        return _bad("unbalanced markers")
-    reasoning, answer = content.lstrip()[len(THINK_OPEN) :].split(THINK_CLOSE)
-    if not reasoning.strip():
-        return _bad("empty reasoning")
-    if not answer.strip():
-        return _bad("empty final answer")
-    return ThinkParse(ok=True, reasoning=reasoning.strip(), answer=answer.strip(), problem=None)
-
+from c64_pipeline.conversation import Conversation, parse_assistant_turn
 
 _QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|‘[^’\n]*’|(?<!\w)'[^'\n]+'(?!\w)")
 _NUM = r"(?:#?\$[0-9A-Fa-f]+|#?0[xX][0-9A-Fa-f]+|#?%[01]+|#?\d+(?:[.,]\d+)*)"
@@ -129,16 +89,16 @@ class ThinkStats:
     by_family: dict[str, dict] = field(default_factory=dict)
 
 
-def think_stats(conversations: Iterable[dict], per_family: bool = True) -> ThinkStats:
-    """Aggregate THINK metrics over the assistant turns of `{"messages": [{"role", "content"}, ...]}` records, overall
-    and (when `per_family` and records carry a "family" key) for each family."""
+def think_stats(conversations: Iterable[Conversation], per_family: bool = True) -> ThinkStats:
+    """Aggregate THINK metrics over the assistant turns of `conversations`, overall and (when `per_family`) for each
+    knowledge family the conversations name."""
     conversations = list(conversations)
     by_family: dict[str, dict] = {}
     if per_family:
-        families: dict[str, list[dict]] = {}
+        families: dict[str, list[Conversation]] = {}
         for conversation in conversations:
-            if conversation.get("family"):
-                families.setdefault(str(conversation["family"]), []).append(conversation)
+            if conversation.family:
+                families.setdefault(conversation.family, []).append(conversation)
         for name in sorted(families):
             s = think_stats(families[name], per_family=False)
             by_family[name] = {
@@ -150,12 +110,9 @@ def think_stats(conversations: Iterable[dict], per_family: bool = True) -> Think
     problems: Counter[str] = Counter()
     reasonings: list[str] = []
     for conversation in conversations:
-        for message in conversation.get("messages", []):
-            if message.get("role") != "assistant":
-                continue
+        for content in conversation.contents("assistant"):
             turns += 1
-            content = message.get("content")
-            parsed = parse_assistant_turn(content) if isinstance(content, str) else _bad("non-text content")
+            parsed = parse_assistant_turn(content)
             if parsed.ok:
                 reasonings.append(parsed.reasoning)
             else:

@@ -54,6 +54,16 @@ class PageText(Record):
         return self.to_dict()
 
 
+def as_page(page: PageText | Mapping) -> PageText:
+    """`page` as a `PageText`: a record as it is; a dict with doc_id, page and text (a hand-written page, as tests and
+    notebooks give) read as a text-layer page unless it says its method, quality and length."""
+    if isinstance(page, PageText):
+        return page
+    text = page["text"]
+    return PageText(page["doc_id"], page["page"], text, page.get("method", "text_layer"), page.get("quality", 1.0),
+                    page.get("ocr_reason"), page.get("chars", len(text)), page.get("flag"), page.get("ocr_repairs", 0))
+
+
 @dataclass(frozen=True)
 class DocumentText(Record):
     """What reading one document gave (the `page_text` asset's value per partition): its pages, or the reason it

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-ROLES = ("system", "user", "assistant")
-
+from c64_pipeline.conversation import shape_problem, token_length
 
 class TrainingDataError(ValueError):
     """A dataset a run needs is missing, unreadable or empty; raised before any training step."""
@@ -78,7 +77,8 @@ class PadCollator:
 
 
 def read_conversations(path: Path) -> list[list[dict]]:
-    """The `messages` of every line of an SFT jsonl split, checked for shape."""
+    """The chat messages of every line of an SFT jsonl split, each held to the conversation shape
+    (`conversation.shape_problem`): the file and line are named when one is not."""
     path = Path(path)
     if not path.is_file():
         raise TrainingDataError(f"{path} does not exist: materialize the SFT dataset first")
@@ -87,28 +87,19 @@ def read_conversations(path: Path) -> list[list[dict]]:
         if not line.strip():
             continue
         try:
-            messages = json.loads(line)["messages"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TrainingDataError(f"{path}:{number} is not a JSON object with 'messages' ({exc})") from exc
-        ok = isinstance(messages, list) and all(
-            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages
-        )
-        if not ok or not any(m["role"] == "assistant" for m in messages):
-            raise TrainingDataError(
-                f"{path}:{number}: messages must be a list of {{role: system|user|assistant, content: str}} with at "
-                "least one assistant turn"
-            )
-        conversations.append([{"role": m["role"], "content": m["content"]} for m in messages])
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainingDataError(f"{path}:{number} is not JSON ({exc})") from exc
+        problem = shape_problem(row.get("messages") if isinstance(row, dict) else None)
+        if problem:
+            raise TrainingDataError(f"{path}:{number}: not a conversation to train on: {problem}")
+        conversations.append([{"role": m["role"], "content": m["content"]} for m in row["messages"]])
     return conversations
-
-
-def conversation_length(tokenizer, conversation: list[dict]) -> int:
-    return len(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
 
 
 def filter_long(tokenizer, conversations: list[list[dict]], max_length: int) -> tuple[list[list[dict]], int]:
     """Conversations that fit in max_length tokens, and how many did not (dropped here, visibly, not cut by TRL)."""
-    kept = [c for c in conversations if conversation_length(tokenizer, c) <= max_length]
+    kept = [c for c in conversations if token_length(tokenizer, c) <= max_length]
     return kept, len(conversations) - len(kept)
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from c64_pipeline.conversation import final_answer, token_length
 from c64_pipeline.atomic import write_json, write_text
 from c64_pipeline.training.artifacts import EvaluationDir, dapt_split, sft_split
 from c64_pipeline.training.common import Progress
-from c64_pipeline.training.data import PadCollator, conversation_length, read_conversations, read_texts, token_windows
+from c64_pipeline.training.data import PadCollator, read_conversations, read_texts, token_windows
 from c64_pipeline.training.exam import ExamQuestion, fact_stated, facts_found, key_facts, load_exam
 from c64_pipeline.training.generation import (
     END_THINK,
@@ -38,10 +39,6 @@ __all__ = [
 ]
 
 STAGES = ("base", "base+dapt", "base+dapt+sft")
-
-
-def reference_answer(content: str) -> str:
-    return content.split(END_THINK, 1)[1].strip() if END_THINK in content else content.strip()
 
 
 # ---------------------------------------------------------------------------------------------------- losses
@@ -109,7 +106,7 @@ def score_generations(
         else:  # facts are scored on whatever follows the last [/THINK], or on everything
             tail = ids[len(ids) - ids[::-1].index(contract.end_think_id) :] if contract.end_think_id in ids else ids
             answer = tokenizer.decode(tail, skip_special_tokens=True)
-        reference = reference_answer(next(m["content"] for m in conversation if m["role"] == "assistant"))
+        reference = final_answer(next(m["content"] for m in conversation if m["role"] == "assistant"))
         facts = key_facts(reference)
         found = facts_found(facts, answer)
         if facts:
@@ -281,7 +278,7 @@ def evaluate(
     texts, _ = read_texts(dapt_test)
     windows, _ = token_windows(texts[:max_test_chunks], tokenizer, recipe.max_length)
     chunks = [(ids, ids) for ids in windows]
-    conversations = [c for c in read_conversations(sft_test) if conversation_length(tokenizer, c) <= recipe.max_length]
+    conversations = [c for c in read_conversations(sft_test) if token_length(tokenizer, c) <= recipe.max_length]
     labelled = [assistant_labelled(tokenizer, c) for c in conversations[:max_sft_examples]]
     prompts = spread(conversations, max_prompts)
     before_sft = max_prompts if recipe.eval_max_prompts_before_sft is None else recipe.eval_max_prompts_before_sft

@@ -33,16 +33,15 @@ from c64_pipeline.datasets.sft.prose import mine_prose
 from c64_pipeline.datasets.sft.registers import Fact
 from c64_pipeline.datasets.sft.registers import mine_facts as mine_register_facts
 from c64_pipeline.datasets.sft.tables import mine_tables
-from c64_pipeline.records import Record
+from c64_pipeline.ingest.extraction import PageText, as_page
 
 FAMILIES = ("register", "bit_field", "kernal_routine", "instruction", "basic_keyword", "pinout", "table_row", "procedure", "entry_property", "definition", "section")
 
 
-def mine_facts(pages: Iterable[Record | Mapping]) -> list[Mined]:
-    """Records of every family from pages (`PageText` records, or dicts with their doc_id, page, text and method),
-    grouped by family, each family in page and line order. The families read pages as dicts."""
-    pages = [p.to_dict() if isinstance(p, Record) else p for p in pages]
-    pages = [p for p in pages if p.get("method") != "none"]
+def mine_facts(pages: Iterable[PageText | Mapping]) -> list[Mined]:
+    """Records of every family from pages (`PageText` records; a dict with doc_id, page, text and optionally method is
+    read as one), grouped by family, each family in page and line order."""
+    pages = [p for p in map(as_page, pages) if p.has_text]
     taken: set[tuple[str, int, int]] = set()
     records: list[Mined] = []
     for miner in (mine_routines, mine_instructions, mine_basic, mine_pinouts, mine_bits):

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, lower_first, pick, readable, where
+from c64_pipeline.ingest.extraction import PageText
 
 KEYWORDS = set(
     "END FOR NEXT DATA INPUT# INPUT DIM READ LET GOTO RUN IF RESTORE GOSUB RETURN REM STOP ON WAIT LOAD SAVE VERIFY "
@@ -105,17 +106,17 @@ def parse_error_row(parts: list[str]) -> tuple[str, str] | None:
     return parts[0], parts[1].rstrip(".")
 
 
-def mine_basic(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_basic(pages: Iterable[PageText]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     taken: set[tuple[str, int, int]] = set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        for line_no, line in enumerate(page["text"].split("\n"), start=1):
+        for line_no, line in enumerate(page.text.split("\n"), start=1):
             parts = cells(line)
             if not parts or is_rule_row(parts):
                 continue
-            base = (page["doc_id"], page["page"], page.get("method", "text_layer"), line_no, line.strip())
+            base = (page.doc_id, page.page, page.method, line_no, line.strip())
             kw = parse_keyword_row(parts)
             err = None if kw else parse_error_row(parts)
             if kw:
@@ -124,7 +125,7 @@ def mine_basic(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, 
                 found.append(ErrorMessage(*base, *err))
             else:
                 continue
-            taken.add((page["doc_id"], page["page"], line_no))
+            taken.add((page.doc_id, page.page, line_no))
     return found, taken
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from c64_pipeline.datasets.sft import registers
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, hex4, is_rule_row, lower_first, pick, plain_words, readable, where
 from c64_pipeline.datasets.sft.kernal import _IMPERATIVES
+from c64_pipeline.ingest.extraction import PageText
 
 _BIT_ROW = re.compile(r"^(?P<indent>\s+)(?P<hi>[0-7])(?:\s*[-–]\s*(?P<lo>[0-7]))?\s{2,}(?P<text>\S.*)$")
 _BIT_ITEM = re.compile(r"^(?P<indent>\s+)(?:[*\-•]\s+)?Bits?\s*#?(?P<hi>[0-7])(?:\s*[-–]\s*#?(?P<lo>[0-7]))?\s*:\s+(?P<text>\S.*)$")
@@ -217,7 +218,7 @@ def _bit_header(parts: list[str]) -> dict[int, int] | None:
     return cols if len(cols) >= 4 and adjacent and steps in ({1}, {-1}) else None
 
 
-def _columns_record(page: dict, lines: list[str], header: int, cols: dict[int, int], i: int, parts: list[str],
+def _columns_record(page: PageText, lines: list[str], header: int, cols: dict[int, int], i: int, parts: list[str],
                     width: int, chip: str | None) -> BitColumns | None:
     if len(parts) != width:
         return None
@@ -231,11 +232,11 @@ def _columns_record(page: dict, lines: list[str], header: int, cols: dict[int, i
     name = next((p for p in labels if p != description and re.fullmatch(r"[A-Z][A-Z0-9/ ]{1,11}", p) and len(p) > 1), None)
     register = labels[0] if labels[0] not in (name, description) else (name or "")
     evidence = (EvidenceLine(header + 1, lines[header].strip()), EvidenceLine(i + 1, lines[i].strip()))
-    return BitColumns(page["doc_id"], page["page"], page.get("method", "text_layer"), evidence, register, name,
+    return BitColumns(page.doc_id, page.page, page.method, evidence, register, name,
                       description, tuple(names), chip)
 
 
-def mine_bits(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_bits(pages: Iterable[PageText]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     """Bit fields from page records, and the (doc_id, page, line) of the bit rows they took (the register row stays
     the register family's: it is cited here as context only)."""
     from c64_pipeline.datasets.sft.prose import top_heading
@@ -244,10 +245,10 @@ def mine_bits(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, i
     taken: set[tuple[str, int, int]] = set()
     chip: dict[str, str | None] = {}
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        lines = page["text"].split("\n")
-        doc, number, method = page["doc_id"], page["page"], page.get("method", "text_layer")
+        lines = page.text.split("\n")
+        doc, number, method = page.doc_id, page.page, page.method
         chip[doc] = top_heading(lines) or chip.get(doc)
         header: tuple[int, dict[int, int], int] | None = None
         for i, line in enumerate(lines):

@@ -137,10 +137,6 @@ def plain_words(text: str) -> str:
     return " ".join(w if (w.isupper() and len(w) > 1) or re.search(r"\d", w) else w.lower() for w in text.split())
 
 
-def page_lines(page: dict) -> list[str]:
-    return page["text"].split("\n")
-
-
 def mask(text: str, limit: int = 14) -> str:
     """The first `limit` words of `text` (for reasoning that quotes the evidence without copying it whole)."""
     words = text.split()

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from c64_pipeline.conversation import THINK_CLOSE, THINK_OPEN
+from c64_pipeline.conversation import Conversation, assistant_turn
 from c64_pipeline.datasets.sft.common import Mined, assistant_content, hex4
 from c64_pipeline.datasets.sft.registers import Fact
 
 
-def _conversation(record: Mined, system_prompt: str, turns: list[tuple[str, str]], refs: list[dict]) -> dict:
+def _conversation(record: Mined, system_prompt: str, turns: list[tuple[str, str]], refs: list[dict]) -> Conversation:
     messages = [{"role": "system", "content": system_prompt}]
     for question, content in turns:
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": content}]
-    return {"messages": messages, "source_refs": refs, "doc_id": record.doc_id, "family": record.family, "origin": "mined"}
+    return Conversation(tuple(messages), tuple(refs), record.doc_id, record.family, "mined")
 
 
-def build_conversations(records: Sequence[Mined], system_prompt: str, multi_turn_every: int = 4) -> list[dict]:
+def build_conversations(records: Sequence[Mined], system_prompt: str, multi_turn_every: int = 4) -> list[Conversation]:
     """One conversation per (record, question kind), each asked exactly once.
 
     Register rows: every `multi_turn_every`-th row with a next row on the same page opens a conversation with a
     follow-up turn about that row, whose own conversations then skip the kind the follow-up already asked.
     Other families: a record with several kinds asks its second kind as a follow-up of the first (the way a reader
     goes on: "what does CHROUT do?" then "what must be in A?"), the rest one conversation each."""
-    conversations: list[dict] = []
+    conversations: list[Conversation] = []
     asked_in_follow_up: dict[int, str] = {}
     for i, record in enumerate(records):
         if not isinstance(record, Fact):
@@ -49,7 +49,7 @@ def build_conversations(records: Sequence[Mined], system_prompt: str, multi_turn
             if follow_up and number == 0:
                 follow = nxt.turn("meaning")
                 reasoning = f"The follow-up points at the next row after {hex4(record.address)} on the same page. " + follow.reasoning
-                turns.append((f"And the entry listed next to it, {hex4(nxt.address)}?", f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{follow.answer}"))
+                turns.append((f"And the entry listed next to it, {hex4(nxt.address)}?", assistant_turn(reasoning, follow.answer)))
                 refs = refs + nxt.refs()
                 asked_in_follow_up[i + 1] = "meaning"
             conversations.append(_conversation(record, system_prompt, turns, refs))

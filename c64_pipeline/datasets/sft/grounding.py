@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from c64_pipeline.datasets.think_metrics import parse_assistant_turn
+from c64_pipeline.conversation import Conversation, parse_assistant_turn
 
 PHRASING = {"JSR", "SYS", "PEEK", "POKE", "BASIC", "KERNAL", "ROM", "RAM", "KB", "C64"}
 _HEX = re.compile(r"\$([0-9A-Fa-f]{2,4})\b")
@@ -45,16 +45,12 @@ def ungrounded_facts(answer: str, reasoning: str, evidence: str) -> list[str]:
     return missing
 
 
-def conversation_grounding_problems(conversation: dict) -> list[str]:
+def conversation_grounding_problems(conversation: Conversation) -> list[str]:
     """'turn N: FACT not on the cited lines' for every ungrounded fact of every assistant turn."""
-    evidence = "\n".join(r["evidence"] for r in conversation.get("source_refs", []))
+    evidence = "\n".join(r["evidence"] for r in conversation.source_refs)
     problems = []
-    turn = 0
-    for message in conversation["messages"]:
-        if message["role"] != "assistant":
-            continue
-        turn += 1
-        parsed = parse_assistant_turn(message["content"])
+    for turn, content in enumerate(conversation.contents("assistant"), start=1):
+        parsed = parse_assistant_turn(content)
         if not parsed.ok:
             problems.append(f"turn {turn}: {parsed.problem}")
             continue

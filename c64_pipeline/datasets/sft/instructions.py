@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, pick, readable, reject, where
+from c64_pipeline.ingest.extraction import PageText
 
 MNEMONICS = set(
     "ADC AND ASL BCC BCS BEQ BIT BMI BNE BPL BRK BVC BVS CLC CLD CLI CLV CMP CPX CPY DEC DEX DEY EOR INC INX INY "
@@ -177,26 +178,26 @@ def parse_mnemonic_row(parts: list[str]) -> tuple[str, str, str | None] | None:
     return parts[0], operation, flags
 
 
-def mine_instructions(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_instructions(pages: Iterable[PageText]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     taken: set[tuple[str, int, int]] = set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        for line_no, line in enumerate(page["text"].split("\n"), start=1):
+        for line_no, line in enumerate(page.text.split("\n"), start=1):
             parts = cells(line)
             if not parts:
                 continue
-            base = (page["doc_id"], page["page"], page.get("method", "text_layer"), line_no, line.strip())
+            base = (page.doc_id, page.page, page.method, line_no, line.strip())
             row = parse_opcode_row(parts)
             if row:
                 found.append(Opcode(*base, *row))
-                taken.add((page["doc_id"], page["page"], line_no))
+                taken.add((page.doc_id, page.page, line_no))
                 continue
             mn = parse_mnemonic_row(parts)
             if mn:
                 found.append(Mnemonic(*base, *mn))
-                taken.add((page["doc_id"], page["page"], line_no))
+                taken.add((page.doc_id, page.page, line_no))
     operations = {(m.doc_id, m.mnemonic): m.operation for m in found if isinstance(m, Mnemonic)}
     modes: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for o in found:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from c64_pipeline.datasets.sft import registers
+from c64_pipeline.ingest.extraction import PageText
 from c64_pipeline.datasets.sft.common import (
     EvidenceLine,
     Mined,
@@ -150,14 +151,14 @@ def _entry_labels(lines: list[str], start: int) -> tuple[dict[str, str], list[Ev
     return found, used
 
 
-def mine_routines(pages: Iterable[dict]) -> tuple[list[Routine], set[tuple[str, int, int]]]:
+def mine_routines(pages: Iterable[PageText]) -> tuple[list[Routine], set[tuple[str, int, int]]]:
     """Routines from page records, and the (doc_id, page, line) of every line they took."""
     routines: list[Routine] = []
     taken: set[tuple[str, int, int]] = set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        lines = page["text"].split("\n")
+        lines = page.text.split("\n")
         previous: tuple[int, str] | None = None
         for i, line in enumerate(lines):
             parsed = registers.parse_fact_line(line.strip())
@@ -180,10 +181,10 @@ def mine_routines(pages: Iterable[dict]) -> tuple[list[Routine], set[tuple[str, 
                     evidence += label_lines
             if not registers.is_description(purpose):
                 continue
-            routine = Routine(page["doc_id"], page["page"], page.get("method", "text_layer"), name, address, purpose,
+            routine = Routine(page.doc_id, page.page, page.method, name, address, purpose,
                               confirmed, tuple(evidence), neighbour=previous, **regs)
             routines.append(routine)
-            taken.update((page["doc_id"], page["page"], e.line_no) for e in evidence)
+            taken.update((page.doc_id, page.page, e.line_no) for e in evidence)
             previous = (address, name)
     return routines, taken
 

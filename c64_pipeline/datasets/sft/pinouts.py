@@ -29,6 +29,7 @@ from collections import Counter
 from c64_pipeline.ingest.readability import known_word, technical_terms
 from c64_pipeline.datasets.think_metrics import reasoning_skeleton
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, doc_title, is_rule_row, lower_first, pick, readable, reject, where
+from c64_pipeline.ingest.extraction import PageText
 
 _HEADER = re.compile(r"\bpins?\b", re.IGNORECASE)
 _SIGNAL = re.compile(r"^[A-Z~/][A-Za-z0-9~/_+\-]{0,11}$")
@@ -84,13 +85,13 @@ def _component(lines: list[str], header_index: int) -> str | None:
     return None
 
 
-def mine_pinouts(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_pinouts(pages: Iterable[PageText]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     taken: set[tuple[str, int, int]] = set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        lines = page["text"].split("\n")
+        lines = page.text.split("\n")
         header, component, misses = None, None, 0
         for i, line in enumerate(lines):
             parts = cells(line)
@@ -106,8 +107,8 @@ def mine_pinouts(pages: Iterable[dict]) -> tuple[list[Mined], set[tuple[str, int
                     header = None
                 continue
             misses = 0
-            found.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), *row, component))
-            taken.add((page["doc_id"], page["page"], i + 1))
+            found.append(Pin(page.doc_id, page.page, page.method, i + 1, line.strip(), *row, component))
+            taken.add((page.doc_id, page.page, i + 1))
     return found, taken
 
 
@@ -198,16 +199,16 @@ def _same_side_neighbours(pin: int, pins: int) -> tuple[int, ...]:
     return tuple(n for n in (pin - 1, pin + 1) if n in side)
 
 
-def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_dip(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
     shapes: set[str] = set()  # reasoning skeletons taught so far in the document
     for page in pages:
-        lines = page["text"].split("\n")
+        lines = page.text.split("\n")
         pairs = []
         for i, line in enumerate(lines):
             m = re.search(r"(\d{1,2})\s*\|\s*(\d{1,2})", line)
-            if m and line.count("|") == 1 and (page["doc_id"], page["page"], i + 1) not in taken:
+            if m and line.count("|") == 1 and (page.doc_id, page.page, i + 1) not in taken:
                 pairs.append((i, int(m.group(1)), int(m.group(2))))
         sums = Counter(a + b for _, a, b in pairs)
         if not sums:
@@ -215,7 +216,7 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
         total, agree = sums.most_common(1)[0]
         if agree < 4 or total - 1 not in (8, 14, 16, 18, 20, 22, 24, 28, 40, 48, 64):
             continue
-        component = doc_title(page["doc_id"])
+        component = doc_title(page.doc_id)
         read: list[Pin] = []
         for i, a, b in pairs:
             if a + b != total or not (1 <= a < b <= total - 1):
@@ -224,21 +225,21 @@ def mine_dip(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[l
             line = lines[i].strip()
             for match, pin, facing in ((_LEFT.search(line), a, b), (_RIGHT.search(line), b, a)):
                 if match and int(match.group("pin")) == pin and _signal_name(match.group("name")):
-                    read.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line, pin,
+                    read.append(Pin(page.doc_id, page.page, page.method, i + 1, line, pin,
                                     match.group("name"), "", component, facing))
         # a right-hand number OCR garbled ("Cap lb 2 | 2f tJ Audio out") is the pin facing the left one: total - left,
         # taken when the garbled token starts with that number's first digit
         for i, line in enumerate(lines):
             m = re.search(r"(?<![\d|])(\d{1,2})\s*\|\s*(\d)([^\d\s|])\S*\s+(?:[^\s\d|]{1,3}\s+)?"
                           r"(?P<name>[A-Z][A-Za-z/]{1,5}(?: [a-z]{2,3})?)$", line.strip())
-            if not m or (page["doc_id"], page["page"], i + 1) in taken or any(p.line_no == i + 1 for p in read) \
+            if not m or (page.doc_id, page.page, i + 1) in taken or any(p.line_no == i + 1 for p in read) \
                     or not _signal_name(m.group("name")):
                 continue
             left = int(m.group(1))
             pin = total - left
             if 1 <= left < pin and str(pin)[0] == m.group(2) and len(str(pin)) == 2:
                 garbled = re.search(r"\|\s*(\S+)", line).group(1)
-                read.append(Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), i + 1, line.strip(), pin,
+                read.append(Pin(page.doc_id, page.page, page.method, i + 1, line.strip(), pin,
                                 m.group("name"), "", component, left, read_as=garbled))
         by_number = {p.pin: p for p in read}
         for p in sorted(read, key=lambda p: (p.line_no, p.pin)):
@@ -276,33 +277,33 @@ def _connector_caption(lines: list[str], first: int) -> tuple[str, int] | None:
     return None
 
 
-def mine_connectors(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_connectors(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     """Pin lists of a connector in schematics and hardware notes: a caption naming a port, bus or connector, then
     lines of pin number and signal ("5 DATA"), each pin once."""
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
     shapes: set[str] = set()  # reasoning skeletons taught so far in the document
     for page in pages:
-        lines = page["text"].split("\n")
+        lines = page.text.split("\n")
         i = 0
         while i < len(lines):
             rows = []
             k = i
-            while k < len(lines) and (m := _LIST_ROW.match(lines[k].strip())) and (page["doc_id"], page["page"], k + 1) not in taken:
+            while k < len(lines) and (m := _LIST_ROW.match(lines[k].strip())) and (page.doc_id, page.page, k + 1) not in taken:
                 rows.append((k, int(m.group(1)), m.group(2)))
                 k += 1
             caption = _connector_caption(lines, i) if len(rows) >= 3 else None
             if caption and len({n for _, n, _ in rows}) == len(rows):
                 for r, (line, number, signal) in enumerate(rows):
                     beside = [rows[j] for j in (r - 1, r + 1) if 0 <= j < len(rows)]
-                    pin = Pin(page["doc_id"], page["page"], page.get("method", "text_layer"), line + 1, lines[line].strip(),
+                    pin = Pin(page.doc_id, page.page, page.method, line + 1, lines[line].strip(),
                               number, signal, "", caption[0], None, tuple((n, s) for _, n, s in beside),
                               EvidenceLine(caption[1] + 1, lines[caption[1]].strip()),
                               context=tuple(EvidenceLine(n + 1, lines[n].strip()) for n, _, _ in beside))
                     # pins of a list whose place and neighbours tell nothing new give the reasoning of a pin already
                     # taught (in any list of the document): asked once, the list stays cited
                     shape = reasoning_skeleton(pin.turn(pin.kinds()[0]).reasoning)
-                    used.add((page["doc_id"], page["page"], line + 1))
+                    used.add((page.doc_id, page.page, line + 1))
                     if shape in shapes:
                         reject("connector pin whose reasoning repeats another pin of the document")
                         continue

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, lower_first, pick, readable, where
 from c64_pipeline.datasets.sft.instructions import MNEMONICS
+from c64_pipeline.ingest.extraction import PageText
 
 _STEP = re.compile(r"^\s*(?:#+\s*)?(\d{1,2})[.)]\s+(\S.*)$")
 _INTRO = re.compile(r"^(?:To|How to|In order to)\s+(?P<task>[a-z][^:.]{3,60}?)\s*(?::|$)", re.IGNORECASE)
@@ -99,12 +100,12 @@ def _topic(lines: list[str], start: int) -> tuple[str, str, int, int | None] | N
     return None
 
 
-def mine_procedures(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_procedures(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
     for page in pages:
-        lines = page["text"].split("\n")
-        doc, number = page["doc_id"], page["page"]
+        lines = page.text.split("\n")
+        doc, number = page.doc_id, page.page
         i = 0
         while i < len(lines):
             m = _STEP.match(lines[i])
@@ -137,7 +138,7 @@ def mine_procedures(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> 
                     for named in (topic[2], topic[3]):
                         if named is not None and named < i:
                             evidence += (EvidenceLine(named + 1, lines[named].strip()),)
-                    found.append(Procedure(doc, number, page.get("method", "text_layer"), evidence, topic[0], topic[1],
+                    found.append(Procedure(doc, number, page.method, evidence, topic[0], topic[1],
                                            tuple(texts)))
                     used.update((doc, number, j + 1) for j in range(i, end))
             i = max(k, i + 1)

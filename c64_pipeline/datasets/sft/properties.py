@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, hex_to_decimal_steps, pick, where
+from c64_pipeline.ingest.extraction import PageText
 
 _LABEL = re.compile(r"^\s*(?:[*\-•]\s*)?(?P<label>Default(?: value)?|Initial value|Power-up value|Reset value|Command format|"
                     r"Format|Syntax|Stack requirements?|Range)\s*:\s*(?P<value>\S.{0,70})$", re.IGNORECASE)
@@ -69,14 +70,14 @@ class Property(Mined):
         return Turn(question, " ".join(steps), answer)
 
 
-def mine_properties(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_properties(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     from c64_pipeline.datasets.sft.prose import _IDENTIFIER_TITLE, _NUMBERED, _register_heading
 
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
     for page in pages:
-        lines = page["text"].split("\n")
-        doc, number = page["doc_id"], page["page"]
+        lines = page.text.split("\n")
+        doc, number = page.doc_id, page.page
         for i, line in enumerate(lines):
             m = _LABEL.match(line)
             if not m or (doc, number, i + 1) in taken or m.group("value").strip().lower().rstrip(".") in ("none", "n/a", "-"):
@@ -97,7 +98,7 @@ def mine_properties(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> 
             if not entry:
                 continue
             evidence = (EvidenceLine(i + 1, line.strip()), EvidenceLine(entry[1] + 1, lines[entry[1]].strip()))
-            found.append(Property(doc, number, page.get("method", "text_layer"), evidence, entry[0],
+            found.append(Property(doc, number, page.method, evidence, entry[0],
                                   m.group("label"), m.group("value").strip()))
             used.add((doc, number, i + 1))
     return found, used

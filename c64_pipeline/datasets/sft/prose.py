@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from c64_pipeline.ingest.readability import technical_terms, vocabulary
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, lower_first, mask, pick, plain_words, readable, where
+from c64_pipeline.ingest.extraction import PageText
 
 _FUNCTION_END = re.compile(r"\b(?:the|a|an|and|or|of|to|in|for|with|by|from|at|on|is|are|every|its|their|as|that|which|must|can|"
                            r"will|should|may|than|then|into|onto|be)$", re.IGNORECASE)
@@ -468,10 +469,10 @@ def _chunks(sentences: list[Sentence], limit: int = 70) -> list[list[Sentence]]:
     return [c for c in out if sum(len(s.text.split()) for s in c) >= 12]
 
 
-def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[Mined]:
+def mine_prose(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> list[Mined]:
     found: list[Mined] = []
-    pages = [p for p in pages if p.get("method") != "none"]
-    parsed = {(p["doc_id"], p["page"]): paragraphs(p["text"].split("\n")) for p in pages}
+    pages = [p for p in pages if p.method != "none"]
+    parsed = {(p.doc_id, p.page): paragraphs(p.text.split("\n")) for p in pages}
     # A heading printed again and again in one document ("How to Use:", "Example") names no topic of its own.
     headings = Counter((doc, h.lower()) for (doc, _), paras in parsed.items()
                        for k, (h, _) in enumerate(paras) if h and (k == 0 or paras[k - 1][0] is not h))
@@ -479,46 +480,46 @@ def mine_prose(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> list[
     parts: Counter[tuple[str, str]] = Counter()
     context: dict[str, str | None] = {}
     for page in pages:
-        top = top_heading(page["text"].split("\n"))
-        if top or page["doc_id"] not in context:
-            context[page["doc_id"]] = top or context.get(page["doc_id"])
-        lines = page["text"].split("\n")
-        method = page.get("method", "text_layer")
-        for heading, sentences in parsed[(page["doc_id"], page["page"])]:
-            if heading and (headings[(page["doc_id"], heading.lower())] > 1 or heading.endswith(":")):
+        top = top_heading(page.text.split("\n"))
+        if top or page.doc_id not in context:
+            context[page.doc_id] = top or context.get(page.doc_id)
+        lines = page.text.split("\n")
+        method = page.method
+        for heading, sentences in parsed[(page.doc_id, page.page)]:
+            if heading and (headings[(page.doc_id, heading.lower())] > 1 or heading.endswith(":")):
                 heading = None
-            sentences = [s for s in sentences if not any((page["doc_id"], page["page"], i + 1) in taken for i in s.lines)]
+            sentences = [s for s in sentences if not any((page.doc_id, page.page, i + 1) in taken for i in s.lines)]
             if not sentences:
                 continue
             if heading and readable(heading + " words", 80):
                 for chunk in _chunks(sentences):
-                    part = parts[(page["doc_id"], heading)]
+                    part = parts[(page.doc_id, heading)]
                     if part >= MAX_SECTION_PARTS:
                         break
-                    lead = _lead(chunk, f"{heading} {context[page['doc_id']] or ''}") if part else None
+                    lead = _lead(chunk, f"{heading} {context[page.doc_id] or ''}") if part else None
                     if part and not lead:
                         continue
                     evidence = _evidence(lines, [i for s in chunk for i in s.lines])
                     if getattr(heading, "entry", False):  # the entry row it explains, cited with it
                         evidence += (EvidenceLine(heading.line + 1, lines[heading.line].strip()),)
-                    found.append(Section(page["doc_id"], page["page"], method, evidence, str(heading),
-                                         tuple(s.text for s in chunk), context[page["doc_id"]], part, lead))
-                    parts[(page["doc_id"], heading)] += 1
+                    found.append(Section(page.doc_id, page.page, method, evidence, str(heading),
+                                         tuple(s.text for s in chunk), context[page.doc_id], part, lead))
+                    parts[(page.doc_id, heading)] += 1
                 heading_used = heading
             else:
                 heading_used = None
             for s in sentences:
-                if (page["doc_id"], s.text) in seen:
+                if (page.doc_id, s.text) in seen:
                     continue  # the same sentence repeated in one document is taught once
-                seen.add((page["doc_id"], s.text))
+                seen.add((page.doc_id, s.text))
                 made = _statement(s.text, heading_used)
                 if made and _NUMBERED_PART.search(made[0]):
                     # "What is bit 0 used for?": bit 0 of what. Asked under the heading that says, else not at all
                     made = (made[0][:-1] + f", in {lower_first(heading_used)}?", made[1]) if heading_used else None
-                if made and (page["doc_id"], made[0]) in seen:
+                if made and (page.doc_id, made[0]) in seen:
                     continue  # "When is the Z flag set?" asked once per document, not for every instruction
                 if made:
-                    seen.add((page["doc_id"], made[0]))
-                    found.append(Statement(page["doc_id"], page["page"], method, _evidence(lines, s.lines), s.text,
+                    seen.add((page.doc_id, made[0]))
+                    found.append(Statement(page.doc_id, page.page, method, _evidence(lines, s.lines), s.text,
                                            made[0], made[1], heading_used))
     return found

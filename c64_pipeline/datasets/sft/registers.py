@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from c64_pipeline.ingest.extraction import PageText
 from c64_pipeline.datasets.sft.common import (
     EvidenceLine,
     Mined,
@@ -212,18 +213,18 @@ def names_routine(address: int, end: int | None, name: str | None, description: 
     return in_rom and not _NOT_ROUTINE.search(" ".join(description.split()[:3]))
 
 
-def mine_facts(pages: Iterable[dict], skip: set[tuple[str, int, int]] | None = None) -> list[Fact]:
+def mine_facts(pages: Iterable[PageText], skip: set[tuple[str, int, int]] | None = None) -> list[Fact]:
     """Memory/register facts from page records ({doc_id, page, text, method}), in page and line order. Rows that
     name a ROM routine, and lines in `skip` ((doc_id, page, line) another family already took), are left out."""
     facts: list[Fact] = []
     skip = skip or set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
         rows = []
-        lines = page["text"].split("\n")
+        lines = page.text.split("\n")
         for line_no, line in enumerate(lines, start=1):
-            if (page["doc_id"], page["page"], line_no) in skip:
+            if (page.doc_id, page.page, line_no) in skip:
                 continue
             parsed = parse_fact_line(line.strip())
             if parsed is None:
@@ -239,8 +240,8 @@ def mine_facts(pages: Iterable[dict], skip: set[tuple[str, int, int]] | None = N
                 for j in (i - 1, i + 1) if 0 <= j < len(rows)
             )
             facts.append(
-                Fact(page["doc_id"], page["page"], line_no, line, address, end, confirmed, name, description,
-                     page.get("method", "text_layer"), neighbours)
+                Fact(page.doc_id, page.page, line_no, line, address, end, confirmed, name, description,
+                     page.method, neighbours)
             )
     return facts
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from c64_pipeline.datasets.think_metrics import reasoning_skeleton
 from c64_pipeline.datasets.sft.common import EvidenceLine, Mined, Turn, cells, is_rule_row, pick, plain_words, readable, reject, where
+from c64_pipeline.ingest.extraction import PageText
 
 _RANGE = re.compile(r"(?<![\w$.])(\d{1,5})\s*-\s*(\d{1,5})(?![\w.])")
 
@@ -130,14 +131,14 @@ def _title(lines: list[str], header: int) -> str | None:
     return None
 
 
-def mine_tables(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
+def mine_tables(pages: Iterable[PageText], taken: set[tuple[str, int, int]]) -> tuple[list[Mined], set[tuple[str, int, int]]]:
     found: list[Mined] = []
     used: set[tuple[str, int, int]] = set()
     for page in pages:
-        if page.get("method") == "none":
+        if page.method == "none":
             continue
-        lines = page["text"].split("\n")
-        doc, number = page["doc_id"], page["page"]
+        lines = page.text.split("\n")
+        doc, number = page.doc_id, page.page
         i = 0
         while i < len(lines):
             parts = cells(lines[i])
@@ -163,12 +164,12 @@ def mine_tables(pages: Iterable[dict], taken: set[tuple[str, int, int]]) -> tupl
             table = [(k, row) for k, row in records
                      if (doc, number, k + 1) not in taken and row[0] and re.search(r"[A-Za-z0-9]", row[0])
                      and sum(1 for v in row[1:] if v) >= min(2, width - 1)
-                     and (page.get("method") != "ocr" or readable(" ".join(row), 300))]
+                     and (page.method != "ocr" or readable(" ".join(row), 300))]
             if len(rows) >= 2 and width >= 2 and table:
                 title = _title(lines, header)
                 shapes: Counter[str] = Counter()
                 for n, (k, row) in enumerate(table):
-                    record = TableRow(doc, number, page.get("method", "text_layer"),
+                    record = TableRow(doc, number, page.method,
                                       (EvidenceLine(header + 1, lines[header].strip()), EvidenceLine(k + 1, lines[k].strip())),
                                       title, tuple(names[1:]), names[0], row[0], tuple(row[1:]), n + 1, len(table), None)
                     other = table[n - 1] if n else (table[1] if len(table) > 1 else None)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetSelection, AutomationCondition, Config, Failure, MetadataValue, Output, asset
 
 from c64_pipeline import atomic
+from c64_pipeline.conversation import Conversation, token_length
 from c64_pipeline.base_model import ModelIdentity, compose_system_prompt, load_tokenizer, validate_model_dir
 from c64_pipeline.demo.model import TinyModelSettings, build_demo_model, demo_tokenizer_texts
 from c64_pipeline.datasets.chunking import Chunk, chunk_documents
@@ -190,10 +191,6 @@ class SftConfig(Config):
     max_length: int | None = None
 
 
-def _conversation_tokens(tokenizer, rows: list[dict]) -> list[int]:
-    return [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]) for r in rows]
-
-
 @asset(group_name="dataset", automation_condition=REFRESH,
        description="SFT datasets: data/processed/sft/{train,validation,test}.jsonl, grounded conversations with "
        "[THINK] reasoning and source references, plus curated ones from data/raw/sft/*.jsonl.")
@@ -202,25 +199,25 @@ def sft_dataset(context: AssetExecutionContext, config: SftConfig, page_text: di
     assignment = document_splits.assignment
     system_prompt = compose_system_prompt(Path(base_model.model_dir))
     accepted = _accepted(page_text)
-    rows: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    rows: dict[str, list[Conversation]] = {s: [] for s in SPLITS}
     outcomes: dict[str, dict] = {}
     for doc_id in sorted(accepted):
         conversations, outcomes[doc_id] = mine_document(accepted[doc_id].pages, system_prompt, config.multi_turn_every)
         rows[assignment[doc_id]].extend(conversations)
     curated, rejections = load_curated_conversations(Path(paths.curated_sft_dir), system_prompt)
     for conversation in curated:
-        rows[assignment.get(conversation.get("doc_id"), "train")].append(conversation)
+        rows[assignment.get(conversation.doc_id, "train")].append(conversation)
     for rejection in rejections:
         context.log.warning(f"curated SFT line rejected: {rejection}")
     out_dir = paths.processed / "sft"
     # all three splits or none: a reader checks sft/_SUCCESS.json (atomic.read_file_set)
-    atomic.write_file_set(out_dir, {f"{s}.jsonl": atomic.jsonl_writer(rows[s]) for s in SPLITS},
+    atomic.write_file_set(out_dir, {f"{s}.jsonl": atomic.jsonl_writer([c.to_dict() for c in rows[s]]) for s in SPLITS},
                           {f"{s}.jsonl": {"rows": len(rows[s])} for s in SPLITS})
     tokenizer = load_tokenizer(Path(base_model.model_dir))
-    token_counts = {s: _conversation_tokens(tokenizer, rows[s]) for s in SPLITS}
-    sample = rows["train"][0]["messages"][1:] if rows["train"] else []
+    token_counts = {s: [token_length(tokenizer, c.chat) for c in rows[s]] for s in SPLITS}
+    sample = list(rows["train"][0].messages[1:]) if rows["train"] else []
     return Output(
-        SftDataset(str(out_dir), rows, token_counts, tuple(rejections),
+        SftDataset(str(out_dir), {s: len(rows[s]) for s in SPLITS}, token_counts, tuple(rejections),
                    config.max_length or default_recipe(base_model.mode, "sft").max_length, outcomes),
         metadata={
             **{f"{s}_conversations": len(rows[s]) for s in SPLITS},
@@ -248,6 +245,7 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
             atomic.read_file_set(Path(folder), [f"{s}{suffix}" for s in SPLITS])
         except atomic.IncompleteFileSet as exc:
             raise Failure(str(exc)) from exc
+    conversations = {s: sft_dataset.conversations(s) for s in SPLITS}
     items = [(c.chunk_id, assignment[c.doc_id], c.text) for c in token_chunks if c.doc_id in assignment]
     pairs = cross_split_near_duplicates(items, threshold=config.near_duplicate_threshold)
     report = build_report(
@@ -256,7 +254,8 @@ def validation_report(context: AssetExecutionContext, config: ReportConfig, raw_
         splits=document_splits,
         chunks=token_chunks,
         sft=sft_dataset,
-        think=think_stats(r for s in SPLITS for r in sft_dataset.rows[s]),
+        conversations=conversations,
+        think=think_stats(c for s in SPLITS for c in conversations[s]),
         near_duplicates=pairs,
         near_duplicate_threshold=config.near_duplicate_threshold,
         model={k: base_model.to_dict()[k] for k in ("mode", "model_dir", "architectures", "tokenizer_sha256", "chat_template_sha256")},
