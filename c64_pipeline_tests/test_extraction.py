@@ -133,3 +133,15 @@ def test_one_megabyte_single_line_text_file_is_read_in_linear_time_and_flagged(t
     path.write_text("POKE 53280,0 sets the border colour. " + "a" * 1_000_000 + "1\n")
     (page,) = extract_document("blob-txt", path, "txt", SETTINGS)
     assert page.quality < 0.1 and page.flag == f"low quality text ({page.quality:.2f})"
+
+
+def test_the_page_reader_takes_each_reading_setting_and_its_default_from_extraction_settings():
+    from c64_pipeline.defs.resources import PageReader
+    from c64_pipeline.ingest.ocr import make_ocr_engine
+
+    assert PageReader().settings() == ExtractionSettings()
+    easy = PageReader(ocr_engine="easyocr").settings()
+    assert make_ocr_engine(easy.ocr_engine, **easy.ocr_options).dpi == 200  # the engine's own, not forced to 300
+    assert make_ocr_engine("tesseract", **PageReader(ocr_dpi=150).settings().ocr_options).dpi == 150
+    banded = PageReader(header_band=0.12, header_min_share=0.4).settings()
+    assert (banded.header_band, banded.header_min_share) == (0.12, 0.4)

@@ -37,15 +37,22 @@ class PipelinePaths(ConfigurableResource):
         return Path(self.processed_dir)
 
 
-class PageReader(ConfigurableResource):
-    """How page text is obtained: when a page goes to OCR, and which OCR engine reads it."""
+_READING = ExtractionSettings()
 
-    ocr_engine: str = "tesseract"  # "tesseract" (default: fastest and most accurate here, see README) or "easyocr"
-    ocr_dpi: int = 300
-    ocr_workers: int = 2
-    min_chars: int = 40
-    min_quality: float = 0.6
-    image_share_for_ocr: float = 0.3
+
+class PageReader(ConfigurableResource):
+    """How page text is obtained: when a page goes to OCR, and which OCR engine reads it. Fields and defaults are
+    `ExtractionSettings`' (ingest/extraction.py), where each is explained; `ocr_dpi` None keeps the engine's own
+    resolution (Tesseract 300, EasyOCR 200)."""
+
+    ocr_engine: str = _READING.ocr_engine
+    ocr_dpi: int | None = None
+    ocr_workers: int = _READING.ocr_workers
+    min_chars: int = _READING.min_chars
+    min_quality: float = _READING.min_quality
+    image_share_for_ocr: float = _READING.image_share_for_ocr
+    header_band: float = _READING.header_band
+    header_min_share: float = _READING.header_min_share
 
     def settings(self) -> ExtractionSettings:
         return ExtractionSettings(
@@ -53,8 +60,10 @@ class PageReader(ConfigurableResource):
             min_quality=self.min_quality,
             image_share_for_ocr=self.image_share_for_ocr,
             ocr_engine=self.ocr_engine,
-            ocr_options={"dpi": self.ocr_dpi},
+            ocr_options={"dpi": self.ocr_dpi} if self.ocr_dpi else {},
             ocr_workers=self.ocr_workers,
+            header_band=self.header_band,
+            header_min_share=self.header_min_share,
         )
 
 

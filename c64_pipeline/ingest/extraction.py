@@ -24,14 +24,17 @@ DAPT_MIN_PAGE_QUALITY = 0.3
 
 @dataclass(frozen=True)
 class ExtractionSettings:
+    """How page text is obtained: the one definition of these settings and their defaults (the `page_reader`
+    resource takes its fields and defaults from here)."""
+
     min_chars: int = 40  # fewer characters than this and the page is a candidate for OCR
     min_quality: float = 0.6  # text-layer quality below this is garbage (OCR'd); any page below it after OCR is flagged
     image_share_for_ocr: float = 0.3  # a near-empty page with this much image area is a scan
-    ocr_engine: str = "tesseract"
-    ocr_options: dict = field(default_factory=dict)
-    ocr_workers: int = 1
-    header_band: float = 0.08
-    header_min_share: float = 0.5
+    ocr_engine: str = "tesseract"  # "tesseract" (fastest and most accurate here, see README) or "easyocr"
+    ocr_options: dict = field(default_factory=dict)  # the engine's own options (e.g. dpi); unset ones keep its defaults
+    ocr_workers: int = 2  # OCR worker processes, one pool for the pages of every document being read
+    header_band: float = 0.08  # running heads/feet: lines in this top/bottom share of the page height ...
+    header_min_share: float = 0.5  # ... repeated on at least this share of the pages are left out
 
 
 @dataclass(frozen=True)
