@@ -105,6 +105,12 @@ def deployment_from_env() -> Deployment:
     )
 
 
+def tessdata_prefix() -> str | None:
+    """Where Tesseract's language data is (`TESSDATA_PREFIX`, Tesseract's own variable), or None when unset (the OCR
+    engine then looks in Debian's /usr/share/tesseract-ocr)."""
+    return os.environ.get("TESSDATA_PREFIX") or None
+
+
 def user_chose_manuals_dir() -> bool:
     """True when the user pointed the manuals folder somewhere (C64_MANUALS_DIR): the demo never adds files there."""
     return bool(os.environ.get("C64_MANUALS_DIR"))

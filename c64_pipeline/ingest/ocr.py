@@ -25,6 +25,7 @@ import pymupdf
 from c64_pipeline.ingest.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
 from c64_pipeline.ingest.layout import CELL_GAP, ROW_OVERLAP, TextBlock, single_line_rows
 from c64_pipeline.ingest.ocr_worker import worker_init
+from c64_pipeline.settings import tessdata_prefix
 
 __all__ = [
     "EasyOcrEngine",
@@ -93,7 +94,7 @@ def find_tessdata(tessdata: str | None = None, language: str = "eng") -> str:
     if tessdata:
         candidates.append(tessdata)
     else:
-        env = os.environ.get("TESSDATA_PREFIX")
+        env = tessdata_prefix()
         if env:
             candidates += [env, os.path.join(env, "tessdata")]
         for pattern in TESSDATA_GLOBS:
