@@ -61,6 +61,9 @@ MEMMAP = "danbolt_c64_memmap_diagram.pdf"
 # and the labels that sit on the same row as their range.
 MEMMAP_RANGES = [f"{i:X}000-{i:X}FFF" for i in range(16)] + [f"D{i:X}00-D{i:X}FF" for i in range(16)]
 MEMMAP_ROWS = [("I/O 2", "DF00-DFFF"), ("I/O 1", "DE00-DEFF"), ("CIA 2", "DD00-DDFF"), ("CIA 1", "DC00-DCFF")]
+# The labels of its boxes, light letters on orange, brown and gray fills.
+MEMMAP_LABELS = ["CART ROM HI", "CART ROM LO", "RAM", "KERNAL ROM", "CHAR ROM", "BASIC ROM", "I/O", "I/O 1", "I/O 2",
+                 "CIA 1", "CIA 2", "COLOR RAM", "SID", "VIC II"]
 
 
 def _cells(row_html: str) -> list[str]:
@@ -207,9 +210,12 @@ def bench_ocr_tables(manuals_dir: Path, quick: bool = False, dpi: int = 300) -> 
                 any(_fold(label) == _fold(line.split(" | ")[0]) and rng in line for line in lines)
                 for label, rng in MEMMAP_ROWS
             )
+            words = f" {' '.join(f for f in map(_fold, text.split()) if f)} "
             result["corpus_memmap"][name] = {
                 "ranges": len(MEMMAP_RANGES), "ranges_exact": sum((found & Counter(MEMMAP_RANGES)).values()),
                 "labelled_rows": len(MEMMAP_ROWS), "labelled_rows_whole": rows,
+                "labels": len(MEMMAP_LABELS),
+                "labels_read": sum(f" {' '.join(_fold(w) for w in label.split())} " in words for label in MEMMAP_LABELS),
             }
     return result
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from c64_pipeline.ingest.scan_prep import deskew, prepare_scan, remove_rules, skew_angle
+from c64_pipeline.ingest.scan_prep import deskew, lighten_fills, prepare_scan, remove_rules, skew_angle
 
 PAPER, INK, RULE_GRAY = 242, 22, 110
 DPI = 150
@@ -73,3 +73,38 @@ def test_prepare_scan_straightens_then_clears_rules():
     assert (out[96:108, 150:1050] > 200).all()  # the rule, level now, is gone
     kept, none = prepare_scan(turned, DPI, straighten=False, rules=False)
     assert none == 0.0 and kept is turned
+
+
+def test_text_on_a_filled_box_comes_out_dark_on_paper_and_the_rest_of_the_page_is_untouched():
+    img = text_page()
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([100, 600, 700, 760], fill=165)  # an orange box, as gray
+    draw.rectangle([800, 600, 1100, 760], fill=100)  # a brown one
+    for x in range(300, 420, 12):  # the strokes of white letters on each
+        draw.rectangle([x, 660, x + 4, 700], fill=255)
+        draw.rectangle([x + 600, 660, x + 604, 700], fill=250)
+    page = np.asarray(img)
+    out = lighten_fills(page, DPI)
+    assert (out[665:695, 301:304] < 60).all() and (out[665:695, 901:904] < 60).all()  # the strokes are dark now
+    assert (out[620:640, 150:250] > 200).all() and (out[620:640, 830:880] > 200).all()  # their boxes are paper
+    assert np.array_equal(out[:560], page[:560])  # the text above is as it was
+    banner = np.asarray(text_page()).copy()
+    banner[600:760, 100:700] = INK
+    banner[660:700, 300:420:12] = PAPER
+    assert lighten_fills(banner, DPI) is banner  # white on black is left to the engine: ink is never a fill
+    plain = np.asarray(text_page())
+    assert lighten_fills(plain, DPI) is plain  # a page without a filled area is not touched at all
+
+
+def test_ocr_reads_light_letters_on_coloured_boxes(tmp_path):
+    import pymupdf
+
+    from c64_pipeline.ingest.ocr import TesseractEngine
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=400, height=300)
+    for top, colour, label in ((40, (0.93, 0.55, 0.3), "KERNAL ROM"), (140, (0.45, 0.25, 0.1), "BASIC ROM")):
+        page.draw_rect(pymupdf.Rect(60, top, 300, top + 60), color=None, fill=colour)
+        page.insert_text((95, top + 38), label, fontsize=20, color=(1, 1, 1))
+    text = " ".join(b.text for b in TesseractEngine().page_blocks(page))
+    assert "KERNAL ROM" in text and "BASIC ROM" in text

@@ -303,8 +303,8 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
 class TesseractEngine:
     """Tesseract through PyMuPDF's built-in OCR (``Pixmap.pdfocr_tobytes``, full page).
 
-    The page is rendered in gray and, before OCR, straightened and cleared of table rules
-    (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``remove_rules``); the words come back in the straightened page's
+    The page is rendered in gray and, before OCR, straightened, its text on filled boxes made dark on white, and
+    cleared of table rules (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``lighten_fills``, ``remove_rules``); the words come back in the straightened page's
     coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them. Cells of a
     number or hex column that were read as something else are read again from their crop with the column's
     alphabet (``c64_pipeline.ingest.cell_reread``, ``reread_cells``; counted in ``OcrBlock.rereads``).
@@ -316,6 +316,7 @@ class TesseractEngine:
     tessdata: str | None = None  # None: auto-detect (see find_tessdata)
     straighten: bool = True
     remove_rules: bool = True
+    lighten_fills: bool = True  # text on coloured or dark boxes made dark on white first (scan_prep.lighten_fills)
     reread_cells: bool = True  # table cells that do not fit their column's form OCR'd again (cell_reread)
 
     def prepared_image(self, page: pymupdf.Page):
@@ -327,7 +328,7 @@ class TesseractEngine:
         dpi = safe_dpi(page, self.dpi)
         pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
         gray = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width]
-        gray, _ = prepare_scan(np.ascontiguousarray(gray), dpi, self.straighten, self.remove_rules)
+        gray, _ = prepare_scan(np.ascontiguousarray(gray), dpi, self.straighten, self.remove_rules, self.lighten_fills)
         return gray, dpi
 
     def image_words(self, page: pymupdf.Page, gray, dpi: int) -> list[OcrWord]:
