@@ -29,7 +29,6 @@ RULE_MIN_LENGTH = 0.6  # inches: a dark run at least this long along a row or co
 # A pixel darker than the paper by this share of the ink's contrast can be part of a rule. Half, as for ink: also
 # taking light gray rules (0.1) cut the glyphs that touch them and lost 1.7% of the scanned table relations.
 RULE_CONTRAST = 0.5
-RULE_MIN_CONTRAST = 128  # gray levels: the least ink-to-paper contrast assumed when looking for rules
 RULE_MAX_THICKNESS = 0.04  # inches (about 3 points): a thicker dark run across the rule is a filled area, kept
 # A filled area (a box behind text): within FILL_WINDOW inches less than FILL_MAX_PAPER_SHARE of the pixels are
 # paper-light and the others average a tone no darker than FILL_MIN_TONE (a coloured or gray box: letters in ink,
@@ -122,12 +121,11 @@ def _runs(dark: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def remove_rules(gray: np.ndarray, dpi: int) -> np.ndarray:
-    """The page with its thin horizontal and vertical rules painted over with the paper's colour."""
-    ink, paper, fill = _levels(gray, 0.05, 0.95, 0.9)
-    # a page with little ink (a sparse diagram, boxes made paper by lighten_fills) has no ink among its darkest 5%:
-    # the contrast is then taken as at least half the gray scale, not the paper's own noise
-    ink = min(ink, paper - RULE_MIN_CONTRAST)
+def remove_rules(gray: np.ndarray, dpi: int, ink: int | None = None) -> np.ndarray:
+    """The page with its thin horizontal and vertical rules painted over with the paper's colour. ``ink``: the
+    page's ink level when it was measured before (by default the level of its darkest 5%)."""
+    measured, paper, fill = _levels(gray, 0.05, 0.95, 0.9)
+    ink = measured if ink is None else ink
     dark = gray < paper - RULE_CONTRAST * (paper - ink)
     length = max(8, int(RULE_MIN_LENGTH * dpi))
     thick = max(2, int(RULE_MAX_THICKNESS * dpi))
@@ -210,8 +208,11 @@ def prepare_scan(gray: np.ndarray, dpi: int, straighten: bool = True, rules: boo
     angle = 0.0
     if straighten:
         gray, angle = deskew(gray)
+    ink = None
     if fills:
-        gray = lighten_fills(gray, dpi)
+        lightened = lighten_fills(gray, dpi)
+        if lightened is not gray:  # its boxes are paper now: the ink is what the page had (its 5% may be paper now)
+            ink, gray = _levels(gray, 0.05)[0], lightened
     if rules:
-        gray = remove_rules(gray, dpi)
+        gray = remove_rules(gray, dpi, ink)
     return gray, angle
