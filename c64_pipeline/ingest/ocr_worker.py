@@ -51,8 +51,11 @@ def worker_init(parent_pid: int, engine_name: str, engine_options: dict) -> None
     # PyMuPDF 2 imports its ONNX layout analyser (pymupdf.layout) on `import pymupdf` when it is installed. OCR
     # workers never use it; skipping it saves ~2 s of start-up and ~50 MB per worker (measured: 3.25 s / 161 MB
     # vs 1.28 s / 112 MB for `import c64_pipeline.ingest.ocr` on the shared 2-core machine).
+    # Likewise pymupdf4llm, which `import pymupdf` also imports when it is installed (and with it onnxruntime,
+    # tabulate and numpy's linear algebra): 0.2 of the 0.4 CPU-s a worker spends importing what it needs.
     if "pymupdf" not in sys.modules:
         sys.modules.setdefault("pymupdf.layout", None)  # type: ignore[arg-type]
+        sys.modules.setdefault("pymupdf4llm", None)  # type: ignore[arg-type]
     from c64_pipeline.ingest.ocr import _worker_setup
 
     _worker_setup(engine_name, engine_options)
