@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import glob
-import multiprocessing
 import os
 import re
 from collections import OrderedDict
@@ -24,7 +23,7 @@ import pymupdf
 
 from c64_pipeline.ingest.hex_repair import repair_hex_ranges, repair_hex_text, repair_hex_tokens, repair_row_tokens
 from c64_pipeline.ingest.layout import CELL_GAP, ROW_OVERLAP, TextBlock, single_line_rows
-from c64_pipeline.ingest.ocr_worker import worker_init
+from c64_pipeline.ingest.ocr_worker import WorkerContext, worker_init
 from c64_pipeline.settings import tessdata_prefix
 
 __all__ = [
@@ -607,10 +606,9 @@ def ocr_many(
                     raise
                 results[path] = {n: OcrError(f"{path}: cannot be opened: {exc}") for n in pages}
     else:
-        ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=ctx,
+            mp_context=WorkerContext(),
             initializer=worker_init,
             initargs=(os.getpid(), engine_name, dict(engine_options or {})),
         ) as pool:
