@@ -266,6 +266,31 @@ def test_ocr_many_pools_pages_of_several_documents(scanned, tmp_path):
         ocr_many([(scanned, [0]), (heads, [5])], "tesseract", options, workers=2)
 
 
+def test_ocr_workers_do_not_import_the_callers_main_module(scanned, tmp_path):
+    """A spawned worker would import the calling script (and all it imports) before its first page."""
+    import os
+    import subprocess
+    import sys
+
+    imported = tmp_path / "imported.txt"
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import os\n"
+        f"with open({str(imported)!r}, 'a') as f: f.write(str(os.getpid()) + '\\n')\n"
+        "if __name__ == '__main__':\n"
+        "    from c64_pipeline.ingest.ocr import ocr_many\n"
+        f"    pages = ocr_many([({str(scanned)!r}, [0, 1])], 'tesseract', {{'dpi': 100}}, workers=2)\n"
+        "    print(os.getpid(), sum(len(blocks) for page in pages.values() for blocks in page.values()))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    parent, blocks = done.stdout.split()
+    assert int(blocks) > 0  # the workers did OCR the pages
+    assert imported.read_text().split() == [parent], "the workers imported the calling script"
+
+
 def _children(pid: int) -> dict[int, str]:
     """Live child processes of ``pid`` (Linux /proc): {pid: command line}; zombies count as gone."""
     out = {}
