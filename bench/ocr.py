@@ -23,7 +23,9 @@ On the shared corpus (when present) the memory-map scan is measured against the 
 
 Worker scaling (``bench_ocr_scaling``): the same OCR pages of several documents, (a) one worker, (b) one pool of
 two workers per document (``ocr_pages``, as ``extract_document`` does), (c) one pool of two workers for all
-documents (``ocr_many``). Ratios against (a) in the same run.
+documents (``ocr_many``). Ratios against (a) in the same run; the CPU seconds of each way, and of starting a
+pool of two workers alone (the fixed cost per pool). ``--per-document N`` takes up to N pages per document (a
+larger batch), ``--scaling-only`` skips the table run.
 """
 
 from __future__ import annotations
@@ -232,12 +234,33 @@ def ocr_jobs(folders: list[Path], per_document: int) -> list[tuple[Path, list[in
     return jobs
 
 
+def worker_startup_cpu(workers: int = 2, engine_name: str = "tesseract", options: dict | None = None) -> float:
+    """CPU seconds (this process plus its children) of starting and stopping a pool of ``workers`` OCR workers
+    that read no page: interpreter start, imports and engine build, which every pool pays once per worker."""
+    import resource
+    from concurrent.futures import ProcessPoolExecutor
+
+    from c64_pipeline.ingest.ocr_worker import WorkerContext, worker_init
+
+    def cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    used = cpu()
+    with ProcessPoolExecutor(workers, mp_context=WorkerContext(), initializer=worker_init,
+                             initargs=(os.getpid(), engine_name, dict(options or {}))) as pool:
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:  # one task a worker: each one starts
+            future.result()
+    return cpu() - used
+
+
 def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dict:
     """Wall time and CPU time (this process plus its worker processes) of the three ways to OCR the same pages.
 
     On a shared machine the wall-time speed-ups say little (two workers only help when two cores are free); the
     CPU seconds show what each way costs in work, e.g. the worker start-ups a pool per document pays again and
-    again."""
+    again. The start-up of a pool of two workers that read no page is measured on its own
+    (``pool_startup_cpu_s``): a fixed cost per pool, whatever the number of pages."""
     import resource
 
     options = {"dpi": dpi}
@@ -251,6 +274,7 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         fn()
         return time.perf_counter() - wall, cpu() - used
 
+    startup = worker_startup_cpu(2, "tesseract", options)
     one, one_cpu = timed(lambda: ocr_many(jobs, "tesseract", options, workers=1))
     per_doc, per_doc_cpu = timed(
         lambda: [ocr_pages(path, pages, "tesseract", options, workers=2) for path, pages in jobs]
@@ -262,7 +286,9 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         "two_workers_one_pool_s": round(pooled, 2),
         "speedup_pool_per_document": round(one / per_doc, 3), "speedup_one_pool": round(one / pooled, 3),
         "one_worker_cpu_s": round(one_cpu, 2), "pool_per_document_cpu_s": round(per_doc_cpu, 2),
-        "one_pool_cpu_s": round(pooled_cpu, 2),
+        "one_pool_cpu_s": round(pooled_cpu, 2), "pool_startup_cpu_s": round(startup, 2),
+        # the work one pool adds to one worker's, and the share of it that is the pool's start-up
+        "one_pool_extra_cpu_s": round(pooled_cpu - one_cpu, 2),
         "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
     }
 
@@ -272,12 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manuals", type=Path, help="rendered sample manuals (default: render them to a temp folder)")
     parser.add_argument("--quick", action="store_true", help="only the three pages with the most address rows")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--per-document", type=int, default=None,
+                        help="image-only pages per document in the scaling run (default 3, 1 with --quick)")
+    parser.add_argument("--scaling-only", action="store_true", help="skip the table fidelity run")
     args = parser.parse_args(argv)
     with sample_manuals_or(args.manuals) as manuals:
-        results = {"ocr_tables": bench_ocr_tables(manuals, quick=args.quick)}
-        print("ocr tables", json.dumps(results["ocr_tables"]), flush=True)
+        results = {}
+        if not args.scaling_only:
+            results["ocr_tables"] = bench_ocr_tables(manuals, quick=args.quick)
+            print("ocr tables", json.dumps(results["ocr_tables"]), flush=True)
         folders = [manuals] + ([SHARED_PDFS] if SHARED_PDFS.is_dir() else [])
-        jobs = ocr_jobs(folders, 1 if args.quick else 3)
+        jobs = ocr_jobs(folders, args.per_document or (1 if args.quick else 3))
         results["ocr_scaling"] = bench_ocr_scaling(jobs)
         print("ocr scaling", json.dumps(results["ocr_scaling"]), flush=True)
     if args.out:
