@@ -23,8 +23,9 @@ On the shared corpus (when present) the memory-map scan is measured against the 
 
 Worker scaling (``bench_ocr_scaling``): the same OCR pages of several documents, (a) one worker, (b) one pool of
 two workers per document (``ocr_pages``, as ``extract_document`` does), (c) one pool of two workers for all
-documents (``ocr_many``). Ratios against (a) in the same run; the CPU seconds of each way, and of starting a
-pool of two workers alone (the fixed cost per pool). ``--per-document N`` takes up to N pages per document (a
+documents (``ocr_many``), (d) two independent one-worker processes side by side, each with half the pages (no
+pool). Ratios against (a) in the same run; the CPU seconds of each way, and of starting a pool of two workers
+alone (the fixed cost per pool). ``--per-document N`` takes up to N pages per document (a
 larger batch), ``--scaling-only`` skips the table run.
 """
 
@@ -254,13 +255,37 @@ def worker_startup_cpu(workers: int = 2, engine_name: str = "tesseract", options
     return cpu() - used
 
 
+def side_by_side(jobs: list[tuple[Path, list[int]]], options: dict, processes: int = 2) -> None:
+    """The pages OCR'd by ``processes`` independent one-worker processes run at the same time, the pages dealt
+    out in turn as a pool's workers would take them: the work two OCR processes cost on this machine without any
+    pool, the reference for what the pool itself adds."""
+    import subprocess
+    import sys
+
+    order = [(str(path), n) for path, pages in jobs for n in pages]
+    code = (
+        "import json, sys; from c64_pipeline.ingest.ocr import ocr_many; "
+        "ocr_many([(p, [n]) for p, n in json.loads(sys.argv[1])], 'tesseract', json.loads(sys.argv[2]), workers=1)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    running = [
+        subprocess.Popen([sys.executable, "-c", code, json.dumps(order[k::processes]), json.dumps(options)], env=env)
+        for k in range(processes)
+    ]
+    for proc in running:
+        if proc.wait() != 0:
+            raise RuntimeError(f"a side-by-side OCR process failed ({proc.returncode})")
+
+
 def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dict:
     """Wall time and CPU time (this process plus its worker processes) of the three ways to OCR the same pages.
 
     On a shared machine the wall-time speed-ups say little (two workers only help when two cores are free); the
     CPU seconds show what each way costs in work, e.g. the worker start-ups a pool per document pays again and
     again. The start-up of a pool of two workers that read no page is measured on its own
-    (``pool_startup_cpu_s``): a fixed cost per pool, whatever the number of pages."""
+    (``pool_startup_cpu_s``): a fixed cost per pool, whatever the number of pages. The same pages OCR'd by two
+    independent processes at once (``side_by_side``) show what two OCR processes cost side by side without a pool."""
     import resource
 
     options = {"dpi": dpi}
@@ -280,6 +305,7 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         lambda: [ocr_pages(path, pages, "tesseract", options, workers=2) for path, pages in jobs]
     )
     pooled, pooled_cpu = timed(lambda: ocr_many(jobs, "tesseract", options, workers=2))
+    apart, apart_cpu = timed(lambda: side_by_side(jobs, options))
     return {
         "documents": len(jobs), "pages": sum(len(p) for _, p in jobs), "dpi": dpi,
         "one_worker_s": round(one, 2), "two_workers_pool_per_document_s": round(per_doc, 2),
@@ -289,6 +315,10 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         "one_pool_cpu_s": round(pooled_cpu, 2), "pool_startup_cpu_s": round(startup, 2),
         # the work one pool adds to one worker's, and the share of it that is the pool's start-up
         "one_pool_extra_cpu_s": round(pooled_cpu - one_cpu, 2),
+        # two independent one-worker processes at once (interpreter start and imports included): what running two
+        # OCR processes side by side costs on this machine, pool or not
+        "two_processes_side_by_side_s": round(apart, 2), "two_processes_side_by_side_cpu_s": round(apart_cpu, 2),
+        "speedup_side_by_side": round(one / apart, 3),
         "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
     }
 
