@@ -25,8 +25,8 @@ Worker scaling (``bench_ocr_scaling``): the same OCR pages of several documents,
 two workers per document (``ocr_pages``, as ``extract_document`` does), (c) one pool of two workers for all
 documents (``ocr_many``), (d) two independent one-worker processes side by side, each with half the pages (no
 pool). Ratios against (a) in the same run; the CPU seconds of each way, and of starting a pool of two workers
-alone (the fixed cost per pool). ``--per-document N`` takes up to N pages per document (a
-larger batch), ``--scaling-only`` skips the table run.
+alone (the fixed cost per pool). ``--per-document N`` takes up to N pages per document (a larger batch),
+``--scaling-only`` skips the table run.
 """
 
 from __future__ import annotations
@@ -263,8 +263,9 @@ def side_by_side(jobs: list[tuple[Path, list[int]]], options: dict, processes: i
     import sys
 
     order = [(str(path), n) for path, pages in jobs for n in pages]
-    code = (
-        "import json, sys; from c64_pipeline.ingest.ocr import ocr_many; "
+    code = (  # without the modules OCR does not use, as a pool worker (ocr_worker.worker_init)
+        "import json, sys; sys.modules['pymupdf.layout'] = sys.modules['pymupdf4llm'] = None; "
+        "from c64_pipeline.ingest.ocr import ocr_many; "
         "ocr_many([(p, [n]) for p, n in json.loads(sys.argv[1])], 'tesseract', json.loads(sys.argv[2]), workers=1)"
     )
     root = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def side_by_side(jobs: list[tuple[Path, list[int]]], options: dict, processes: i
 
 
 def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dict:
-    """Wall time and CPU time (this process plus its worker processes) of the three ways to OCR the same pages.
+    """Wall time and CPU time (this process plus its worker processes) of the four ways to OCR the same pages.
 
     On a shared machine the wall-time speed-ups say little (two workers only help when two cores are free); the
     CPU seconds show what each way costs in work, e.g. the worker start-ups a pool per document pays again and
@@ -315,8 +316,8 @@ def bench_ocr_scaling(jobs: list[tuple[Path, list[int]]], dpi: int = 150) -> dic
         "one_pool_cpu_s": round(pooled_cpu, 2), "pool_startup_cpu_s": round(startup, 2),
         # the work one pool adds to one worker's, and the share of it that is the pool's start-up
         "one_pool_extra_cpu_s": round(pooled_cpu - one_cpu, 2),
-        # two independent one-worker processes at once (interpreter start and imports included): what running two
-        # OCR processes side by side costs on this machine, pool or not
+        # two independent one-worker processes at once (their start and imports included, ~0.25 CPU-s each as for a
+        # pool worker): what running two OCR processes side by side costs on this machine, pool or not
         "two_processes_side_by_side_s": round(apart, 2), "two_processes_side_by_side_cpu_s": round(apart_cpu, 2),
         "speedup_side_by_side": round(one / apart, 3),
         "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count(),
