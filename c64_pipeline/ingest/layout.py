@@ -26,6 +26,7 @@ import math
 import re
 import statistics
 from collections import Counter
+from itertools import groupby
 from operator import attrgetter, itemgetter
 from dataclasses import dataclass
 from typing import Literal
@@ -129,6 +130,19 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False, starts: set[int]
         ink += w[2] - w[0]
     limit = min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * ink / chars)
     aligned = MERGE_GAP * (y1 - y0) if starts else math.inf
+    if not drop_specks:  # cut at the gaps in one pass: a piece's right edge is the running maximum at its end
+        out: list[_Piece] = []
+        first, right = 0, words[0][2]
+        for i in range(1, len(words)):
+            w = words[i]
+            gap = w[0] - right
+            if gap > limit or (gap > aligned and round(w[0]) in starts):  # type: ignore[operator]
+                out.append((words[first][0], y0, right, y1, " ".join([v[4] for v in words[first:i]]), limit))
+                first, right = i, w[2]
+            elif w[2] > right:
+                right = w[2]
+        out.append((words[first][0], y0, right, y1, " ".join([v[4] for v in words[first:]]), limit))
+        return out
     groups: list[list[_Word]] = []
     right = -math.inf
     for w in words:
@@ -253,20 +267,21 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
 
 
 def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[list[list[_Word]]]:
-    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call)."""
+    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call; grouped in C by
+    ``itertools.groupby`` on the block and line numbers)."""
     if textpage is None:
         textpage = page.get_textpage(flags=TEXT_FLAGS)
     blocks: list[list[list[_Word]]] = []
-    key = None
-    for w in page.get_text("words", textpage=textpage):
-        b, l = w[5], w[6]
-        if (b, l) != key:
-            if key is None or b != key[0]:
-                blocks.append([])
-            blocks[-1].append([])
-            key = (b, l)
-        blocks[-1][-1].append(w)
+    block = None
+    for (b, _), words in groupby(page.get_text("words", textpage=textpage), _BLOCK_LINE):
+        if b != block:
+            blocks.append([])
+            block = b
+        blocks[-1].append(list(words))
     return blocks
+
+
+_BLOCK_LINE = itemgetter(5, 6)
 
 
 # Text page flags for text layers, as extraction always used (``get_textpage()``'s default): no images (decoding them
