@@ -369,8 +369,15 @@ def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
     for bi, b in enumerate(blocks):
         parts = b.text.split("\n")
         n = len(parts)
-        h = (b.y1 - b.y0) / n if n else 0
-        spans = b.line_spans if len(b.line_spans) == n else [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
+        spans = b.line_spans
+        if len(spans) != n:
+            h = (b.y1 - b.y0) / n
+            spans = [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
+        if n == 1:  # a one-line block (table cells, headings)
+            text = parts[0].strip()
+            if text:
+                out.append(_Line(b.x0, spans[0][0], b.x1, spans[0][1], text, bi, True, 1))
+            continue
         kept = [(i, p) for i, p in enumerate(map(str.strip, parts)) if p]
         for k, (i, text) in enumerate(kept):
             out.append(_Line(b.x0, spans[i][0], b.x1, spans[i][1], text, bi, k == 0, len(kept)))
@@ -387,11 +394,14 @@ def _same_row(a: _Line, b: _Line) -> bool:
     return _y_overlap(a.y0, a.y1, b.y0, b.y1) >= ROW_OVERLAP * min(a.h, b.h)
 
 
+_BAND_KEY = attrgetter("y0", "x0")
+
+
 def _bands(lines: list[_Line]) -> list[list[_Line]]:
     """Split into horizontal bands separated by vertical whitespace (small overlaps tolerated)."""
     bands: list[list[_Line]] = []
     bottom = -math.inf
-    for l in sorted(lines, key=lambda l: (l.y0, l.x0)):
+    for l in sorted(lines, key=_BAND_KEY):
         if bands and l.y0 < bottom - 0.25 * l.h:
             bands[-1].append(l)
             bottom = max(bottom, l.y1)
@@ -421,6 +431,8 @@ def _cover(ivs: list[tuple[float, float]], ctx: _Ctx) -> list[tuple[float, float
 
 
 def _gaps(cover: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(cover) < 2:  # most bands and groups: one stretch, no gap
+        return []
     return [(a[1], b[0]) for a, b in zip(cover, cover[1:])]
 
 
@@ -443,30 +455,41 @@ def _keeps(
     return True
 
 
-def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
+def _groups(bands: list[list[_Line]], ctx: _Ctx) -> tuple[list[list[_Line]], list[list[tuple[float, float]]]]:
+    """Bands merged into groups, and each group's gutters. A group's x extent coalesced is the ``_cover`` of its
+    bands' covers, which is the ``_cover`` of its lines: its gaps are ``_gutters(group)``."""
     groups: list[list[_Line]] = []
-    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced (its gutters are the gaps)
+    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced
+    gutters: list[list[tuple[float, float]]] = []  # the gaps of each cover
     for band in bands:
         cb = _cover([(l.x0, l.x1) for l in band], ctx)
         gb = _gaps(cb)
         if groups:
-            gg = _gaps(covers[-1])
+            gg = gutters[-1]
             if gg or gb:
                 cu = _cover(covers[-1] + cb, ctx)
                 gu = _gaps(cu)
                 if gu and _keeps(gg, gu, True, ctx) and _keeps(gb, gu, not gg, ctx):
-                    groups[-1] = groups[-1] + band
+                    groups[-1].extend(band)
                     covers[-1] = cu
+                    gutters[-1] = gu
                     continue
         groups.append(list(band))
         covers.append(cb)
-    return groups
+        gutters.append(gb)
+    return groups, gutters
 
 
 def _one_per_row(lines: list[_Line]) -> bool:
     """No two lines share a row (so ``_rows`` would return every line alone, in the same order)."""
-    ordered = sorted(lines, key=lambda l: l.y0)
-    return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
+    ordered = sorted(lines, key=_Y0)
+    for a, b in zip(ordered, ordered[1:]):
+        if not b.y0 >= a.y1 - 0.25 * (a.h if a.h < b.h else b.h):
+            return False
+    return True
+
+
+_Y0 = attrgetter("y0")
 
 
 _ROW_KEY = attrgetter("mid2", "x0")
@@ -526,8 +549,9 @@ def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
     return True
 
 
-def _prose_like(side: list[_Line], paired: set[int]) -> bool:
-    if statistics.median(l.words for l in side) < PROSE_MIN_WORDS:
+def _prose_like(side: list[_Line], words: float, paired: set[int]) -> bool:
+    """``words``: the side's median words per line."""
+    if words < PROSE_MIN_WORDS:
         return False
     hits = [l for l in side if id(l) in paired]
     if not hits:
@@ -540,11 +564,21 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
-def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None) -> bool:
+def _median_words(lines: list[_Line]) -> float:
+    return statistics.median([l.words for l in lines])
+
+
+def _is_table_pair(
+    left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None,
+    wl: float | None = None, wr: float | None = None,
+) -> bool:
     """Are two neighbouring columns cells of one table? The rows built for the pair are kept in ``memo`` under
-    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own."""
-    wl = statistics.median(l.words for l in left)
-    wr = statistics.median(l.words for l in right)
+    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own. ``wl``/``wr``: the
+    columns' median words per line (``_median_words``) when already known."""
+    if wl is None:
+        wl = _median_words(left)
+    if wr is None:
+        wr = _median_words(right)
     if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
         return False
     left_ids = {id(l) for l in left}
@@ -555,11 +589,15 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict 
     paired_ids: set[int] = set()
     prev = None
     for row in rows:
-        in_left = [l for l in row if id(l) in left_ids]
-        in_right = [l for l in row if id(l) not in left_ids]
+        if len(row) == 1:  # most rows: one line, on one side
+            in_left = id(row[0]) in left_ids
+            in_right = not in_left
+        else:
+            n_left = len([l for l in row if id(l) in left_ids])
+            in_left, in_right = n_left > 0, n_left < len(row)
         if in_left and in_right:
             paired += 1
-            paired_ids.update(id(l) for l in row)
+            paired_ids.update(map(id, row))
         elif not in_left and prev is not None and _continues(row, prev, ctx):
             pass  # wrapped cell text: neither for nor against a table
         else:
@@ -567,7 +605,7 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict 
         prev = row
     if paired == 0 or paired / (paired + other) < 0.5:
         return False
-    return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
+    return not (_prose_like(left, wl, paired_ids) or _prose_like(right, wr, paired_ids))
 
 
 def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
@@ -659,11 +697,10 @@ def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None
 
 def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
-    for group in _groups(_bands(lines), ctx):
-        gutters = _gutters(group, ctx)
+    for group, gutters in zip(*_groups(_bands(lines), ctx)):
         if not gutters:
             if _one_per_row(group):  # plain prose: every line is its own row
-                items.extend(("line", l) for l in sorted(group, key=lambda l: (l.y0 + l.y1, l.x0)))
+                items.extend(("line", l) for l in sorted(group, key=_ROW_KEY))  # by (y0 + y1, x0)
             else:
                 items.extend(("line", _fuse(row)) for row in _rows(group))
             continue
@@ -674,8 +711,9 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
         memo: dict = {}
-        for a, b in zip(columns, columns[1:]):
-            if _is_table_pair(a, b, ctx, memo):
+        words = [_median_words(c) for c in columns]  # each column is in up to two pairs
+        for k, (a, b) in enumerate(zip(columns, columns[1:])):
+            if _is_table_pair(a, b, ctx, memo, words[k], words[k + 1]):
                 segments[-1].append(b)
             else:
                 segments.append([b])
