@@ -239,7 +239,7 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
     """Split one extractor block into parts whose lines are not side by side."""
     clusters: list[list[_Piece]] = []  # runs of x-overlapping pieces (connected components of the overlap graph)
     right = -math.inf
-    for p in sorted(pieces, key=lambda p: p[0]):
+    for p in sorted(pieces, key=_FIRST):
         if clusters and p[0] < right:
             clusters[-1].append(p)
             right = max(right, p[2])
@@ -248,7 +248,11 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
             right = p[2]
     out: list[TextBlock] = []
     for members in clusters:
-        part = sorted(members, key=lambda p: (p[1], p[0]))
+        if len(members) == 1:  # a cell of a table row: one piece
+            p = members[0]
+            out.append(TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),)))  # == _block(members)
+            continue
+        part = sorted(members, key=_TOP_LEFT)
         side_by_side = False
         for k, a in enumerate(part):
             a1, a3 = a[1], a[3]
@@ -261,8 +265,10 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
                     break
             if side_by_side:
                 break
-        groups = [[p] for p in part] if side_by_side else [part]
-        out.extend(_block(g) for g in groups)
+        if side_by_side:
+            out.extend(TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),)) for p in part)  # _block([p]) each
+        else:
+            out.append(_block(part))
     return out
 
 
@@ -652,11 +658,11 @@ def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None
     first_col = {id(l) for l in columns[0]}
     if rows is None:
         rows = _rows([l for c in columns for l in c])
-    gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
+    has_firsts = [any(id(l) in first_col for l in row) for row in rows]  # does the row have a first-column line
+    gap = _row_gap([r for r, has_first in zip(rows, has_firsts) if has_first])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
-    for row in rows:
-        has_first = any(id(l) in first_col for l in row)
+    for row, has_first in zip(rows, has_firsts):
         if (
             table
             and (not has_first or _wraps_in_place(row, table[-1]) or _wraps_closer(row, table[-1], gap))
@@ -829,19 +835,26 @@ def strip_running_heads(
             return "", 0
         return " ".join(b.text.split()).casefold(), round(b.y0 / HEAD_POSITION_TOLERANCE)
 
+    # each block's keys, taken once: its head key if in the band, its (text, height) if in the wide band, else None
+    keyed = [
+        [(_head_key(b.text) if in_band(b, h) else None, placed(b) if in_wide_band(b, h) else None) for b in blocks]
+        for blocks, h in zip(pages, page_heights)
+    ]
     counts: Counter[str] = Counter()
     at_place: Counter[tuple[str, int]] = Counter()
-    for blocks, h in zip(pages, page_heights):
-        counts.update({_head_key(b.text) for b in blocks if in_band(b, h)})
-        at_place.update({placed(b) for b in blocks if in_wide_band(b, h)})
+    for keys in keyed:
+        counts.update({k for k, _ in keys if k is not None})
+        at_place.update({p for _, p in keys if p is not None})
     need = max(2, math.ceil(min_share * len(pages) - 1e-9))
     heads = {k for k, c in counts.items() if c >= need and k}
     placed_heads = {k for k, c in at_place.items() if c >= need and k[0]}
+    if not heads and not placed_heads:
+        return [list(p) for p in pages]
 
-    def head(b: TextBlock, h: float) -> bool:
-        return (in_band(b, h) and _head_key(b.text) in heads) or (in_wide_band(b, h) and placed(b) in placed_heads)
+    def head(k: str | None, p: tuple[str, int] | None) -> bool:
+        return (k is not None and k in heads) or (p is not None and p in placed_heads)
 
-    return [[b for b in blocks if not head(b, h)] for blocks, h in zip(pages, page_heights)]
+    return [[b for b, (k, p) in zip(blocks, keys) if not head(k, p)] for blocks, keys in zip(pages, keyed)]
 
 
 def single_line_rows(blocks: "list[TextBlock]", recent: int | None = None) -> list[list[int]]:
