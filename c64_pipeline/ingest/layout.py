@@ -100,13 +100,15 @@ def _column_starts(blocks: list[list[list[_Word]]]) -> set[int]:
     left edges of table columns after the first."""
     firsts: dict[int, float] = {}  # rounded top of a row -> leftmost x seen on it
     heads: list[tuple[int, float]] = []
+    inf = math.inf
     for lines in blocks:
         for words in lines:
-            key = round(words[0][1])
-            heads.append((key, words[0][0]))
-            if words[0][0] < firsts.get(key, math.inf):
-                firsts[key] = words[0][0]
-    counts = Counter(round(x) for key, x in heads if x > firsts[key] + 1)
+            x, y = words[0][0], words[0][1]
+            key = round(y)
+            heads.append((key, x))
+            if x < firsts.get(key, inf):
+                firsts[key] = x
+    counts = Counter([round(x) for key, x in heads if x > firsts[key] + 1])
     return {x for x, c in counts.items() if c >= COLUMN_START_MIN}
 
 
