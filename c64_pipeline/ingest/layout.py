@@ -275,13 +275,14 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
 
 
 def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[list[list[_Word]]]:
-    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call; grouped in C by
+    """Words of the page grouped by extractor block and line (the text page's words, grouped in C by
     ``itertools.groupby`` on the block and line numbers)."""
     if textpage is None:
         textpage = page.get_textpage(flags=TEXT_FLAGS)
     blocks: list[list[list[_Word]]] = []
     block = None
-    for (b, _), words in groupby(page.get_text("words", textpage=textpage), _BLOCK_LINE):
+    # textpage.extractWORDS() is what page.get_text("words", textpage=textpage) returns (no clip, no sort)
+    for (b, _), words in groupby(textpage.extractWORDS(), _BLOCK_LINE):
         if b != block:
             blocks.append([])
             block = b
@@ -315,7 +316,7 @@ def blocks_from_page(
     For OCR text pages use "lines": there the extractor's blocks are not paragraphs (it glues
     lines of neighbouring columns together), and ``layout_text`` rebuilds paragraphs from
     line spacing. drop_specks removes OCR specks ("|", "_", ";") at line ends ("auto"/"lines").
-    Geometry comes from one ``get_text("words")`` call on ``textpage`` (made without images when not given).
+    Geometry comes from the words of ``textpage`` (one ``extractWORDS()`` call; made without images when not given).
     """
     if granularity == "blocks":
         out = []
