@@ -708,7 +708,9 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
     for group, gutters in zip(*_groups(_bands(lines), ctx)):
         if not gutters:
-            if _one_per_row(group):  # plain prose: every line is its own row
+            if len(group) == 1:  # a heading, a paragraph's only line, a lone cell
+                items.append(("line", group[0]))
+            elif _one_per_row(group):  # plain prose: every line is its own row
                 items.extend(("line", l) for l in sorted(group, key=_ROW_KEY))  # by (y0 + y1, x0)
             else:
                 items.extend(("line", _fuse(row)) for row in _rows(group))
