@@ -233,6 +233,9 @@ def _stacked(pieces: list[_Piece]) -> bool:
 
 
 def _block(pieces: list[_Piece]) -> TextBlock:
+    if len(pieces) == 1:  # a one-line block: a heading, a cell
+        p = pieces[0]
+        return TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),))
     x0s, y0s, x1s, y1s, texts, _ = zip(*pieces)
     return TextBlock(min(x0s), min(y0s), max(x1s), max(y1s), "\n".join(texts), tuple(zip(y0s, y1s)))
 
