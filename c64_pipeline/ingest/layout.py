@@ -173,9 +173,13 @@ def _row_clusters(pieces: list[_Piece]) -> list[list[_Piece]]:
     rows: list[list[_Piece]] = []
     top = bottom = -math.inf
     for p in sorted(pieces, key=lambda p: p[1] + p[3]):
-        if rows and min(bottom, p[3]) - max(top, p[1]) >= ROW_OVERLAP * min(bottom - top, p[3] - p[1]):
+        p1, p3 = p[1], p[3]
+        # min(a, b) and max(a, b) written out as "b if b < a else a", "b if b > a else a" (what they return)
+        if rows and (p3 if p3 < bottom else bottom) - (p1 if p1 > top else top) >= ROW_OVERLAP * (
+            p3 - p1 if p3 - p1 < bottom - top else bottom - top
+        ):
             rows[-1].append(p)
-            top, bottom = min(top, p[1]), max(bottom, p[3])
+            top, bottom = (p1 if p1 < top else top), (p3 if p3 > bottom else bottom)
         else:
             rows.append([p])
             top, bottom = p[1], p[3]
