@@ -26,6 +26,7 @@ import math
 import re
 import statistics
 from collections import Counter
+from itertools import groupby
 from operator import attrgetter, itemgetter
 from dataclasses import dataclass
 from typing import Literal
@@ -99,13 +100,15 @@ def _column_starts(blocks: list[list[list[_Word]]]) -> set[int]:
     left edges of table columns after the first."""
     firsts: dict[int, float] = {}  # rounded top of a row -> leftmost x seen on it
     heads: list[tuple[int, float]] = []
+    inf = math.inf
     for lines in blocks:
         for words in lines:
-            key = round(words[0][1])
-            heads.append((key, words[0][0]))
-            if words[0][0] < firsts.get(key, math.inf):
-                firsts[key] = words[0][0]
-    counts = Counter(round(x) for key, x in heads if x > firsts[key] + 1)
+            x, y = words[0][0], words[0][1]
+            key = round(y)
+            heads.append((key, x))
+            if x < firsts.get(key, inf):
+                firsts[key] = x
+    counts = Counter([round(x) for key, x in heads if x > firsts[key] + 1])
     return {x for x, c in counts.items() if c >= COLUMN_START_MIN}
 
 
@@ -129,6 +132,19 @@ def _line_pieces(words: list[_Word], drop_specks: bool = False, starts: set[int]
         ink += w[2] - w[0]
     limit = min(CELL_GAP * max(y1 - y0, 1.0), CHAR_GAP * ink / chars)
     aligned = MERGE_GAP * (y1 - y0) if starts else math.inf
+    if not drop_specks:  # cut at the gaps in one pass: a piece's right edge is the running maximum at its end
+        out: list[_Piece] = []
+        first, right = 0, words[0][2]
+        for i in range(1, len(words)):
+            w = words[i]
+            gap = w[0] - right
+            if gap > limit or (gap > aligned and round(w[0]) in starts):  # type: ignore[operator]
+                out.append((words[first][0], y0, right, y1, " ".join([v[4] for v in words[first:i]]), limit))
+                first, right = i, w[2]
+            elif w[2] > right:
+                right = w[2]
+        out.append((words[first][0], y0, right, y1, " ".join([v[4] for v in words[first:]]), limit))
+        return out
     groups: list[list[_Word]] = []
     right = -math.inf
     for w in words:
@@ -157,9 +173,13 @@ def _row_clusters(pieces: list[_Piece]) -> list[list[_Piece]]:
     rows: list[list[_Piece]] = []
     top = bottom = -math.inf
     for p in sorted(pieces, key=lambda p: p[1] + p[3]):
-        if rows and min(bottom, p[3]) - max(top, p[1]) >= ROW_OVERLAP * min(bottom - top, p[3] - p[1]):
+        p1, p3 = p[1], p[3]
+        # min(a, b) and max(a, b) written out as "b if b < a else a", "b if b > a else a" (what they return)
+        if rows and (p3 if p3 < bottom else bottom) - (p1 if p1 > top else top) >= ROW_OVERLAP * (
+            p3 - p1 if p3 - p1 < bottom - top else bottom - top
+        ):
             rows[-1].append(p)
-            top, bottom = min(top, p[1]), max(bottom, p[3])
+            top, bottom = (p1 if p1 < top else top), (p3 if p3 > bottom else bottom)
         else:
             rows.append([p])
             top, bottom = p[1], p[3]
@@ -217,6 +237,9 @@ def _stacked(pieces: list[_Piece]) -> bool:
 
 
 def _block(pieces: list[_Piece]) -> TextBlock:
+    if len(pieces) == 1:  # a one-line block: a heading, a cell
+        p = pieces[0]
+        return TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),))
     x0s, y0s, x1s, y1s, texts, _ = zip(*pieces)
     return TextBlock(min(x0s), min(y0s), max(x1s), max(y1s), "\n".join(texts), tuple(zip(y0s, y1s)))
 
@@ -225,7 +248,7 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
     """Split one extractor block into parts whose lines are not side by side."""
     clusters: list[list[_Piece]] = []  # runs of x-overlapping pieces (connected components of the overlap graph)
     right = -math.inf
-    for p in sorted(pieces, key=lambda p: p[0]):
+    for p in sorted(pieces, key=_FIRST):
         if clusters and p[0] < right:
             clusters[-1].append(p)
             right = max(right, p[2])
@@ -234,7 +257,11 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
             right = p[2]
     out: list[TextBlock] = []
     for members in clusters:
-        part = sorted(members, key=lambda p: (p[1], p[0]))
+        if len(members) == 1:  # a cell of a table row: one piece
+            p = members[0]
+            out.append(TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),)))  # == _block(members)
+            continue
+        part = sorted(members, key=_TOP_LEFT)
         side_by_side = False
         for k, a in enumerate(part):
             a1, a3 = a[1], a[3]
@@ -247,26 +274,30 @@ def _cluster_block(pieces: list[_Piece]) -> list[TextBlock]:
                     break
             if side_by_side:
                 break
-        groups = [[p] for p in part] if side_by_side else [part]
-        out.extend(_block(g) for g in groups)
+        if side_by_side:
+            out.extend(TextBlock(p[0], p[1], p[2], p[3], p[4], ((p[1], p[3]),)) for p in part)  # _block([p]) each
+        else:
+            out.append(_block(part))
     return out
 
 
 def _page_lines(page: pymupdf.Page, textpage: pymupdf.TextPage | None) -> list[list[list[_Word]]]:
-    """Words of the page grouped by extractor block and line (one ``get_text("words")`` call)."""
+    """Words of the page grouped by extractor block and line (the text page's words, grouped in C by
+    ``itertools.groupby`` on the block and line numbers)."""
     if textpage is None:
         textpage = page.get_textpage(flags=TEXT_FLAGS)
     blocks: list[list[list[_Word]]] = []
-    key = None
-    for w in page.get_text("words", textpage=textpage):
-        b, l = w[5], w[6]
-        if (b, l) != key:
-            if key is None or b != key[0]:
-                blocks.append([])
-            blocks[-1].append([])
-            key = (b, l)
-        blocks[-1][-1].append(w)
+    block = None
+    # textpage.extractWORDS() is what page.get_text("words", textpage=textpage) returns (no clip, no sort)
+    for (b, _), words in groupby(textpage.extractWORDS(), _BLOCK_LINE):
+        if b != block:
+            blocks.append([])
+            block = b
+        blocks[-1].append(list(words))
     return blocks
+
+
+_BLOCK_LINE = itemgetter(5, 6)
 
 
 # Text page flags for text layers, as extraction always used (``get_textpage()``'s default): no images (decoding them
@@ -292,7 +323,7 @@ def blocks_from_page(
     For OCR text pages use "lines": there the extractor's blocks are not paragraphs (it glues
     lines of neighbouring columns together), and ``layout_text`` rebuilds paragraphs from
     line spacing. drop_specks removes OCR specks ("|", "_", ";") at line ends ("auto"/"lines").
-    Geometry comes from one ``get_text("words")`` call on ``textpage`` (made without images when not given).
+    Geometry comes from the words of ``textpage`` (one ``extractWORDS()`` call; made without images when not given).
     """
     if granularity == "blocks":
         out = []
@@ -354,8 +385,15 @@ def _lines_from_blocks(blocks: list[TextBlock]) -> list[_Line]:
     for bi, b in enumerate(blocks):
         parts = b.text.split("\n")
         n = len(parts)
-        h = (b.y1 - b.y0) / n if n else 0
-        spans = b.line_spans if len(b.line_spans) == n else [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
+        spans = b.line_spans
+        if len(spans) != n:
+            h = (b.y1 - b.y0) / n
+            spans = [(b.y0 + i * h, b.y0 + (i + 1) * h) for i in range(n)]
+        if n == 1:  # a one-line block (table cells, headings)
+            text = parts[0].strip()
+            if text:
+                out.append(_Line(b.x0, spans[0][0], b.x1, spans[0][1], text, bi, True, 1))
+            continue
         kept = [(i, p) for i, p in enumerate(map(str.strip, parts)) if p]
         for k, (i, text) in enumerate(kept):
             out.append(_Line(b.x0, spans[i][0], b.x1, spans[i][1], text, bi, k == 0, len(kept)))
@@ -372,11 +410,14 @@ def _same_row(a: _Line, b: _Line) -> bool:
     return _y_overlap(a.y0, a.y1, b.y0, b.y1) >= ROW_OVERLAP * min(a.h, b.h)
 
 
+_BAND_KEY = attrgetter("y0", "x0")
+
+
 def _bands(lines: list[_Line]) -> list[list[_Line]]:
     """Split into horizontal bands separated by vertical whitespace (small overlaps tolerated)."""
     bands: list[list[_Line]] = []
     bottom = -math.inf
-    for l in sorted(lines, key=lambda l: (l.y0, l.x0)):
+    for l in sorted(lines, key=_BAND_KEY):
         if bands and l.y0 < bottom - 0.25 * l.h:
             bands[-1].append(l)
             bottom = max(bottom, l.y1)
@@ -406,6 +447,8 @@ def _cover(ivs: list[tuple[float, float]], ctx: _Ctx) -> list[tuple[float, float
 
 
 def _gaps(cover: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(cover) < 2:  # most bands and groups: one stretch, no gap
+        return []
     return [(a[1], b[0]) for a, b in zip(cover, cover[1:])]
 
 
@@ -428,30 +471,41 @@ def _keeps(
     return True
 
 
-def _groups(bands: list[list[_Line]], ctx: _Ctx) -> list[list[_Line]]:
+def _groups(bands: list[list[_Line]], ctx: _Ctx) -> tuple[list[list[_Line]], list[list[tuple[float, float]]]]:
+    """Bands merged into groups, and each group's gutters. A group's x extent coalesced is the ``_cover`` of its
+    bands' covers, which is the ``_cover`` of its lines: its gaps are ``_gutters(group)``."""
     groups: list[list[_Line]] = []
-    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced (its gutters are the gaps)
+    covers: list[list[tuple[float, float]]] = []  # x extent of each group, coalesced
+    gutters: list[list[tuple[float, float]]] = []  # the gaps of each cover
     for band in bands:
         cb = _cover([(l.x0, l.x1) for l in band], ctx)
         gb = _gaps(cb)
         if groups:
-            gg = _gaps(covers[-1])
+            gg = gutters[-1]
             if gg or gb:
                 cu = _cover(covers[-1] + cb, ctx)
                 gu = _gaps(cu)
                 if gu and _keeps(gg, gu, True, ctx) and _keeps(gb, gu, not gg, ctx):
-                    groups[-1] = groups[-1] + band
+                    groups[-1].extend(band)
                     covers[-1] = cu
+                    gutters[-1] = gu
                     continue
         groups.append(list(band))
         covers.append(cb)
-    return groups
+        gutters.append(gb)
+    return groups, gutters
 
 
 def _one_per_row(lines: list[_Line]) -> bool:
     """No two lines share a row (so ``_rows`` would return every line alone, in the same order)."""
-    ordered = sorted(lines, key=lambda l: l.y0)
-    return all(b.y0 >= a.y1 - 0.25 * min(a.h, b.h) for a, b in zip(ordered, ordered[1:]))
+    ordered = sorted(lines, key=_Y0)
+    for a, b in zip(ordered, ordered[1:]):
+        if not b.y0 >= a.y1 - 0.25 * (a.h if a.h < b.h else b.h):
+            return False
+    return True
+
+
+_Y0 = attrgetter("y0")
 
 
 _ROW_KEY = attrgetter("mid2", "x0")
@@ -511,8 +565,9 @@ def _continues(row: list[_Line], prev: list[_Line], ctx: _Ctx) -> bool:
     return True
 
 
-def _prose_like(side: list[_Line], paired: set[int]) -> bool:
-    if statistics.median(l.words for l in side) < PROSE_MIN_WORDS:
+def _prose_like(side: list[_Line], words: float, paired: set[int]) -> bool:
+    """``words``: the side's median words per line."""
+    if words < PROSE_MIN_WORDS:
         return False
     hits = [l for l in side if id(l) in paired]
     if not hits:
@@ -525,11 +580,21 @@ def _prose_like(side: list[_Line], paired: set[int]) -> bool:
     return sum(1 for l in mids if l.text[:1].islower()) >= 0.5 * len(mids)
 
 
-def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None) -> bool:
+def _median_words(lines: list[_Line]) -> float:
+    return statistics.median([l.words for l in lines])
+
+
+def _is_table_pair(
+    left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict | None = None,
+    wl: float | None = None, wr: float | None = None,
+) -> bool:
     """Are two neighbouring columns cells of one table? The rows built for the pair are kept in ``memo`` under
-    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own."""
-    wl = statistics.median(l.words for l in left)
-    wr = statistics.median(l.words for l in right)
+    ``(id(left), id(right))``, for ``_table`` to reuse when the pair is a table of its own. ``wl``/``wr``: the
+    columns' median words per line (``_median_words``) when already known."""
+    if wl is None:
+        wl = _median_words(left)
+    if wr is None:
+        wr = _median_words(right)
     if min(wl, wr) > TABLE_MAX_WORDS:  # neither side is cell-like (checked first: it needs no rows)
         return False
     left_ids = {id(l) for l in left}
@@ -540,11 +605,15 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict 
     paired_ids: set[int] = set()
     prev = None
     for row in rows:
-        in_left = [l for l in row if id(l) in left_ids]
-        in_right = [l for l in row if id(l) not in left_ids]
+        if len(row) == 1:  # most rows: one line, on one side
+            in_left = id(row[0]) in left_ids
+            in_right = not in_left
+        else:
+            n_left = len([l for l in row if id(l) in left_ids])
+            in_left, in_right = n_left > 0, n_left < len(row)
         if in_left and in_right:
             paired += 1
-            paired_ids.update(id(l) for l in row)
+            paired_ids.update(map(id, row))
         elif not in_left and prev is not None and _continues(row, prev, ctx):
             pass  # wrapped cell text: neither for nor against a table
         else:
@@ -552,7 +621,7 @@ def _is_table_pair(left: list[_Line], right: list[_Line], ctx: _Ctx, memo: dict 
         prev = row
     if paired == 0 or paired / (paired + other) < 0.5:
         return False
-    return not (_prose_like(left, paired_ids) or _prose_like(right, paired_ids))
+    return not (_prose_like(left, wl, paired_ids) or _prose_like(right, wr, paired_ids))
 
 
 def _wraps_in_place(row: list[_Line], cells: list[list[_Line]]) -> bool:
@@ -599,11 +668,11 @@ def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None
     first_col = {id(l) for l in columns[0]}
     if rows is None:
         rows = _rows([l for c in columns for l in c])
-    gap = _row_gap([r for r in rows if any(id(l) in first_col for l in r)])
+    has_firsts = [any(id(l) in first_col for l in row) for row in rows]  # does the row have a first-column line
+    gap = _row_gap([r for r, has_first in zip(rows, has_firsts) if has_first])
     table: list[list[list[_Line]]] = []  # rows of cells; a cell is a list of lines
     prev = None
-    for row in rows:
-        has_first = any(id(l) in first_col for l in row)
+    for row, has_first in zip(rows, has_firsts):
         if (
             table
             and (not has_first or _wraps_in_place(row, table[-1]) or _wraps_closer(row, table[-1], gap))
@@ -644,11 +713,12 @@ def _table(columns: list[list[_Line]], ctx: _Ctx, rows: list[list[_Line]] | None
 
 def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
-    for group in _groups(_bands(lines), ctx):
-        gutters = _gutters(group, ctx)
+    for group, gutters in zip(*_groups(_bands(lines), ctx)):
         if not gutters:
-            if _one_per_row(group):  # plain prose: every line is its own row
-                items.extend(("line", l) for l in sorted(group, key=lambda l: (l.y0 + l.y1, l.x0)))
+            if len(group) == 1:  # a heading, a paragraph's only line, a lone cell
+                items.append(("line", group[0]))
+            elif _one_per_row(group):  # plain prose: every line is its own row
+                items.extend(("line", l) for l in sorted(group, key=_ROW_KEY))  # by (y0 + y1, x0)
             else:
                 items.extend(("line", _fuse(row)) for row in _rows(group))
             continue
@@ -659,8 +729,9 @@ def _order(lines: list[_Line], ctx: _Ctx) -> list[tuple[str, object]]:
         columns = [c for c in columns if c]
         segments = [[columns[0]]]
         memo: dict = {}
-        for a, b in zip(columns, columns[1:]):
-            if _is_table_pair(a, b, ctx, memo):
+        words = [_median_words(c) for c in columns]  # each column is in up to two pairs
+        for k, (a, b) in enumerate(zip(columns, columns[1:])):
+            if _is_table_pair(a, b, ctx, memo, words[k], words[k + 1]):
                 segments[-1].append(b)
             else:
                 segments.append([b])
@@ -776,19 +847,26 @@ def strip_running_heads(
             return "", 0
         return " ".join(b.text.split()).casefold(), round(b.y0 / HEAD_POSITION_TOLERANCE)
 
+    # each block's keys, taken once: its head key if in the band, its (text, height) if in the wide band, else None
+    keyed = [
+        [(_head_key(b.text) if in_band(b, h) else None, placed(b) if in_wide_band(b, h) else None) for b in blocks]
+        for blocks, h in zip(pages, page_heights)
+    ]
     counts: Counter[str] = Counter()
     at_place: Counter[tuple[str, int]] = Counter()
-    for blocks, h in zip(pages, page_heights):
-        counts.update({_head_key(b.text) for b in blocks if in_band(b, h)})
-        at_place.update({placed(b) for b in blocks if in_wide_band(b, h)})
+    for keys in keyed:
+        counts.update({k for k, _ in keys if k is not None})
+        at_place.update({p for _, p in keys if p is not None})
     need = max(2, math.ceil(min_share * len(pages) - 1e-9))
     heads = {k for k, c in counts.items() if c >= need and k}
     placed_heads = {k for k, c in at_place.items() if c >= need and k[0]}
+    if not heads and not placed_heads:
+        return [list(p) for p in pages]
 
-    def head(b: TextBlock, h: float) -> bool:
-        return (in_band(b, h) and _head_key(b.text) in heads) or (in_wide_band(b, h) and placed(b) in placed_heads)
+    def head(k: str | None, p: tuple[str, int] | None) -> bool:
+        return (k is not None and k in heads) or (p is not None and p in placed_heads)
 
-    return [[b for b in blocks if not head(b, h)] for blocks, h in zip(pages, page_heights)]
+    return [[b for b, (k, p) in zip(blocks, keys) if not head(k, p)] for blocks, keys in zip(pages, keyed)]
 
 
 def single_line_rows(blocks: "list[TextBlock]", recent: int | None = None) -> list[list[int]]:
