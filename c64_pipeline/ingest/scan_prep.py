@@ -145,11 +145,15 @@ def remove_rules(gray: np.ndarray, dpi: int, ink: int | None = None) -> np.ndarr
 
 
 def _block_sums(a: np.ndarray, block: int) -> np.ndarray:
-    """Sums of ``a`` over ``block`` x ``block`` tiles (the ragged edge tiles padded with zeros)."""
+    """Sums of ``a`` (integers or booleans) over ``block`` x ``block`` tiles (the ragged edge tiles padded with
+    zeros), as int64."""
     rows, cols = -(-a.shape[0] // block), -(-a.shape[1] // block)
-    padded = np.zeros((rows * block, cols * block), np.float64)
-    padded[: a.shape[0], : a.shape[1]] = a
-    return padded.reshape(rows, block, cols, block).sum(axis=(1, 3))
+    if (rows * block, cols * block) != a.shape:
+        a = np.pad(a, ((0, rows * block - a.shape[0]), (0, cols * block - a.shape[1])))
+    return a.reshape(rows, block, cols * block).sum(axis=1, dtype=np.int64).reshape(rows, cols, block).sum(axis=2)
+
+
+_SQUARES = np.arange(256, dtype=np.uint32) ** 2
 
 
 def _window_sums(a: np.ndarray, radius: int) -> np.ndarray:
@@ -178,22 +182,26 @@ def lighten_fills(gray: np.ndarray, dpi: int) -> np.ndarray:
     (paper,) = _levels(gray, 0.95)
     block = max(1, dpi // 75)
     light = gray >= paper - FILL_PAPER_TOLERANCE
-    tiles = _block_sums(np.ones_like(gray, dtype=np.float64), block)
+    h, w = gray.shape
+    tiles = np.outer(np.diff(np.minimum(np.arange(0, h + block, block), h))[: -(-h // block)],
+                     np.diff(np.minimum(np.arange(0, w + block, block), w))[: -(-w // block)])
+    light_tiles = _block_sums(light, block)
+    dark_tiles = tiles - light_tiles
+    ink = np.where(light, np.uint8(0), gray)
     radius = max(1, int(FILL_WINDOW * dpi / block / 2))
     area = _window_sums(tiles, radius)
-    paper_share = _window_sums(_block_sums(light, block), radius) / area
-    dark_count = _window_sums(_block_sums(~light, block), radius)
-    tone = _window_sums(_block_sums(np.where(light, 0, gray), block), radius) / np.maximum(dark_count, 1)
-    squares = _window_sums(_block_sums(np.where(light, 0, gray.astype(np.float64) ** 2), block), radius)
+    paper_share = _window_sums(light_tiles, radius) / area
+    dark_count = _window_sums(dark_tiles, radius)
+    tone = _window_sums(_block_sums(ink, block), radius) / np.maximum(dark_count, 1)
+    squares = _window_sums(_block_sums(_SQUARES[ink], block), radius)
     spread = np.sqrt(np.maximum(squares / np.maximum(dark_count, 1) - tone**2, 0))
     # only next to the fill itself: tiles mostly of the fill's tone, and the strokes of the letters on it (light
     # tiles within FILL_STROKE inches of such a tile); the paper around a box stays as it is
-    dark_tiles = _block_sums(~light, block) * 2 > tiles
+    dark_tiles = dark_tiles * 2 > tiles
     near = _window_sums(dark_tiles.astype(np.float64), max(1, round(FILL_STROKE * dpi / block))) > 0
     filled = (paper_share < FILL_MAX_PAPER_SHARE) & (tone >= FILL_MIN_TONE) & (spread <= FILL_MAX_SPREAD * (paper - tone)) & near
     if not filled.any():
         return gray
-    h, w = gray.shape
     mask = np.repeat(np.repeat(filled, block, 0), block, 1)[:h, :w]
     fill = np.repeat(np.repeat(tone, block, 0), block, 1)[:h, :w]
     gain = 255.0 / np.maximum(np.abs(paper - fill), FILL_MIN_CONTRAST)
