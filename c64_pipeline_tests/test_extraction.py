@@ -143,5 +143,6 @@ def test_the_page_reader_takes_each_reading_setting_and_its_default_from_extract
     easy = PageReader(ocr_engine="easyocr").settings()
     assert make_ocr_engine(easy.ocr_engine, **easy.ocr_options).dpi == 200  # the engine's own, not forced to 300
     assert make_ocr_engine("tesseract", **PageReader(ocr_dpi=150).settings().ocr_options).dpi == 150
+    assert make_ocr_engine("tesseract", **PageReader(ocr_lighten_fills=True).settings().ocr_options).lighten_fills
     banded = PageReader(header_band=0.12, header_min_share=0.4).settings()
     assert (banded.header_band, banded.header_min_share) == (0.12, 0.4)

@@ -43,10 +43,11 @@ _READING = ExtractionSettings()
 class PageReader(ConfigurableResource):
     """How page text is obtained: when a page goes to OCR, and which OCR engine reads it. Fields and defaults are
     `ExtractionSettings`' (ingest/extraction.py), where each is explained; `ocr_dpi` None keeps the engine's own
-    resolution (Tesseract 300, EasyOCR 200)."""
+    resolution (Tesseract 300, EasyOCR 200); `ocr_lighten_fills` is a Tesseract option."""
 
     ocr_engine: str = _READING.ocr_engine
     ocr_dpi: int | None = None
+    ocr_lighten_fills: bool = False  # Tesseract: text on coloured boxes made dark on paper first (see README)
     ocr_workers: int = _READING.ocr_workers
     min_chars: int = _READING.min_chars
     min_quality: float = _READING.min_quality
@@ -60,7 +61,8 @@ class PageReader(ConfigurableResource):
             min_quality=self.min_quality,
             image_share_for_ocr=self.image_share_for_ocr,
             ocr_engine=self.ocr_engine,
-            ocr_options={"dpi": self.ocr_dpi} if self.ocr_dpi else {},
+            ocr_options={**({"dpi": self.ocr_dpi} if self.ocr_dpi else {}),
+                         **({"lighten_fills": True} if self.ocr_lighten_fills else {})},
             ocr_workers=self.ocr_workers,
             header_band=self.header_band,
             header_min_share=self.header_min_share,

@@ -302,8 +302,8 @@ def blocks_from_ocr_words(words: list[OcrWord], cell_gap: float = OCR_CELL_GAP) 
 class TesseractEngine:
     """Tesseract through PyMuPDF's built-in OCR (``Pixmap.pdfocr_tobytes``, full page).
 
-    The page is rendered in gray and, before OCR, straightened, its text on filled boxes made dark on white, and
-    cleared of table rules (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``lighten_fills``, ``remove_rules``); the words come back in the straightened page's
+    The page is rendered in gray and, before OCR, straightened, (optionally) its text on filled boxes made dark on
+    paper, and cleared of table rules (``c64_pipeline.ingest.scan_prep``: ``straighten``, ``lighten_fills``, ``remove_rules``); the words come back in the straightened page's
     coordinates, where table rows are level, and ``blocks_from_ocr_words`` makes cells and rows of them. Cells of a
     number or hex column that were read as something else are read again from their crop with the column's
     alphabet (``c64_pipeline.ingest.cell_reread``, ``reread_cells``; counted in ``OcrBlock.rereads``).
@@ -315,7 +315,9 @@ class TesseractEngine:
     tessdata: str | None = None  # None: auto-detect (see find_tessdata)
     straighten: bool = True
     remove_rules: bool = True
-    lighten_fills: bool = True  # text on coloured or dark boxes made dark on white first (scan_prep.lighten_fills)
+    # text on coloured boxes made dark on paper first (scan_prep.lighten_fills): off by default, since on a diagram it
+    # reads the boxes' labels but can cost the rows that pair a label with its range (see README)
+    lighten_fills: bool = False
     reread_cells: bool = True  # table cells that do not fit their column's form OCR'd again (cell_reread)
 
     def prepared_image(self, page: pymupdf.Page):
