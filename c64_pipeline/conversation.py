@@ -138,10 +138,6 @@ class Conversation(Record):
         return self.doc_id == doc_id or any(r.get("doc_id") == doc_id for r in self.source_refs)
 
 
-def conversation(messages: Sequence[Mapping], source_refs: Sequence[Mapping] = (), **fields: Any) -> Conversation:
-    return Conversation(tuple(dict(m) for m in messages), tuple(dict(r) for r in source_refs), **fields)
-
-
 def token_length(tokenizer, messages: Sequence[Mapping]) -> int:
     """Tokens of `messages` as the tokenizer's chat template renders them (what training sees)."""
     return len(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True)["input_ids"])
